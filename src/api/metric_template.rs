@@ -1,0 +1,34 @@
+//! The `MetricTemplate` kind: a reusable query against a metrics provider.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "aviary.dev",
+    version = "v1beta1",
+    kind = "MetricTemplate",
+    namespaced,
+    printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".spec.provider.type"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricTemplateSpec {
+    pub provider: MetricTemplateProvider,
+    /// The query; `{{ name }}`, `{{ namespace }}`, `{{ target }}`, `{{ service }}`, `{{ interval }}`
+    /// and `{{ variables.x }}` are filled in before it runs. It must return one number.
+    pub query: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricTemplateProvider {
+    /// Provider type, for example `prometheus`.
+    pub r#type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<k8s_openapi::api::core::v1::LocalObjectReference>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}

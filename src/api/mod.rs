@@ -1,0 +1,20 @@
+//! The `aviary.dev/v1beta1` API: field-compatible with Flagger's `flagger.app/v1beta1`,
+//! so a Flagger manifest only needs its apiVersion changed.
+
+mod alert_provider;
+mod canary;
+mod duration;
+mod metric_template;
+mod schema;
+mod status;
+
+pub use alert_provider::{AlertProvider, AlertProviderSpec};
+pub use canary::*;
+pub use duration::{parse_duration, DurationError};
+pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
+pub use status::{CanaryCondition, CanaryPhase, CanaryStatus};
+
+/// The API group shared by every Aviary kind.
+pub const GROUP: &str = "aviary.dev";
+/// The only served version; it mirrors Flagger's.
+pub const VERSION: &str = "v1beta1";

@@ -1,0 +1,152 @@
+//! What Aviary reports about a canary. The engine owns every field; the adapters only persist it.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
+
+/// The rollout phases, named as Flagger names them so dashboards and `kubectl wait` keep working.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CanaryPhase {
+    #[default]
+    Initializing,
+    Initialized,
+    Waiting,
+    Progressing,
+    WaitingPromotion,
+    Promoting,
+    Finalising,
+    Succeeded,
+    Failed,
+    Terminating,
+    Terminated,
+}
+
+impl CanaryPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryPhase::Initializing => "Initializing",
+            CanaryPhase::Initialized => "Initialized",
+            CanaryPhase::Waiting => "Waiting",
+            CanaryPhase::Progressing => "Progressing",
+            CanaryPhase::WaitingPromotion => "WaitingPromotion",
+            CanaryPhase::Promoting => "Promoting",
+            CanaryPhase::Finalising => "Finalising",
+            CanaryPhase::Succeeded => "Succeeded",
+            CanaryPhase::Failed => "Failed",
+            CanaryPhase::Terminating => "Terminating",
+            CanaryPhase::Terminated => "Terminated",
+        }
+    }
+
+    /// Phases in which a rollout is under way (traffic may be on the canary).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            CanaryPhase::Progressing
+                | CanaryPhase::WaitingPromotion
+                | CanaryPhase::Promoting
+                | CanaryPhase::Finalising
+        )
+    }
+
+    /// The value of the `Promoted` condition for this phase.
+    fn promoted_condition(self) -> &'static str {
+        match self {
+            CanaryPhase::Initialized | CanaryPhase::Succeeded => "True",
+            CanaryPhase::Failed => "False",
+            _ => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for CanaryPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    #[serde(default)]
+    pub phase: CanaryPhase,
+    #[serde(default)]
+    pub failed_checks: i32,
+    #[serde(default)]
+    pub canary_weight: i32,
+    #[serde(default)]
+    pub iterations: i32,
+    /// Checksums of the ConfigMaps and Secrets the pod template references.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tracked_configs: BTreeMap<String, String>,
+    /// Revision (pod-template hash) the current or last rollout was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_spec: Option<String>,
+    /// Revision that was last promoted to the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promoted_spec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_timestamp")]
+    pub last_transition_time: Option<Timestamp>,
+    /// When the last analysis step ran; a restarted controller uses it to neither repeat nor skip one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_timestamp")]
+    pub last_step_time: Option<Timestamp>,
+    /// Whether the pre-rollout hooks of the current rollout have passed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_rollout_passed: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<CanaryCondition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryCondition {
+    pub r#type: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_timestamp")]
+    pub last_update_time: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_timestamp")]
+    pub last_transition_time: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl CanaryStatus {
+    /// Moves to `phase`, keeping `lastTransitionTime` and the `Promoted` condition in step with it.
+    pub fn set_phase(&mut self, phase: CanaryPhase, message: &str, now: Timestamp) {
+        if self.phase != phase || self.last_transition_time.is_none() {
+            self.last_transition_time = Some(now);
+        }
+        self.phase = phase;
+        let status = phase.promoted_condition().to_string();
+        let existing = self.conditions.iter_mut().find(|c| c.r#type == "Promoted");
+        match existing {
+            Some(condition) => {
+                if condition.status != status {
+                    condition.last_transition_time = Some(now);
+                }
+                condition.status = status;
+                condition.last_update_time = Some(now);
+                condition.reason = Some(phase.as_str().to_string());
+                condition.message = Some(message.to_string());
+            }
+            None => self.conditions.push(CanaryCondition {
+                r#type: "Promoted".to_string(),
+                status,
+                last_update_time: Some(now),
+                last_transition_time: Some(now),
+                reason: Some(phase.as_str().to_string()),
+                message: Some(message.to_string()),
+            }),
+        }
+    }
+}

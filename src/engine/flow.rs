@@ -1,0 +1,600 @@
+//! The phase machine. One `Rollout` is built per call to `decide` and consumed by it.
+
+use std::time::Duration;
+
+use crate::api::{AlertSeverity, CanaryAnalysis, CanaryPhase, CanaryStatus, HookType};
+
+use super::analysis::{self, Failure};
+use super::strategy::{next_promotion_weight, next_weight, Strategy};
+use super::{Action, Decision, Event, HookOutcome, Input, Need, Routes, Step};
+
+/// How soon to look again while waiting on readiness, when the interval is longer.
+const READINESS_POLL: Duration = Duration::from_secs(5);
+
+/// `Err(Need)` unwinds a decision that lacks an observation; `?` carries it to `run`.
+type Flow<T = ()> = Result<T, Need>;
+
+pub(super) struct Rollout<'a> {
+    input: Input<'a>,
+    strategy: Strategy,
+    status: CanaryStatus,
+    actions: Vec<Action>,
+}
+
+impl<'a> Rollout<'a> {
+    pub(super) fn new(input: Input<'a>) -> Self {
+        Rollout {
+            strategy: Strategy::of(input.spec),
+            status: input.status.clone(),
+            actions: Vec::new(),
+            input,
+        }
+    }
+
+    pub(super) fn run(mut self) -> Step {
+        match self.step() {
+            Err(need) => Step::Need(need),
+            Ok(()) => {
+                let requeue_after = self.requeue_after();
+                Step::Decided(Decision {
+                    status: self.status,
+                    actions: self.actions,
+                    requeue_after,
+                })
+            }
+        }
+    }
+
+    fn step(&mut self) -> Flow {
+        if self.input.spec.suspend {
+            return Ok(());
+        }
+        let Some(target) = self.input.observations.target_revision.clone() else {
+            // Nothing can be decided without the target; the adapter reports the missing object.
+            return Ok(());
+        };
+        match self.status.phase {
+            CanaryPhase::Initializing => {
+                self.initialize(target);
+                Ok(())
+            }
+            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => {
+                self.detect_revision(target)
+            }
+            CanaryPhase::Waiting => self.confirm_rollout(target),
+            CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => self.progress(target),
+            CanaryPhase::Promoting => {
+                self.finish_promotion();
+                Ok(())
+            }
+            CanaryPhase::Finalising => {
+                self.finalise();
+                Ok(())
+            }
+            CanaryPhase::Terminating | CanaryPhase::Terminated => Ok(()),
+        }
+    }
+
+    // ---- phases -------------------------------------------------------------------------------
+
+    fn initialize(&mut self, target: String) {
+        let now = self.input.now;
+        if self.status.last_transition_time.is_none() {
+            self.status
+                .set_phase(CanaryPhase::Initializing, "Creating the primary", now);
+        }
+        self.actions.push(Action::Bootstrap);
+        self.actions.push(Action::SetRoutes(Routes::primary_only()));
+        if self.input.observations.primary_ready {
+            self.status.last_applied_spec = Some(target.clone());
+            self.status.last_promoted_spec = Some(target);
+            self.status.canary_weight = 0;
+            self.actions.push(Action::ScaleTarget { up: false });
+            self.set_phase(CanaryPhase::Initialized, "Primary is ready");
+            self.event(
+                AlertSeverity::Info,
+                "Initialized",
+                format!(
+                    "Initialization done: {} runs on its primary",
+                    self.input.name
+                ),
+            );
+        } else if self.deadline_passed() {
+            self.set_phase(CanaryPhase::Failed, "Primary did not become ready");
+            self.event(
+                AlertSeverity::Error,
+                "InitializationFailed",
+                format!(
+                    "The primary of {} was not ready within progressDeadlineSeconds ({}s)",
+                    self.input.name,
+                    self.input.spec.progress_deadline().as_secs()
+                ),
+            );
+        }
+    }
+
+    fn detect_revision(&mut self, target: String) -> Flow {
+        if self.status.last_applied_spec.as_deref() == Some(target.as_str()) {
+            // Already rolled out, or failed: a failed revision waits for a new one.
+            return Ok(());
+        }
+        if self.status.last_promoted_spec.as_deref() == Some(target.as_str()) {
+            // The target went back to what the primary runs: nothing to roll out.
+            self.status.last_applied_spec = Some(target);
+            self.actions.push(Action::ScaleTarget { up: false });
+            self.event(
+                AlertSeverity::Info,
+                "RevisionUnchanged",
+                format!(
+                    "{} is back on its promoted revision; nothing to roll out",
+                    self.input.name
+                ),
+            );
+            return Ok(());
+        }
+        self.confirm_rollout(target)
+    }
+
+    fn confirm_rollout(&mut self, target: String) -> Flow {
+        if let Some(failure) = self.gate(HookType::ConfirmRollout)? {
+            if self.status.phase != CanaryPhase::Waiting {
+                self.set_phase(CanaryPhase::Waiting, &failure.0);
+                self.event(
+                    AlertSeverity::Info,
+                    "Waiting",
+                    format!(
+                        "Waiting for approval to roll out {}: {}",
+                        self.input.name, failure.0
+                    ),
+                );
+            }
+            return Ok(());
+        }
+        self.start_rollout(target);
+        Ok(())
+    }
+
+    fn start_rollout(&mut self, target: String) {
+        self.reset_rollout(target.clone());
+        self.set_phase(CanaryPhase::Progressing, "New revision detected");
+        self.actions.push(Action::ScaleTarget { up: true });
+        self.actions.push(Action::SetRoutes(Routes::primary_only()));
+        self.event(
+            AlertSeverity::Info,
+            "NewRevision",
+            format!(
+                "New revision {target} of {} detected; scaling up the canary",
+                self.input.name
+            ),
+        );
+    }
+
+    fn restart(&mut self, target: String) {
+        self.reset_rollout(target.clone());
+        self.set_phase(CanaryPhase::Progressing, "New revision during analysis");
+        self.actions.push(Action::ScaleTarget { up: true });
+        self.actions.push(Action::SetRoutes(Routes::primary_only()));
+        self.event(
+            AlertSeverity::Warn,
+            "AnalysisRestarted",
+            format!(
+                "{} changed to revision {target} during analysis; restarting from weight 0",
+                self.input.name
+            ),
+        );
+    }
+
+    fn reset_rollout(&mut self, target: String) {
+        self.status.last_applied_spec = Some(target);
+        self.status.canary_weight = 0;
+        self.status.failed_checks = 0;
+        self.status.iterations = 0;
+        self.status.pre_rollout_passed = false;
+        self.status.last_step_time = Some(self.input.now);
+    }
+
+    fn progress(&mut self, target: String) -> Flow {
+        if self.status.last_applied_spec.as_deref() != Some(target.as_str()) {
+            self.restart(target);
+            return Ok(());
+        }
+        let rollback_outcomes = self.hooks(HookType::Rollback)?;
+        if let Some(hook) = analysis::first_passing_hook(rollback_outcomes) {
+            let reason = format!("rollback webhook {} asked for it", hook.name);
+            self.rollback(&reason);
+            return Ok(());
+        }
+        if !self.input.observations.canary_ready {
+            if self.deadline_passed() {
+                let reason = format!(
+                    "the canary was not ready within progressDeadlineSeconds ({}s)",
+                    self.input.spec.progress_deadline().as_secs()
+                );
+                self.rollback(&reason);
+            }
+            return Ok(());
+        }
+        if !self.step_due() {
+            return Ok(());
+        }
+        let Some(analysis) = self.analysis() else {
+            self.promote();
+            return Ok(());
+        };
+        if self.status.failed_checks >= analysis.threshold() {
+            self.rollback("failed checks already at the threshold");
+            return Ok(());
+        }
+        if !self.status.pre_rollout_passed {
+            return self.enter_traffic(analysis);
+        }
+        if let Some(failure) = self.analyse(analysis)? {
+            self.count_failure(analysis, failure);
+            return Ok(());
+        }
+        self.status.last_step_time = Some(self.input.now);
+        match self.strategy {
+            Strategy::Canary if self.status.canary_weight < analysis.max_weight() => {
+                self.advance_weight(analysis)
+            }
+            Strategy::AbTesting | Strategy::BlueGreen
+                if self.status.iterations + 1 < analysis.iterations.unwrap_or(0) =>
+            {
+                self.status.iterations += 1;
+                self.event(
+                    AlertSeverity::Info,
+                    "IterationPassed",
+                    format!(
+                        "{}: iteration {}/{} passed ({})",
+                        self.input.name,
+                        self.status.iterations,
+                        analysis.iterations.unwrap_or(0),
+                        self.metric_summary()
+                    ),
+                );
+                Ok(())
+            }
+            _ => {
+                if matches!(self.strategy, Strategy::AbTesting | Strategy::BlueGreen) {
+                    self.status.iterations = analysis.iterations.unwrap_or(0);
+                }
+                self.promotion_gate()
+            }
+        }
+    }
+
+    /// Pre-rollout hooks, then the first traffic: the first weight, the A/B match or test traffic.
+    fn enter_traffic(&mut self, analysis: &CanaryAnalysis) -> Flow {
+        if let Some(failure) = self.gate(HookType::PreRollout)? {
+            self.count_failure(analysis, failure);
+            return Ok(());
+        }
+        self.status.pre_rollout_passed = true;
+        self.status.last_step_time = Some(self.input.now);
+        let weight = match self.strategy {
+            Strategy::Canary => next_weight(analysis, 0),
+            _ => 0,
+        };
+        self.status.canary_weight = weight;
+        let routes = self.strategy.analysis_routes(analysis, weight);
+        self.actions.push(Action::SetRoutes(routes));
+        self.event(
+            AlertSeverity::Info,
+            "AnalysisStarted",
+            format!(
+                "Starting analysis of {} at canary weight {weight}",
+                self.input.name
+            ),
+        );
+        Ok(())
+    }
+
+    fn advance_weight(&mut self, analysis: &CanaryAnalysis) -> Flow {
+        if let Some(failure) = self.gate(HookType::ConfirmTrafficIncrease)? {
+            self.event(
+                AlertSeverity::Info,
+                "TrafficIncreaseWaiting",
+                format!(
+                    "{} holds at weight {}: {}",
+                    self.input.name, self.status.canary_weight, failure.0
+                ),
+            );
+            return Ok(());
+        }
+        let weight = next_weight(analysis, self.status.canary_weight);
+        self.status.canary_weight = weight;
+        self.actions.push(Action::SetRoutes(
+            self.strategy.analysis_routes(analysis, weight),
+        ));
+        self.event(
+            AlertSeverity::Info,
+            "WeightAdvanced",
+            format!(
+                "Advanced {} to canary weight {weight} ({})",
+                self.input.name,
+                self.metric_summary()
+            ),
+        );
+        Ok(())
+    }
+
+    fn promotion_gate(&mut self) -> Flow {
+        if let Some(failure) = self.gate(HookType::ConfirmPromotion)? {
+            if self.status.phase != CanaryPhase::WaitingPromotion {
+                self.set_phase(CanaryPhase::WaitingPromotion, &failure.0);
+                self.event(
+                    AlertSeverity::Info,
+                    "WaitingPromotion",
+                    format!(
+                        "{} waits for promotion approval: {}",
+                        self.input.name, failure.0
+                    ),
+                );
+            }
+            return Ok(());
+        }
+        self.promote();
+        Ok(())
+    }
+
+    fn promote(&mut self) {
+        if self.strategy == Strategy::BlueGreen {
+            // Blue/green switches every request at once, before the primary is touched.
+            self.status.canary_weight = 100;
+            self.actions.push(Action::SetRoutes(Routes::weighted(100)));
+        }
+        self.status.last_step_time = Some(self.input.now);
+        self.actions.push(Action::Promote);
+        self.set_phase(CanaryPhase::Promoting, "Copying the canary to the primary");
+        self.event(
+            AlertSeverity::Info,
+            "Promoting",
+            format!(
+                "Promoting {}: copying the canary's template to the primary",
+                self.input.name
+            ),
+        );
+    }
+
+    fn finish_promotion(&mut self) {
+        let observations = self.input.observations;
+        let primary_updated = observations.primary_revision == self.status.last_applied_spec;
+        if !(primary_updated && observations.primary_ready) {
+            if self.deadline_passed() {
+                self.status.canary_weight = 0;
+                self.actions.push(Action::SetRoutes(Routes::primary_only()));
+                self.set_phase(
+                    CanaryPhase::Failed,
+                    "Primary did not become ready after promotion",
+                );
+                self.event(
+                    AlertSeverity::Error,
+                    "PromotionFailed",
+                    format!(
+                        "The primary of {} was not ready with the new revision within progressDeadlineSeconds",
+                        self.input.name
+                    ),
+                );
+                self.post_rollout_hooks();
+            }
+            return;
+        }
+        let gradual_step_pending = self.status.canary_weight > 0
+            && next_promotion_weight(self.input.spec.analysis.as_ref(), self.status.canary_weight)
+                > 0;
+        if gradual_step_pending && !self.step_due() {
+            return;
+        }
+        let weight =
+            next_promotion_weight(self.input.spec.analysis.as_ref(), self.status.canary_weight);
+        self.status.canary_weight = weight;
+        self.status.last_step_time = Some(self.input.now);
+        self.actions
+            .push(Action::SetRoutes(Routes::weighted(weight)));
+        if weight == 0 {
+            self.set_phase(
+                CanaryPhase::Finalising,
+                "All traffic is back on the primary",
+            );
+            self.event(
+                AlertSeverity::Info,
+                "RoutedToPrimary",
+                format!(
+                    "Routing all traffic of {} to the promoted primary",
+                    self.input.name
+                ),
+            );
+        }
+    }
+
+    fn finalise(&mut self) {
+        self.actions.push(Action::ScaleTarget { up: false });
+        self.status.last_promoted_spec = self.status.last_applied_spec.clone();
+        self.status.canary_weight = 0;
+        self.status.failed_checks = 0;
+        self.status.iterations = 0;
+        self.set_phase(
+            CanaryPhase::Succeeded,
+            "Canary analysis completed successfully",
+        );
+        self.event(
+            AlertSeverity::Info,
+            "Succeeded",
+            format!(
+                "Promotion of {} completed: revision {} is live",
+                self.input.name,
+                self.status.last_applied_spec.as_deref().unwrap_or("?")
+            ),
+        );
+        self.post_rollout_hooks();
+    }
+
+    fn rollback(&mut self, reason: &str) {
+        self.status.canary_weight = 0;
+        self.status.last_step_time = Some(self.input.now);
+        self.actions.push(Action::SetRoutes(Routes::primary_only()));
+        self.actions.push(Action::ScaleTarget { up: false });
+        self.set_phase(CanaryPhase::Failed, reason);
+        self.event(
+            AlertSeverity::Error,
+            "RolledBack",
+            format!("Rolled back {}: {reason}", self.input.name),
+        );
+        self.post_rollout_hooks();
+    }
+
+    fn count_failure(&mut self, analysis: &CanaryAnalysis, failure: Failure) {
+        self.status.failed_checks += 1;
+        self.status.last_step_time = Some(self.input.now);
+        let threshold = analysis.threshold();
+        if self.status.failed_checks >= threshold {
+            let reason = format!(
+                "{} failed checks reached the threshold of {threshold}; last: {}",
+                self.status.failed_checks, failure.0
+            );
+            self.rollback(&reason);
+        } else {
+            self.event(
+                AlertSeverity::Warn,
+                "CheckFailed",
+                format!(
+                    "Halting {} at weight {} ({}/{threshold} failed checks): {}",
+                    self.input.name,
+                    self.status.canary_weight,
+                    self.status.failed_checks,
+                    failure.0
+                ),
+            );
+        }
+    }
+
+    // ---- observations -------------------------------------------------------------------------
+
+    /// Outcomes of the hooks of `kind`; asks for them when the spec has some and they are missing.
+    fn hooks(&self, kind: HookType) -> Flow<&'a [HookOutcome]> {
+        let declared = self
+            .analysis()
+            .is_some_and(|a| a.webhooks.iter().any(|hook| hook.r#type == kind));
+        if !declared {
+            return Ok(&[]);
+        }
+        match self.input.observations.hooks.get(&kind) {
+            Some(outcomes) => Ok(outcomes.as_slice()),
+            None => Err(Need::Hooks(kind)),
+        }
+    }
+
+    /// A gate: `Some(failure)` when any hook of `kind` refused.
+    fn gate(&self, kind: HookType) -> Flow<Option<Failure>> {
+        Ok(analysis::failed_hook(kind, self.hooks(kind)?))
+    }
+
+    /// One analysis step: rollout hooks (load tests) first, then the metrics.
+    fn analyse(&self, analysis: &CanaryAnalysis) -> Flow<Option<Failure>> {
+        if let Some(failure) = self.gate(HookType::Rollout)? {
+            return Ok(Some(failure));
+        }
+        if analysis.metrics.is_empty() {
+            return Ok(None);
+        }
+        let outcomes = self
+            .input
+            .observations
+            .metrics
+            .as_deref()
+            .ok_or(Need::Metrics)?;
+        let failures = analysis::failed_metrics(analysis, outcomes);
+        if failures.is_empty() {
+            return Ok(None);
+        }
+        let joined = failures
+            .into_iter()
+            .map(|f| f.0)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Ok(Some(Failure(joined)))
+    }
+
+    fn metric_summary(&self) -> String {
+        match self.input.observations.metrics.as_deref() {
+            Some(outcomes) if !outcomes.is_empty() => analysis::summarise_metrics(outcomes),
+            _ => "no metrics".to_string(),
+        }
+    }
+
+    // ---- helpers ------------------------------------------------------------------------------
+
+    fn analysis(&self) -> Option<&'a CanaryAnalysis> {
+        match self.strategy {
+            Strategy::SkipAnalysis => None,
+            _ => self.input.spec.analysis.as_ref(),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        self.input
+            .spec
+            .analysis
+            .as_ref()
+            .map(CanaryAnalysis::interval)
+            .unwrap_or(crate::api::CanaryAnalysis::DEFAULT_INTERVAL)
+    }
+
+    fn since(&self, then: Option<jiff::Timestamp>) -> Option<Duration> {
+        let elapsed = self.input.now.duration_since(then?);
+        Some(Duration::try_from(elapsed).unwrap_or(Duration::ZERO))
+    }
+
+    fn step_due(&self) -> bool {
+        self.since(self.status.last_step_time)
+            .is_none_or(|elapsed| elapsed >= self.interval())
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.since(self.status.last_transition_time)
+            .is_some_and(|elapsed| elapsed >= self.input.spec.progress_deadline())
+    }
+
+    fn requeue_after(&self) -> Duration {
+        let interval = self.interval();
+        let waiting_on_readiness = match self.status.phase {
+            CanaryPhase::Initializing | CanaryPhase::Promoting => true,
+            CanaryPhase::Progressing => !self.input.observations.canary_ready,
+            _ => false,
+        };
+        if waiting_on_readiness {
+            return interval.min(READINESS_POLL);
+        }
+        if self.status.phase.is_active() || self.status.phase == CanaryPhase::Waiting {
+            if let Some(elapsed) = self.since(self.status.last_step_time) {
+                return interval
+                    .saturating_sub(elapsed)
+                    .max(Duration::from_millis(1));
+            }
+        }
+        interval
+    }
+
+    fn post_rollout_hooks(&mut self) {
+        let declared = self.input.spec.analysis.as_ref().is_some_and(|a| {
+            a.webhooks
+                .iter()
+                .any(|hook| hook.r#type == HookType::PostRollout)
+        });
+        if declared {
+            self.actions.push(Action::RunHooks(HookType::PostRollout));
+        }
+    }
+
+    fn set_phase(&mut self, phase: CanaryPhase, message: &str) {
+        self.status.set_phase(phase, message, self.input.now);
+    }
+
+    fn event(&mut self, severity: AlertSeverity, reason: &'static str, message: String) {
+        self.actions.push(Action::Event(Event {
+            severity,
+            reason,
+            message,
+        }));
+    }
+}

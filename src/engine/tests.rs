@@ -1,0 +1,728 @@
+//! Engine tests on a simulated clock: every phase transition and every strategy.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::api::{
+    CanaryAnalysis, CanaryMetric, CanaryPhase, CanaryService, CanarySpec, CanaryStatus,
+    CanaryWebhook, RequestMatch, StringMatch, TargetRef, ThresholdRange,
+};
+
+const INTERVAL: Duration = Duration::from_secs(30);
+
+/// A canary driven by hand: the test sets what the world looks like, the sim answers the engine's
+/// needs from that, applies actions to its small model of the world, and moves the clock.
+struct Sim {
+    spec: CanarySpec,
+    status: CanaryStatus,
+    now: Timestamp,
+    target: String,
+    primary: String,
+    primary_ready: bool,
+    canary_ready: bool,
+    target_up: bool,
+    routes: Routes,
+    /// Value returned for every metric; `Err` simulates no data or a provider failure.
+    metric: Result<f64, String>,
+    /// Which hook types currently refuse.
+    refusing: Vec<HookType>,
+    hooks_called: Vec<HookType>,
+    events: Vec<Event>,
+}
+
+impl Sim {
+    fn new(spec: CanarySpec) -> Sim {
+        Sim {
+            spec,
+            status: CanaryStatus::default(),
+            now: Timestamp::from_second(1_800_000_000).unwrap(),
+            target: "rev1".into(),
+            primary: "none".into(),
+            primary_ready: false,
+            canary_ready: true,
+            target_up: true,
+            routes: Routes::default(),
+            metric: Ok(99.9),
+            refusing: Vec::new(),
+            hooks_called: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// A sim whose primary already runs rev1, with rev2 just deployed to the target.
+    fn initialized(spec: CanarySpec) -> Sim {
+        let mut sim = Sim::new(spec);
+        sim.tick();
+        sim.primary_ready = true;
+        sim.tick();
+        assert_eq!(sim.status.phase, CanaryPhase::Initialized);
+        sim.target = "rev2".into();
+        sim
+    }
+
+    fn observations(&self) -> Observations {
+        Observations {
+            target_revision: Some(self.target.clone()),
+            primary_revision: Some(self.primary.clone()),
+            primary_ready: self.primary_ready,
+            canary_ready: self.canary_ready && self.target_up,
+            ..Observations::default()
+        }
+    }
+
+    /// One call of the engine at the current time, answering its needs; returns the requeue delay.
+    fn decide_now(&mut self) -> Duration {
+        let mut observations = self.observations();
+        let decision = loop {
+            let input = Input {
+                name: "podinfo.test",
+                spec: &self.spec,
+                status: &self.status,
+                observations: &observations,
+                now: self.now,
+            };
+            match decide(input) {
+                Step::Decided(decision) => break decision,
+                Step::Need(Need::Hooks(kind)) => {
+                    self.hooks_called.push(kind);
+                    let ok = !self.refusing.contains(&kind);
+                    observations.hooks.insert(
+                        kind,
+                        vec![HookOutcome {
+                            name: format!("{}-hook", kind.as_str()),
+                            ok,
+                            message: "status 403".into(),
+                        }],
+                    );
+                }
+                Step::Need(Need::Metrics) => {
+                    let outcomes = self
+                        .spec
+                        .analysis
+                        .iter()
+                        .flat_map(|a| a.metrics.iter())
+                        .map(|m| MetricOutcome {
+                            name: m.name.clone(),
+                            value: self.metric.clone(),
+                        })
+                        .collect();
+                    observations.metrics = Some(outcomes);
+                }
+            }
+        };
+        for action in &decision.actions {
+            match action {
+                Action::Bootstrap => self.primary = self.target.clone(),
+                Action::SetRoutes(routes) => self.routes = *routes,
+                Action::ScaleTarget { up } => self.target_up = *up,
+                Action::Promote => self.primary = self.target.clone(),
+                Action::RunHooks(kind) => self.hooks_called.push(*kind),
+                Action::Event(event) => self.events.push(event.clone()),
+            }
+        }
+        self.status = decision.status;
+        decision.requeue_after
+    }
+
+    /// Calls the engine, then moves the clock by one interval.
+    fn tick(&mut self) {
+        self.decide_now();
+        self.advance(INTERVAL);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now = self
+            .now
+            .checked_add(jiff::SignedDuration::try_from(by).unwrap())
+            .unwrap();
+    }
+
+    /// Ticks until the phase is one of `phases`, at most `limit` times; returns the ticks taken.
+    fn run_until(&mut self, phases: &[CanaryPhase], limit: usize) -> usize {
+        for taken in 1..=limit {
+            self.tick();
+            if phases.contains(&self.status.phase) {
+                return taken;
+            }
+        }
+        panic!(
+            "phase {:?} not reached in {limit} ticks; at {:?}",
+            phases, self.status
+        );
+    }
+
+    fn weights_seen(&mut self, limit: usize) -> Vec<i32> {
+        let mut weights = Vec::new();
+        for _ in 0..limit {
+            self.tick();
+            if weights.last() != Some(&self.routes.canary_weight) {
+                weights.push(self.routes.canary_weight);
+            }
+            if matches!(
+                self.status.phase,
+                CanaryPhase::Succeeded | CanaryPhase::Failed
+            ) {
+                break;
+            }
+        }
+        weights
+    }
+
+    fn has_event(&self, reason: &str) -> bool {
+        self.events.iter().any(|e| e.reason == reason)
+    }
+}
+
+fn success_rate_metric() -> CanaryMetric {
+    CanaryMetric {
+        name: "request-success-rate".into(),
+        threshold_range: Some(ThresholdRange {
+            min: Some(99.0),
+            max: None,
+        }),
+        interval: Some("1m".into()),
+        ..CanaryMetric::default()
+    }
+}
+
+fn canary_spec(analysis: CanaryAnalysis) -> CanarySpec {
+    CanarySpec {
+        target_ref: TargetRef {
+            name: "podinfo".into(),
+            ..TargetRef::default()
+        },
+        service: CanaryService {
+            port: 9898,
+            ..CanaryService::default()
+        },
+        analysis: Some(CanaryAnalysis {
+            interval: Some("30s".into()),
+            metrics: vec![success_rate_metric()],
+            ..analysis
+        }),
+        ..CanarySpec::default()
+    }
+}
+
+fn stepped(step: i32, max: i32, threshold: i32) -> CanarySpec {
+    canary_spec(CanaryAnalysis {
+        step_weight: Some(step),
+        max_weight: Some(max),
+        threshold: Some(threshold),
+        ..CanaryAnalysis::default()
+    })
+}
+
+fn hook(kind: HookType) -> CanaryWebhook {
+    CanaryWebhook {
+        name: format!("{}-hook", kind.as_str()),
+        r#type: kind,
+        url: "http://127.0.0.1:1/".into(),
+        ..CanaryWebhook::default()
+    }
+}
+
+fn with_hooks(mut spec: CanarySpec, kinds: &[HookType]) -> CanarySpec {
+    let analysis = spec.analysis.as_mut().unwrap();
+    analysis.webhooks = kinds.iter().map(|k| hook(*k)).collect();
+    spec
+}
+
+#[test]
+fn bootstrap_waits_for_primary_then_initializes() {
+    let mut sim = Sim::new(stepped(20, 60, 2));
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Initializing);
+    assert_eq!(sim.routes, Routes::primary_only());
+    sim.primary_ready = true;
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Initialized);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("rev1"));
+    assert_eq!(sim.status.last_promoted_spec.as_deref(), Some("rev1"));
+    assert!(
+        !sim.target_up,
+        "target is scaled to zero once the primary serves"
+    );
+    let promoted = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "Promoted")
+        .unwrap();
+    assert_eq!(promoted.status, "True");
+}
+
+#[test]
+fn initialization_fails_after_progress_deadline() {
+    let mut spec = stepped(20, 60, 2);
+    spec.progress_deadline_seconds = Some(60);
+    let mut sim = Sim::new(spec);
+    sim.run_until(&[CanaryPhase::Failed], 5);
+    assert!(sim.has_event("InitializationFailed"));
+}
+
+#[test]
+fn healthy_canary_steps_to_max_weight_and_is_promoted() {
+    let mut sim = Sim::initialized(stepped(20, 60, 2));
+    let weights = sim.weights_seen(20);
+    assert_eq!(weights, vec![0, 20, 40, 60, 0]);
+    assert_eq!(sim.status.phase, CanaryPhase::Succeeded);
+    assert_eq!(sim.primary, "rev2");
+    assert_eq!(sim.status.last_promoted_spec.as_deref(), Some("rev2"));
+    assert!(!sim.target_up);
+    assert!(
+        sim.hooks_called.is_empty(),
+        "no hooks declared, none called"
+    );
+    let promoted = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "Promoted")
+        .unwrap();
+    assert_eq!(
+        (promoted.status.as_str(), promoted.reason.as_deref()),
+        ("True", Some("Succeeded"))
+    );
+}
+
+#[test]
+fn phases_of_a_promotion_in_order() {
+    let mut sim = Sim::initialized(stepped(50, 50, 1));
+    let mut phases = vec![];
+    for _ in 0..10 {
+        sim.tick();
+        if phases.last() != Some(&sim.status.phase) {
+            phases.push(sim.status.phase);
+        }
+    }
+    assert_eq!(
+        phases,
+        vec![
+            CanaryPhase::Progressing,
+            CanaryPhase::Promoting,
+            CanaryPhase::Finalising,
+            CanaryPhase::Succeeded
+        ]
+    );
+}
+
+#[test]
+fn step_weights_are_followed_and_last_is_the_max() {
+    let mut sim = Sim::initialized(canary_spec(CanaryAnalysis {
+        step_weights: vec![1, 2, 10, 80],
+        ..CanaryAnalysis::default()
+    }));
+    assert_eq!(sim.weights_seen(20), vec![0, 1, 2, 10, 80, 0]);
+    assert_eq!(sim.status.phase, CanaryPhase::Succeeded);
+}
+
+#[test]
+fn step_weight_promotion_shifts_back_gradually() {
+    let mut spec = stepped(50, 100, 1);
+    spec.analysis.as_mut().unwrap().step_weight_promotion = Some(40);
+    let mut sim = Sim::initialized(spec);
+    assert_eq!(sim.weights_seen(20), vec![0, 50, 100, 60, 20, 0]);
+    assert_eq!(sim.status.phase, CanaryPhase::Succeeded);
+}
+
+#[test]
+fn rollback_is_decided_in_the_interval_that_reaches_the_threshold() {
+    let mut sim = Sim::initialized(stepped(20, 60, 2));
+    sim.tick(); // new revision -> Progressing
+    sim.tick(); // traffic enters at 20
+    assert_eq!(sim.routes.canary_weight, 20);
+    sim.metric = Ok(80.0);
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    assert_eq!(sim.status.failed_checks, 1);
+    assert_eq!(
+        sim.routes.canary_weight, 20,
+        "a failed check halts advancement"
+    );
+    sim.tick();
+    assert_eq!(sim.status.failed_checks, 2);
+    assert_eq!(
+        sim.status.phase,
+        CanaryPhase::Failed,
+        "rolled back in the same interval"
+    );
+    assert_eq!(sim.routes, Routes::primary_only());
+    assert!(!sim.target_up);
+    assert_eq!(sim.primary, "rev1", "primary untouched");
+    assert!(sim.has_event("RolledBack"));
+    let message = &sim
+        .events
+        .iter()
+        .find(|e| e.reason == "RolledBack")
+        .unwrap()
+        .message;
+    assert!(message.contains("request-success-rate = 80"), "{message}");
+}
+
+#[test]
+fn successes_do_not_reset_failed_checks() {
+    let mut sim = Sim::initialized(stepped(10, 100, 2));
+    sim.tick();
+    sim.tick();
+    sim.metric = Ok(50.0);
+    sim.tick();
+    assert_eq!(sim.status.failed_checks, 1);
+    sim.metric = Ok(99.9);
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.status.failed_checks, 1);
+    sim.metric = Ok(50.0);
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+}
+
+#[test]
+fn no_data_is_a_failed_check_not_a_pass() {
+    let mut sim = Sim::initialized(stepped(20, 60, 1));
+    sim.tick();
+    sim.tick();
+    sim.metric = Err("no traffic reached podinfo-canary".into());
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+    assert!(sim
+        .events
+        .iter()
+        .any(|e| e.message.contains("no traffic reached")));
+}
+
+#[test]
+fn failed_revision_is_not_retried_until_it_changes() {
+    let mut sim = Sim::initialized(stepped(20, 60, 1));
+    sim.metric = Ok(10.0);
+    sim.run_until(&[CanaryPhase::Failed], 10);
+    let actions_before = sim.events.len();
+    for _ in 0..5 {
+        sim.tick();
+    }
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+    assert_eq!(
+        sim.events.len(),
+        actions_before,
+        "nothing happens for the same revision"
+    );
+    sim.metric = Ok(99.9);
+    sim.target = "rev3".into();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    sim.run_until(&[CanaryPhase::Succeeded], 20);
+    assert_eq!(sim.primary, "rev3");
+}
+
+#[test]
+fn reverting_to_the_promoted_revision_is_not_a_rollout() {
+    let mut sim = Sim::initialized(stepped(20, 60, 1));
+    sim.metric = Ok(10.0);
+    sim.run_until(&[CanaryPhase::Failed], 10);
+    sim.target = "rev1".into();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("rev1"));
+    assert!(sim.has_event("RevisionUnchanged"));
+}
+
+#[test]
+fn new_revision_mid_analysis_restarts_from_zero() {
+    let mut sim = Sim::initialized(stepped(20, 100, 1));
+    for _ in 0..4 {
+        sim.tick();
+    }
+    assert!(sim.routes.canary_weight >= 40);
+    sim.target = "rev3".into();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    assert_eq!(sim.routes.canary_weight, 0);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("rev3"));
+    assert!(sim.has_event("AnalysisRestarted"));
+    assert_eq!(sim.weights_seen(20), vec![20, 40, 60, 80, 100, 0]);
+    assert_eq!(sim.primary, "rev3");
+}
+
+#[test]
+fn ab_testing_routes_matches_for_iterations_then_promotes() {
+    let mut sim = Sim::initialized(canary_spec(CanaryAnalysis {
+        iterations: Some(3),
+        r#match: vec![RequestMatch {
+            headers: BTreeMap::from([(
+                "x-canary".to_string(),
+                StringMatch {
+                    exact: Some("insider".into()),
+                    ..StringMatch::default()
+                },
+            )]),
+            ..RequestMatch::default()
+        }],
+        ..CanaryAnalysis::default()
+    }));
+    sim.tick(); // detect
+    sim.tick(); // enter traffic
+    assert!(sim.routes.match_to_canary);
+    assert_eq!(sim.routes.canary_weight, 0);
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.status.iterations, 2);
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Promoting);
+    sim.run_until(&[CanaryPhase::Succeeded], 5);
+    assert!(!sim.routes.match_to_canary);
+    assert_eq!(sim.primary, "rev2");
+}
+
+#[test]
+fn blue_green_switches_all_traffic_before_promoting() {
+    let mut sim = Sim::initialized(canary_spec(CanaryAnalysis {
+        iterations: Some(2),
+        ..CanaryAnalysis::default()
+    }));
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.routes, Routes::primary_only(), "test traffic only");
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Promoting);
+    assert_eq!(
+        sim.routes.canary_weight, 100,
+        "all traffic switched to the canary at once"
+    );
+    sim.run_until(&[CanaryPhase::Succeeded], 5);
+    assert_eq!(sim.routes, Routes::primary_only());
+}
+
+#[test]
+fn blue_green_with_mirror_copies_traffic_during_analysis() {
+    let mut sim = Sim::initialized(canary_spec(CanaryAnalysis {
+        iterations: Some(2),
+        mirror: true,
+        mirror_weight: Some(50),
+        ..CanaryAnalysis::default()
+    }));
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.routes.mirror_percent, Some(50));
+    assert_eq!(sim.routes.canary_weight, 0);
+    sim.run_until(&[CanaryPhase::Succeeded], 10);
+    assert_eq!(sim.routes.mirror_percent, None);
+}
+
+#[test]
+fn skip_analysis_promotes_once_the_canary_is_ready() {
+    let mut spec = stepped(20, 60, 1);
+    spec.skip_analysis = true;
+    let mut sim = Sim::initialized(spec);
+    sim.canary_ready = false;
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    sim.canary_ready = true;
+    sim.run_until(&[CanaryPhase::Succeeded], 5);
+    assert_eq!(sim.primary, "rev2");
+    assert!(!sim.hooks_called.contains(&HookType::Rollout));
+}
+
+#[test]
+fn missing_analysis_means_skip_analysis() {
+    let mut spec = stepped(20, 60, 1);
+    spec.analysis = None;
+    let mut sim = Sim::initialized(spec);
+    sim.run_until(&[CanaryPhase::Succeeded], 6);
+}
+
+#[test]
+fn canary_not_ready_past_the_deadline_rolls_back() {
+    let mut spec = stepped(20, 60, 1);
+    spec.progress_deadline_seconds = Some(90);
+    let mut sim = Sim::initialized(spec);
+    sim.canary_ready = false;
+    sim.run_until(&[CanaryPhase::Failed], 6);
+    assert!(sim
+        .events
+        .iter()
+        .any(|e| e.message.contains("progressDeadlineSeconds")));
+}
+
+#[test]
+fn suspend_freezes_everything() {
+    let mut sim = Sim::initialized(stepped(20, 60, 1));
+    sim.tick();
+    sim.tick();
+    sim.spec.suspend = true;
+    let before = sim.status.clone();
+    for _ in 0..5 {
+        sim.tick();
+    }
+    assert_eq!(sim.status, before);
+    sim.spec.suspend = false;
+    sim.run_until(&[CanaryPhase::Succeeded], 10);
+}
+
+#[test]
+fn confirm_rollout_gate_holds_in_waiting() {
+    let spec = with_hooks(stepped(50, 50, 1), &[HookType::ConfirmRollout]);
+    let mut sim = Sim::initialized(spec);
+    sim.refusing = vec![HookType::ConfirmRollout];
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Waiting);
+    assert!(sim.target_up == false, "nothing scaled up while waiting");
+    sim.refusing.clear();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    sim.run_until(&[CanaryPhase::Succeeded], 10);
+}
+
+#[test]
+fn pre_rollout_failure_counts_a_failed_check() {
+    let spec = with_hooks(stepped(50, 50, 2), &[HookType::PreRollout]);
+    let mut sim = Sim::initialized(spec);
+    sim.refusing = vec![HookType::PreRollout];
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.status.failed_checks, 1);
+    assert_eq!(
+        sim.routes.canary_weight, 0,
+        "no traffic before pre-rollout passes"
+    );
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+}
+
+#[test]
+fn rollout_hook_failure_is_a_failed_check_and_metrics_are_not_asked() {
+    let spec = with_hooks(stepped(20, 60, 1), &[HookType::Rollout]);
+    let mut sim = Sim::initialized(spec);
+    sim.tick();
+    sim.tick();
+    sim.refusing = vec![HookType::Rollout];
+    sim.metric = Err("must not be read".into());
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+    let message = &sim
+        .events
+        .iter()
+        .find(|e| e.reason == "RolledBack")
+        .unwrap()
+        .message;
+    assert!(message.contains("rollout webhook"), "{message}");
+}
+
+#[test]
+fn confirm_traffic_increase_holds_weight_without_failing() {
+    let spec = with_hooks(stepped(20, 60, 1), &[HookType::ConfirmTrafficIncrease]);
+    let mut sim = Sim::initialized(spec);
+    sim.tick();
+    sim.tick();
+    sim.refusing = vec![HookType::ConfirmTrafficIncrease];
+    for _ in 0..3 {
+        sim.tick();
+    }
+    assert_eq!(sim.routes.canary_weight, 20);
+    assert_eq!(sim.status.failed_checks, 0);
+    sim.refusing.clear();
+    sim.tick();
+    assert_eq!(sim.routes.canary_weight, 40);
+}
+
+#[test]
+fn confirm_promotion_waits_while_analysis_continues() {
+    let spec = with_hooks(stepped(50, 50, 1), &[HookType::ConfirmPromotion]);
+    let mut sim = Sim::initialized(spec);
+    sim.refusing = vec![HookType::ConfirmPromotion];
+    sim.run_until(&[CanaryPhase::WaitingPromotion], 6);
+    assert_eq!(sim.routes.canary_weight, 50);
+    sim.metric = Ok(1.0);
+    sim.tick();
+    assert_eq!(
+        sim.status.phase,
+        CanaryPhase::Failed,
+        "analysis goes on while waiting"
+    );
+}
+
+#[test]
+fn confirm_promotion_opens_and_promotes() {
+    let spec = with_hooks(stepped(50, 50, 1), &[HookType::ConfirmPromotion]);
+    let mut sim = Sim::initialized(spec);
+    sim.refusing = vec![HookType::ConfirmPromotion];
+    sim.run_until(&[CanaryPhase::WaitingPromotion], 6);
+    sim.refusing.clear();
+    sim.run_until(&[CanaryPhase::Succeeded], 6);
+}
+
+#[test]
+fn rollback_hook_aborts_at_once() {
+    let spec = with_hooks(stepped(20, 100, 5), &[HookType::Rollback]);
+    let mut sim = Sim::initialized(spec);
+    sim.refusing = vec![HookType::Rollback]; // a refusing rollback hook means "do not roll back"
+    sim.tick();
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    sim.refusing.clear();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+}
+
+#[test]
+fn post_rollout_hooks_run_after_success_and_failure() {
+    let spec = with_hooks(stepped(50, 50, 1), &[HookType::PostRollout]);
+    let mut sim = Sim::initialized(spec.clone());
+    sim.run_until(&[CanaryPhase::Succeeded], 10);
+    assert!(sim.hooks_called.contains(&HookType::PostRollout));
+    let mut sim = Sim::initialized(spec);
+    sim.metric = Ok(0.0);
+    sim.run_until(&[CanaryPhase::Failed], 10);
+    assert!(sim.hooks_called.contains(&HookType::PostRollout));
+}
+
+#[test]
+fn an_early_call_neither_repeats_nor_skips_a_step() {
+    let mut sim = Sim::initialized(stepped(20, 100, 1));
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.routes.canary_weight, 20);
+    // A restarted controller calls again right away: nothing may move.
+    sim.advance(Duration::from_secs(0));
+    let requeue = sim.decide_now();
+    assert_eq!(sim.routes.canary_weight, 40);
+    let again = sim.decide_now();
+    assert_eq!(sim.routes.canary_weight, 40, "same instant, same weight");
+    assert!(again <= INTERVAL && requeue <= INTERVAL);
+    sim.advance(Duration::from_secs(10));
+    sim.decide_now();
+    assert_eq!(sim.routes.canary_weight, 40, "not yet due");
+    sim.advance(Duration::from_secs(20));
+    sim.decide_now();
+    assert_eq!(sim.routes.canary_weight, 60, "due again after one interval");
+}
+
+#[test]
+fn missing_target_changes_nothing() {
+    let mut sim = Sim::initialized(stepped(20, 60, 1));
+    let before = sim.status.clone();
+    let observations = Observations::default();
+    let step = decide(Input {
+        name: "x",
+        spec: &sim.spec,
+        status: &sim.status,
+        observations: &observations,
+        now: sim.now,
+    });
+    match step {
+        Step::Decided(decision) => {
+            assert_eq!(decision.status, before);
+            assert!(decision.actions.is_empty());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    sim.tick();
+}

@@ -1,0 +1,9 @@
+#![forbid(unsafe_code)]
+//! Aviary: progressive delivery for service meshes.
+//!
+//! The rollout [`engine`] is pure; everything that touches the network, the clock or Kubernetes
+//! lives in the adapters around it.
+
+pub mod api;
+pub mod crd;
+pub mod engine;
