@@ -7,3 +7,8 @@
 pub mod api;
 pub mod crd;
 pub mod engine;
+pub mod gateway;
+pub mod hooks;
+pub mod http_client;
+pub mod metrics;
+pub mod runner;

@@ -1,0 +1,246 @@
+//! The standalone runner: drives the pure engine against the embedded gateway, with real webhooks
+//! and metrics scraped from the gateway's own telemetry. `aviary run` and `aviary demo` use it.
+
+mod workloads;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::{CanaryPhase, CanarySpec, CanaryStatus, HookType};
+use crate::engine::{self, Action, Event, Input, MetricOutcome, Need, Observations, Routes, Step};
+use crate::gateway::GatewayHandle;
+use crate::hooks::{HookClient, HookPayload};
+use crate::metrics::{MetricProvider, MetricQuery};
+
+pub use workloads::{wait_until_listening, ExternalUpstreams, Workloads};
+
+/// What the runner reports after every decision.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub status: CanaryStatus,
+    pub routes: Routes,
+    pub metrics: Vec<MetricOutcome>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("interrupted: all traffic was returned to the primary")]
+    Interrupted,
+    #[error("cannot apply routes: {0}")]
+    Routes(String),
+}
+
+/// One standalone rollout.
+pub struct Runner {
+    pub name: String,
+    pub namespace: String,
+    pub spec: CanarySpec,
+    pub gateway: GatewayHandle,
+    pub workloads: Arc<dyn Workloads>,
+    pub metrics: Arc<dyn MetricProvider>,
+    pub hooks: HookClient,
+}
+
+impl Runner {
+    /// Runs until the new revision is promoted or rolled back and returns the final status.
+    /// Ctrl-C (or `stop` resolving) returns all traffic to the primary first.
+    pub async fn run(
+        &self,
+        mut on_progress: impl FnMut(&Progress),
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<CanaryStatus, RunError> {
+        let primary = self.workloads.primary_revision();
+        let mut status = CanaryStatus {
+            last_applied_spec: Some(primary.clone()),
+            last_promoted_spec: Some(primary),
+            ..CanaryStatus::default()
+        };
+        status.set_phase(CanaryPhase::Initialized, "Standalone run", Timestamp::now());
+        let mut started = false;
+        tokio::pin!(stop);
+        loop {
+            let (decision, metrics) = self.decide(&status).await;
+            let events = self.apply(&decision.actions, &decision.status).await?;
+            status = decision.status;
+            on_progress(&Progress {
+                status: status.clone(),
+                routes: self.gateway.routes(),
+                metrics,
+                events,
+            });
+            started |= status.phase.is_active();
+            if started && matches!(status.phase, CanaryPhase::Succeeded | CanaryPhase::Failed) {
+                return Ok(status);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(decision.requeue_after) => {}
+                _ = tokio::signal::ctrl_c() => return self.interrupt(),
+                _ = &mut stop => return self.interrupt(),
+            }
+        }
+    }
+
+    fn interrupt(&self) -> Result<CanaryStatus, RunError> {
+        self.gateway
+            .set_routes(Routes::primary_only(), &[])
+            .map_err(|e| RunError::Routes(e.to_string()))?;
+        tracing::warn!(canary = %self.name, "interrupted; all traffic returned to the primary");
+        Err(RunError::Interrupted)
+    }
+
+    /// Calls the engine until it decides, gathering what it asks for.
+    async fn decide(&self, status: &CanaryStatus) -> (engine::Decision, Vec<MetricOutcome>) {
+        let now = Timestamp::now();
+        let mut observations = Observations {
+            target_revision: Some(self.workloads.canary_revision()),
+            primary_revision: Some(self.workloads.primary_revision()),
+            // Standalone upstreams are checked before the run; a canary that stops answering
+            // shows up as connection errors in the metrics, which fail the check.
+            primary_ready: true,
+            canary_ready: true,
+            ..Observations::default()
+        };
+        let label = format!("{}.{}", self.name, self.namespace);
+        loop {
+            let input = Input {
+                name: &label,
+                spec: &self.spec,
+                status,
+                observations: &observations,
+                now,
+            };
+            match engine::decide(input) {
+                Step::Decided(decision) => {
+                    return (decision, observations.metrics.unwrap_or_default())
+                }
+                Step::Need(Need::Hooks(kind)) => {
+                    let outcomes = self.run_hooks(kind, status).await;
+                    observations.hooks.insert(kind, outcomes);
+                }
+                Step::Need(Need::Metrics) => {
+                    observations.metrics = Some(self.measure().await);
+                }
+            }
+        }
+    }
+
+    async fn measure(&self) -> Vec<MetricOutcome> {
+        let declared = self.spec.analysis.iter().flat_map(|a| a.metrics.iter());
+        let mut outcomes = Vec::new();
+        for metric in declared {
+            let query = MetricQuery {
+                name: metric.name.clone(),
+                window: metric.interval(),
+            };
+            let value = self
+                .metrics
+                .measure(&query)
+                .await
+                .map_err(|error| error.to_string());
+            outcomes.push(MetricOutcome {
+                name: metric.name.clone(),
+                value,
+            });
+        }
+        outcomes
+    }
+
+    fn payload(&self, status: &CanaryStatus) -> HookPayload {
+        HookPayload {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            phase: status.phase.as_str().to_string(),
+            checksum: self.workloads.canary_revision(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    async fn run_hooks(&self, kind: HookType, status: &CanaryStatus) -> Vec<engine::HookOutcome> {
+        let Some(analysis) = &self.spec.analysis else {
+            return Vec::new();
+        };
+        self.hooks
+            .run(&analysis.webhooks, kind, &self.payload(status))
+            .await
+    }
+
+    async fn apply(
+        &self,
+        actions: &[Action],
+        status: &CanaryStatus,
+    ) -> Result<Vec<Event>, RunError> {
+        let mut events = Vec::new();
+        for action in actions {
+            match action {
+                // The primary and canary already exist and scale on their own in standalone mode.
+                Action::Bootstrap | Action::ScaleTarget { .. } => {}
+                Action::SetRoutes(routes) => {
+                    let matches = self
+                        .spec
+                        .analysis
+                        .as_ref()
+                        .map(|a| a.r#match.as_slice())
+                        .unwrap_or_default();
+                    self.gateway
+                        .set_routes(*routes, matches)
+                        .map_err(|e| RunError::Routes(e.to_string()))?;
+                }
+                Action::Promote => {
+                    if let Err(reason) = self.workloads.promote(&self.gateway).await {
+                        tracing::error!(canary = %self.name, %reason, "promotion failed");
+                    }
+                }
+                Action::RunHooks(kind) => {
+                    for outcome in self.run_hooks(*kind, status).await {
+                        if !outcome.ok {
+                            tracing::warn!(hook = %outcome.name, message = %outcome.message, "post-rollout webhook failed");
+                        }
+                    }
+                }
+                Action::Event(event) => {
+                    tracing::info!(canary = %self.name, reason = event.reason, severity = ?event.severity, "{}", event.message);
+                    self.send_event_hooks(event, status);
+                    events.push(event.clone());
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// `event` webhooks hear every event; they never hold the rollout up.
+    fn send_event_hooks(&self, event: &Event, status: &CanaryStatus) {
+        let Some(analysis) = &self.spec.analysis else {
+            return;
+        };
+        if !analysis
+            .webhooks
+            .iter()
+            .any(|h| h.r#type == HookType::Event)
+        {
+            return;
+        }
+        let mut payload = self.payload(status);
+        payload
+            .metadata
+            .insert("eventMessage".into(), event.message.clone());
+        payload
+            .metadata
+            .insert("eventType".into(), format!("{:?}", event.severity));
+        payload.metadata.insert(
+            "timestamp".into(),
+            Timestamp::now().as_millisecond().to_string(),
+        );
+        let hooks = self.hooks.clone();
+        let declared = analysis.webhooks.clone();
+        tokio::spawn(async move {
+            hooks.run(&declared, HookType::Event, &payload).await;
+        });
+    }
+}
+
+/// Time to let a just-started upstream come up before a run refuses to start.
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(10);
