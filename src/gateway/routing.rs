@@ -251,7 +251,7 @@ mod tests {
             Upstream::Canary
         );
         assert_eq!(
-            table.choose(&request(&[("cookie", "a=b; canary=always")]), 99),
+            table.choose(&request(&[("cookie", "canary=always; a=b")]), 99),
             Upstream::Canary
         );
         assert_eq!(
