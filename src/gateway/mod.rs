@@ -3,10 +3,12 @@
 //!
 //! It is the router of `aviary demo` and `aviary run`, so rollouts work without a cluster.
 
+mod admin;
 mod proxy;
 mod routing;
 mod telemetry;
 
+pub use admin::serve_admin;
 pub use proxy::{Gateway, GatewayError, GatewayHandle};
 pub use routing::{MatchError, RouteTable, Upstream};
 pub use telemetry::{Telemetry, LATENCY_BUCKETS_MS};

@@ -1,0 +1,120 @@
+//! A bounded, open-loop HTTP load generator: a fixed rate for a fixed time, loopback targets.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+
+/// Requests allowed in flight before new ones are counted as dropped instead of queued.
+const MAX_IN_FLIGHT: u64 = 512;
+
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub target: SocketAddr,
+    pub path: String,
+    pub rps: u32,
+    /// `None`: until stopped.
+    pub duration: Option<Duration>,
+}
+
+/// What a load run saw.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub elapsed: Duration,
+    /// Latency of every answered request, in microseconds, sorted.
+    pub latencies_us: Vec<u64>,
+}
+
+impl LoadReport {
+    /// The `q` quantile of latency in milliseconds.
+    pub fn latency_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize).clamp(1, self.latencies_us.len());
+        self.latencies_us[rank - 1] as f64 / 1000.0
+    }
+
+    pub fn throughput(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds == 0.0 {
+            0.0
+        } else {
+            (self.ok + self.failed) as f64 / seconds
+        }
+    }
+}
+
+/// Sends `plan.rps` requests a second until the duration ends or `stop` turns true.
+pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let uri: hyper::Uri = format!("http://{}{}", plan.target, plan.path)
+        .parse()
+        .expect("a socket address and a path form a URI");
+    let period = Duration::from_secs_f64(1.0 / f64::from(plan.rps.max(1)));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut report = LoadReport::default();
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if plan.duration.is_some_and(|limit| started.elapsed() >= limit) || *stop.borrow() {
+            break;
+        }
+        if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            report.dropped += 1;
+            continue;
+        }
+        report.sent += 1;
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let (client, uri) = (client.clone(), uri.clone());
+        let (in_flight, ok, failed, latencies) =
+            (in_flight.clone(), ok.clone(), failed.clone(), latencies.clone());
+        tasks.spawn(async move {
+            let sent_at = Instant::now();
+            let answer = client.get(uri).await;
+            let success = match answer {
+                Ok(response) => {
+                    let status = response.status();
+                    let _ = response.into_body().collect().await;
+                    status.is_success()
+                }
+                Err(_) => false,
+            };
+            let micros = sent_at.elapsed().as_micros() as u64;
+            latencies.lock().unwrap_or_else(|p| p.into_inner()).push(micros);
+            if success { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+        // Reap finished tasks so the set stays small on long runs.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    report.elapsed = started.elapsed();
+    report.ok = ok.load(Ordering::Relaxed);
+    report.failed = failed.load(Ordering::Relaxed);
+    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    latencies.sort_unstable();
+    report.latencies_us = latencies;
+    report
+}

@@ -1,0 +1,229 @@
+//! `aviary validate`: checks Canary, MetricTemplate and AlertProvider manifests before anything
+//! runs. Every finding names the document, the field path and the line.
+
+mod lines;
+mod rules;
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::api::{AlertProviderSpec, CanarySpec, MetricTemplateSpec, GROUP, VERSION};
+
+pub use lines::{index_documents, LineIndex};
+pub use rules::MIN_INTERVAL;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// 1-based position of the document in the stream.
+    pub document: usize,
+    /// `Canary podinfo`, or `document` when the kind is unknown.
+    pub object: String,
+    pub path: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{level}: document {} ({}), line {}: {}: {}",
+            self.document, self.object, self.line, self.path, self.message
+        )
+    }
+}
+
+/// Options that change what is accepted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Allow analysis intervals below 10s (only the standalone runner, for demos and tests).
+    pub allow_short_intervals: bool,
+}
+
+/// A manifest that passed: the typed objects, in stream order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    Canary { name: String, namespace: String, spec: Box<CanarySpec> },
+    MetricTemplate { name: String, spec: MetricTemplateSpec },
+    AlertProvider { name: String, spec: AlertProviderSpec },
+}
+
+/// Everything learnt from one YAML stream.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub manifests: Vec<Manifest>,
+}
+
+impl Report {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}
+
+/// Collects findings for one document, resolving paths to lines.
+pub(crate) struct Sink<'a> {
+    document: usize,
+    object: String,
+    lines: &'a LineIndex,
+    findings: &'a mut Vec<Finding>,
+}
+
+impl Sink<'_> {
+    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.push(Severity::Error, path, message.into());
+    }
+
+    pub(crate) fn warning(&mut self, path: &str, message: impl Into<String>) {
+        self.push(Severity::Warning, path, message.into());
+    }
+
+    fn push(&mut self, severity: Severity, path: &str, message: String) {
+        self.findings.push(Finding {
+            severity,
+            document: self.document,
+            object: self.object.clone(),
+            path: path.to_string(),
+            line: self.lines.line_of(path),
+            message,
+        });
+    }
+}
+
+/// Validates a multi-document YAML stream.
+pub fn validate_text(text: &str, options: Options) -> Report {
+    let mut report = Report::default();
+    let indexes = index_documents(text);
+    let empty = LineIndex::default();
+    for (position, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let number = position + 1;
+        let lines = indexes.get(position).unwrap_or(&empty);
+        let value = match serde_json::Value::deserialize(document) {
+            Ok(value) => value,
+            Err(error) => {
+                let line = error.location().map(|l| l.line()).unwrap_or(lines.start);
+                report.findings.push(Finding {
+                    severity: Severity::Error,
+                    document: number,
+                    object: "document".into(),
+                    path: "(yaml)".into(),
+                    line,
+                    message: format!("not valid YAML: {error}"),
+                });
+                // The stream cannot be followed past a syntax error.
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        validate_document(number, &value, lines, options, &mut report);
+    }
+    report
+}
+
+fn validate_document(
+    number: usize,
+    value: &serde_json::Value,
+    lines: &LineIndex,
+    options: Options,
+    report: &mut Report,
+) {
+    let text_at = |pointer: &str| value.pointer(pointer).and_then(|v| v.as_str()).unwrap_or("");
+    let kind = text_at("/kind").to_string();
+    let name = text_at("/metadata/name").to_string();
+    let namespace = text_at("/metadata/namespace").to_string();
+    let api_version = text_at("/apiVersion").to_string();
+    let mut sink = Sink {
+        document: number,
+        object: if kind.is_empty() { "document".into() } else { format!("{kind} {name}") },
+        lines,
+        findings: &mut report.findings,
+    };
+    if !matches!(kind.as_str(), "Canary" | "MetricTemplate" | "AlertProvider") {
+        sink.warning("kind", format!("kind {kind:?} is not an Aviary kind; skipped"));
+        return;
+    }
+    let expected = format!("{GROUP}/{VERSION}");
+    if api_version != expected {
+        let hint = if api_version.starts_with("flagger.app/") {
+            format!("change apiVersion {api_version} to {expected}; the rest of a Flagger manifest stays as it is")
+        } else {
+            format!("apiVersion must be {expected}, found {api_version:?}")
+        };
+        sink.error("apiVersion", hint);
+        return;
+    }
+    if name.is_empty() {
+        sink.error("metadata.name", "metadata.name is required");
+    }
+    let Some(spec) = value.get("spec") else {
+        sink.error("spec", "spec is required");
+        return;
+    };
+    match kind.as_str() {
+        "Canary" => {
+            if let Some(spec) = typed::<CanarySpec>(spec, &mut sink) {
+                rules::check_canary(&spec, options, &mut sink);
+                report.manifests.push(Manifest::Canary {
+                    name,
+                    namespace: if namespace.is_empty() { "default".into() } else { namespace },
+                    spec: Box::new(spec),
+                });
+            }
+        }
+        "MetricTemplate" => {
+            if let Some(spec) = typed::<MetricTemplateSpec>(spec, &mut sink) {
+                rules::check_metric_template(&spec, &mut sink);
+                report.manifests.push(Manifest::MetricTemplate { name, spec });
+            }
+        }
+        _ => {
+            if let Some(spec) = typed::<AlertProviderSpec>(spec, &mut sink) {
+                rules::check_alert_provider(&spec, &mut sink);
+                report.manifests.push(Manifest::AlertProvider { name, spec });
+            }
+        }
+    }
+}
+
+/// Reads `spec` into its Rust type; a wrong type or an unknown field is reported at its path.
+fn typed<T: DeserializeOwned>(spec: &serde_json::Value, sink: &mut Sink<'_>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(spec) {
+        Ok(typed) => Some(typed),
+        Err(error) => {
+            let inner = error.path().to_string();
+            let path = if inner == "." { "spec".to_string() } else { format!("spec.{inner}") };
+            sink.error(&path, error.into_inner().to_string());
+            None
+        }
+    }
+}
+
+/// Validates files; returns the report of each, in order.
+pub fn validate_files(
+    paths: &[std::path::PathBuf],
+    options: Options,
+) -> Vec<(std::path::PathBuf, Result<Report, std::io::Error>)> {
+    paths
+        .iter()
+        .map(|path| {
+            let report = std::fs::read_to_string(path).map(|text| validate_text(&text, options));
+            (path.clone(), report)
+        })
+        .collect()
+}

@@ -1,0 +1,231 @@
+//! The semantic checks: what serde's types cannot say about a manifest.
+
+use std::time::Duration;
+
+use crate::api::{
+    parse_duration, AlertProviderSpec, CanaryAnalysis, CanarySpec, MetricTemplateSpec,
+    BUILTIN_DURATION, BUILTIN_SUCCESS_RATE,
+};
+
+use super::{Options, Sink};
+
+/// The shortest analysis interval a cluster rollout may use, as Flagger enforces.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest interval even the standalone runner accepts.
+const MIN_STANDALONE_INTERVAL: Duration = Duration::from_millis(200);
+
+const ALERT_TYPES: [&str; 6] = ["slack", "msteams", "discord", "rocket", "gchat", "generic"];
+const TEMPLATE_VARIABLES: [&str; 5] = ["name", "namespace", "target", "service", "interval"];
+
+pub fn check_canary(spec: &CanarySpec, options: Options, sink: &mut Sink<'_>) {
+    if spec.target_ref.name.trim().is_empty() {
+        sink.error("spec.targetRef.name", "targetRef.name must name the Deployment or DaemonSet to roll out");
+    }
+    if let Some(kind) = &spec.target_ref.kind {
+        if !matches!(kind.as_str(), "Deployment" | "DaemonSet") {
+            sink.error("spec.targetRef.kind", format!("kind {kind:?} cannot be rolled out; use Deployment or DaemonSet"));
+        }
+    }
+    if !(1..=65535).contains(&spec.service.port) {
+        sink.error("spec.service.port", format!("port {} is not between 1 and 65535", spec.service.port));
+    }
+    if let Some(seconds) = spec.progress_deadline_seconds {
+        if seconds <= 0 {
+            sink.error("spec.progressDeadlineSeconds", format!("progressDeadlineSeconds {seconds} must be positive"));
+        }
+    }
+    if let Some(analysis) = &spec.analysis {
+        check_analysis(analysis, options, sink);
+    }
+    if let Some(standalone) = &spec.standalone {
+        for (path, address) in [
+            ("spec.standalone.listen", &standalone.listen),
+            ("spec.standalone.primary.address", &standalone.primary.address),
+            ("spec.standalone.canary.address", &standalone.canary.address),
+        ] {
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                sink.error(path, format!("{address:?} is not an ip:port address, for example 127.0.0.1:8080"));
+            }
+        }
+        if standalone.primary.address == standalone.canary.address {
+            sink.error("spec.standalone.canary.address", "primary and canary must listen on different addresses");
+        }
+    }
+}
+
+fn check_interval(text: &str, path: &str, options: Options, sink: &mut Sink<'_>) {
+    let plain = text.len() > 1
+        && text.ends_with(['s', 'm'])
+        && !text.ends_with("ms")
+        && text[..text.len() - 1].chars().all(|c| c.is_ascii_digit());
+    match parse_duration(text) {
+        Ok(interval) if options.allow_short_intervals => {
+            if interval < MIN_STANDALONE_INTERVAL {
+                sink.error(path, format!("interval {text:?} is below {MIN_STANDALONE_INTERVAL:?}, the standalone minimum"));
+            }
+        }
+        Ok(interval) if !plain => {
+            sink.error(path, format!("interval {text:?} must match ^[0-9]+(m|s)$, for example 30s or 1m"));
+            let _ = interval;
+        }
+        Ok(interval) if interval < MIN_INTERVAL => sink.error(
+            path,
+            format!("interval {text:?} is below the minimum of 10s (only `aviary run --allow-short-intervals` may go lower)"),
+        ),
+        Ok(_) => {}
+        Err(error) => sink.error(path, error.to_string()),
+    }
+}
+
+fn check_percent(value: Option<i32>, path: &str, low: i32, sink: &mut Sink<'_>) {
+    if let Some(value) = value {
+        if !(low..=100).contains(&value) {
+            sink.error(path, format!("{value} is not between {low} and 100"));
+        }
+    }
+}
+
+fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'_>) {
+    if let Some(interval) = &analysis.interval {
+        check_interval(interval, "spec.analysis.interval", options, sink);
+    }
+    if let Some(threshold) = analysis.threshold {
+        if threshold < 1 {
+            sink.error("spec.analysis.threshold", format!("threshold {threshold} must be at least 1"));
+        }
+    }
+    check_percent(analysis.max_weight, "spec.analysis.maxWeight", 1, sink);
+    check_percent(analysis.step_weight, "spec.analysis.stepWeight", 1, sink);
+    check_percent(analysis.step_weight_promotion, "spec.analysis.stepWeightPromotion", 1, sink);
+    check_percent(analysis.mirror_weight, "spec.analysis.mirrorWeight", 0, sink);
+    check_percent(analysis.primary_ready_threshold, "spec.analysis.primaryReadyThreshold", 0, sink);
+    check_percent(analysis.canary_ready_threshold, "spec.analysis.canaryReadyThreshold", 0, sink);
+    let max_weight = analysis.max_weight.unwrap_or(CanaryAnalysis::DEFAULT_MAX_WEIGHT);
+    if let Some(step) = analysis.step_weight {
+        if step > max_weight {
+            sink.error("spec.analysis.stepWeight", format!("stepWeight {step} is above maxWeight {max_weight}"));
+        }
+    }
+    for (index, weight) in analysis.step_weights.iter().enumerate() {
+        let path = format!("spec.analysis.stepWeights[{index}]");
+        if !(1..=100).contains(weight) {
+            sink.error(&path, format!("{weight} is not between 1 and 100"));
+        } else if analysis.max_weight.is_some() && *weight > max_weight {
+            sink.error(&path, format!("step weight {weight} is above maxWeight {max_weight}"));
+        }
+        if index > 0 && *weight <= analysis.step_weights[index - 1] {
+            sink.error(&path, format!(
+                "stepWeights must increase: {weight} follows {}",
+                analysis.step_weights[index - 1]
+            ));
+        }
+    }
+    let iterations = analysis.iterations.unwrap_or(0);
+    if let Some(count) = analysis.iterations {
+        if count < 0 {
+            sink.error("spec.analysis.iterations", format!("iterations {count} must not be negative"));
+        }
+    }
+    if iterations > 0 && (analysis.step_weight.is_some() || !analysis.step_weights.is_empty()) {
+        sink.warning("spec.analysis.iterations", "iterations and stepWeight(s) are both set: iterations wins (A/B or blue/green), the weights are ignored");
+    }
+    if iterations == 0 && !analysis.r#match.is_empty() {
+        sink.warning("spec.analysis.match", "match without iterations is ignored: A/B testing needs iterations");
+    }
+    if let Some(affinity) = &analysis.session_affinity {
+        if affinity.cookie_name.trim().is_empty() {
+            sink.error("spec.analysis.sessionAffinity.cookieName", "cookieName must not be empty");
+        }
+    }
+    for (index, metric) in analysis.metrics.iter().enumerate() {
+        let base = format!("spec.analysis.metrics[{index}]");
+        if let Some(range) = &metric.threshold_range {
+            if let (Some(min), Some(max)) = (range.min, range.max) {
+                if min > max {
+                    sink.error(&format!("{base}.thresholdRange"), format!("thresholdRange min {min} is greater than max {max}"));
+                }
+            }
+        }
+        if let Some(interval) = &metric.interval {
+            if let Err(error) = parse_duration(interval) {
+                sink.error(&format!("{base}.interval"), error.to_string());
+            }
+        }
+        let builtin = matches!(metric.name.as_str(), BUILTIN_SUCCESS_RATE | BUILTIN_DURATION);
+        if !builtin && metric.template_ref.is_none() && metric.query.is_none() {
+            sink.error(&format!("{base}.templateRef"), format!(
+                "metric {:?} is not a built-in ({BUILTIN_SUCCESS_RATE}, {BUILTIN_DURATION}) and has no templateRef",
+                metric.name
+            ));
+        }
+        if metric.threshold_range.is_none() && metric.threshold.is_none() {
+            sink.warning(&base, format!("metric {:?} has no thresholdRange: every value passes", metric.name));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, hook) in analysis.webhooks.iter().enumerate() {
+        let base = format!("spec.analysis.webhooks[{index}]");
+        if !seen.insert(&hook.name) {
+            sink.error(&format!("{base}.name"), format!("webhook name {:?} is used twice", hook.name));
+        }
+        match reqwest::Url::parse(&hook.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(url) => sink.error(&format!("{base}.url"), format!("scheme {:?} is not http or https", url.scheme())),
+            Err(error) => sink.error(&format!("{base}.url"), format!("{:?} is not a URL: {error}", hook.url)),
+        }
+        if let Some(timeout) = &hook.timeout {
+            if let Err(error) = parse_duration(timeout) {
+                sink.error(&format!("{base}.timeout"), error.to_string());
+            }
+        }
+        if hook.retries.is_some_and(|r| r < 0) {
+            sink.error(&format!("{base}.retries"), "retries must not be negative");
+        }
+    }
+}
+
+pub fn check_metric_template(spec: &MetricTemplateSpec, sink: &mut Sink<'_>) {
+    if spec.provider.r#type != "prometheus" {
+        sink.error("spec.provider.type", format!("provider type {:?} is not supported; use prometheus", spec.provider.r#type));
+    }
+    if spec.query.trim().is_empty() {
+        sink.error("spec.query", "query must not be empty");
+    }
+    for problem in template_problems(&spec.query) {
+        sink.error("spec.query", problem);
+    }
+}
+
+/// Problems with the `{{ … }}` placeholders of a query: unclosed braces and unknown variables.
+pub fn template_problems(query: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut rest = query;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            problems.push(format!("unclosed {{{{ at {:?}", after.chars().take(20).collect::<String>()));
+            break;
+        };
+        let variable = after[..close].trim();
+        let known = TEMPLATE_VARIABLES.contains(&variable)
+            || variable
+                .strip_prefix("variables.")
+                .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_'));
+        if !known {
+            problems.push(format!(
+                "unknown variable {{{{ {variable} }}}}; use name, namespace, target, service, interval or variables.<key>"
+            ));
+        }
+        rest = &after[close + 2..];
+    }
+    problems
+}
+
+pub fn check_alert_provider(spec: &AlertProviderSpec, sink: &mut Sink<'_>) {
+    if !ALERT_TYPES.contains(&spec.r#type.as_str()) {
+        sink.error("spec.type", format!("type {:?} is not one of {}", spec.r#type, ALERT_TYPES.join(", ")));
+    }
+    if spec.address.is_none() && spec.secret_ref.is_none() {
+        sink.warning("spec.address", "no address and no secretRef: alerts have nowhere to go");
+    }
+}
