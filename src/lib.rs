@@ -5,12 +5,14 @@
 //! lives in the adapters around it.
 
 pub mod api;
+pub mod bench;
 pub mod crd;
+pub mod demo;
 pub mod engine;
 pub mod gateway;
 pub mod hooks;
-pub mod loadgen;
 pub mod http_client;
+pub mod loadgen;
 pub mod metrics;
 pub mod runner;
 pub mod sample_app;

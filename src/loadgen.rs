@@ -41,7 +41,8 @@ impl LoadReport {
         if self.latencies_us.is_empty() {
             return 0.0;
         }
-        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize).clamp(1, self.latencies_us.len());
+        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize)
+            .clamp(1, self.latencies_us.len());
         self.latencies_us[rank - 1] as f64 / 1000.0
     }
 
@@ -78,7 +79,11 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
             _ = ticker.tick() => {}
             _ = stop.changed() => break,
         }
-        if plan.duration.is_some_and(|limit| started.elapsed() >= limit) || *stop.borrow() {
+        if plan
+            .duration
+            .is_some_and(|limit| started.elapsed() >= limit)
+            || *stop.borrow()
+        {
             break;
         }
         if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
@@ -88,8 +93,12 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
         report.sent += 1;
         in_flight.fetch_add(1, Ordering::Relaxed);
         let (client, uri) = (client.clone(), uri.clone());
-        let (in_flight, ok, failed, latencies) =
-            (in_flight.clone(), ok.clone(), failed.clone(), latencies.clone());
+        let (in_flight, ok, failed, latencies) = (
+            in_flight.clone(),
+            ok.clone(),
+            failed.clone(),
+            latencies.clone(),
+        );
         tasks.spawn(async move {
             let sent_at = Instant::now();
             let answer = client.get(uri).await;
@@ -102,7 +111,10 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
                 Err(_) => false,
             };
             let micros = sent_at.elapsed().as_micros() as u64;
-            latencies.lock().unwrap_or_else(|p| p.into_inner()).push(micros);
+            latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(micros);
             if success { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });

@@ -1,1 +1,308 @@
-fn main() {}
+#![forbid(unsafe_code)]
+//! The `aviary` command line. Errors become anyhow only here, at the edge.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use aviary::api::{parse_duration, CanaryPhase};
+use aviary::validate::{self, Manifest, Options, Severity};
+
+#[derive(Parser)]
+#[command(
+    name = "aviary",
+    version,
+    about = "Progressive delivery for service meshes"
+)]
+struct Cli {
+    /// Log format: plain or json.
+    #[arg(long, global = true, default_value = "plain")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+    /// Check Canary, MetricTemplate and AlertProvider manifests.
+    Validate {
+        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Accept analysis intervals below 10s (standalone runs only).
+        #[arg(long)]
+        allow_short_intervals: bool,
+    },
+    /// Roll out one Canary against the embedded gateway (needs spec.standalone).
+    Run {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[arg(long)]
+        allow_short_intervals: bool,
+        /// Send this many requests per second through the gateway during the run.
+        #[arg(long)]
+        load_rps: Option<u32>,
+    },
+    /// Promote a healthy version and roll back a faulty one, on this machine.
+    Demo {
+        /// One-second intervals (for tests).
+        #[arg(long)]
+        fast: bool,
+        #[arg(long, default_value_t = 60)]
+        rps: u32,
+    },
+    /// Serve a sample app with a chosen version, error rate and latency.
+    SampleApp {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "v1")]
+        version: String,
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+    /// Run the embedded gateway on its own.
+    Gateway {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long)]
+        primary: String,
+        #[arg(long)]
+        canary: String,
+        /// Percent of traffic for the canary.
+        #[arg(long, default_value_t = 0)]
+        canary_weight: i32,
+        #[arg(long)]
+        metrics_listen: Option<String>,
+    },
+    /// Benchmarks; each prints one JSON object.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Added latency and memory of the embedded gateway.
+    Gateway {
+        #[arg(long, default_value_t = 1000)]
+        rps: u32,
+        #[arg(long, default_value = "10s")]
+        duration: String,
+    },
+}
+
+fn init_logging(format: &str, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    aviary::http_client::install_crypto_provider();
+    let quiet = matches!(
+        cli.command,
+        Command::Demo { .. } | Command::Bench(_) | Command::Validate { .. }
+    );
+    init_logging(&cli.log_format, if quiet { "warn" } else { "info" });
+    match cli.command {
+        Command::Crds => {
+            print!("{}", aviary::crd::all_crds_yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate {
+            files,
+            allow_short_intervals,
+        } => validate_files(
+            &files,
+            Options {
+                allow_short_intervals,
+            },
+        ),
+        Command::Run {
+            file,
+            allow_short_intervals,
+            load_rps,
+        } => {
+            run_file(
+                file,
+                Options {
+                    allow_short_intervals,
+                },
+                load_rps,
+            )
+            .await
+        }
+        Command::Demo { fast, rps } => {
+            let outcomes = aviary::demo::run(aviary::demo::DemoOptions { fast, rps }).await?;
+            let all_expected = outcomes.len() == 2 && outcomes.iter().all(|o| o.as_expected());
+            println!(
+                "{}",
+                if all_expected {
+                    "demo: PASS"
+                } else {
+                    "demo: FAIL"
+                }
+            );
+            Ok(if all_expected {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::SampleApp {
+            port,
+            version,
+            error_rate,
+            latency_ms,
+        } => {
+            if !(0.0..=1.0).contains(&error_rate) {
+                bail!("--error-rate {error_rate} must be between 0 and 1");
+            }
+            let behaviour = aviary::sample_app::Behaviour {
+                version,
+                error_rate,
+                latency: Duration::from_millis(latency_ms),
+            };
+            let app = aviary::sample_app::SampleApp::start(&format!("127.0.0.1:{port}"), behaviour)
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+            println!("listening {}", app.address);
+            tokio::signal::ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateway {
+            listen,
+            primary,
+            canary,
+            canary_weight,
+            metrics_listen,
+        } => {
+            let primary = primary
+                .parse()
+                .with_context(|| format!("--primary {primary:?} is not ip:port"))?;
+            let canary = canary
+                .parse()
+                .with_context(|| format!("--canary {canary:?} is not ip:port"))?;
+            if !(0..=100).contains(&canary_weight) {
+                bail!("--canary-weight {canary_weight} must be between 0 and 100");
+            }
+            let gateway = aviary::gateway::GatewayHandle::start(&listen, primary, canary).await?;
+            gateway.set_routes(aviary::engine::Routes::weighted(canary_weight), &[])?;
+            println!("listening {}", gateway.address);
+            if let Some(metrics) = metrics_listen {
+                let admin = aviary::gateway::serve_admin(gateway.clone(), &metrics).await?;
+                println!("metrics http://{admin}/metrics");
+            }
+            tokio::signal::ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(Bench::Gateway { rps, duration }) => {
+            let duration = parse_duration(&duration).context("--duration")?;
+            let executable =
+                std::env::current_exe().context("cannot find the aviary executable")?;
+            let report = aviary::bench::gateway(&executable, rps, duration).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate_files(files: &[PathBuf], options: Options) -> Result<ExitCode> {
+    let mut errors = 0;
+    for (path, report) in validate::validate_files(files, options) {
+        let report = match report {
+            Ok(report) => report,
+            Err(error) => {
+                eprintln!("{}: cannot read: {error}", path.display());
+                errors += 1;
+                continue;
+            }
+        };
+        for finding in &report.findings {
+            println!("{}: {finding}", path.display());
+            if finding.severity == Severity::Error {
+                errors += 1;
+            }
+        }
+        if !report.has_errors() {
+            println!(
+                "{}: ok ({} objects)",
+                path.display(),
+                report.manifests.len()
+            );
+        }
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_file(file: PathBuf, options: Options, load_rps: Option<u32>) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let report = validate::validate_text(&text, options);
+    for finding in &report.findings {
+        eprintln!("{}: {finding}", file.display());
+    }
+    if report.has_errors() {
+        bail!("{} is invalid; nothing was started", file.display());
+    }
+    let mut canaries = report.manifests.into_iter().filter_map(|m| match m {
+        Manifest::Canary {
+            name,
+            namespace,
+            spec,
+        } => Some((name, namespace, spec)),
+        _ => None,
+    });
+    let Some((name, namespace, spec)) = canaries.next() else {
+        bail!("{} holds no Canary", file.display());
+    };
+    let status = aviary::runner::standalone::run(name, namespace, *spec, load_rps, |progress| {
+        for event in &progress.events {
+            println!("{:<18} {}", event.reason, event.message);
+        }
+    })
+    .await?;
+    println!("phase: {}", status.phase);
+    Ok(if status.phase == CanaryPhase::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -57,7 +57,10 @@ impl SampleApp {
     }
 
     pub fn behaviour(&self) -> Behaviour {
-        self.behaviour.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.behaviour
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Deploys another version in place.

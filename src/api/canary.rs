@@ -525,6 +525,9 @@ pub struct CanaryAlert {
 pub struct Standalone {
     /// Address the embedded gateway listens on, for example `127.0.0.1:8080`.
     pub listen: String,
+    /// Address of the gateway's `/metrics` (default: an ephemeral loopback port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     pub primary: StandaloneUpstream,
     pub canary: StandaloneUpstream,
 }

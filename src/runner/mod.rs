@@ -1,6 +1,7 @@
 //! The standalone runner: drives the pure engine against the embedded gateway, with real webhooks
 //! and metrics scraped from the gateway's own telemetry. `aviary run` and `aviary demo` use it.
 
+pub mod standalone;
 mod workloads;
 
 use std::collections::BTreeMap;

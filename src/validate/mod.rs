@@ -57,9 +57,19 @@ pub struct Options {
 /// A manifest that passed: the typed objects, in stream order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Manifest {
-    Canary { name: String, namespace: String, spec: Box<CanarySpec> },
-    MetricTemplate { name: String, spec: MetricTemplateSpec },
-    AlertProvider { name: String, spec: AlertProviderSpec },
+    Canary {
+        name: String,
+        namespace: String,
+        spec: Box<CanarySpec>,
+    },
+    MetricTemplate {
+        name: String,
+        spec: MetricTemplateSpec,
+    },
+    AlertProvider {
+        name: String,
+        spec: AlertProviderSpec,
+    },
 }
 
 /// Everything learnt from one YAML stream.
@@ -143,19 +153,31 @@ fn validate_document(
     options: Options,
     report: &mut Report,
 ) {
-    let text_at = |pointer: &str| value.pointer(pointer).and_then(|v| v.as_str()).unwrap_or("");
+    let text_at = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+    };
     let kind = text_at("/kind").to_string();
     let name = text_at("/metadata/name").to_string();
     let namespace = text_at("/metadata/namespace").to_string();
     let api_version = text_at("/apiVersion").to_string();
     let mut sink = Sink {
         document: number,
-        object: if kind.is_empty() { "document".into() } else { format!("{kind} {name}") },
+        object: if kind.is_empty() {
+            "document".into()
+        } else {
+            format!("{kind} {name}")
+        },
         lines,
         findings: &mut report.findings,
     };
     if !matches!(kind.as_str(), "Canary" | "MetricTemplate" | "AlertProvider") {
-        sink.warning("kind", format!("kind {kind:?} is not an Aviary kind; skipped"));
+        sink.warning(
+            "kind",
+            format!("kind {kind:?} is not an Aviary kind; skipped"),
+        );
         return;
     }
     let expected = format!("{GROUP}/{VERSION}");
@@ -181,7 +203,11 @@ fn validate_document(
                 rules::check_canary(&spec, options, &mut sink);
                 report.manifests.push(Manifest::Canary {
                     name,
-                    namespace: if namespace.is_empty() { "default".into() } else { namespace },
+                    namespace: if namespace.is_empty() {
+                        "default".into()
+                    } else {
+                        namespace
+                    },
                     spec: Box::new(spec),
                 });
             }
@@ -189,13 +215,17 @@ fn validate_document(
         "MetricTemplate" => {
             if let Some(spec) = typed::<MetricTemplateSpec>(spec, &mut sink) {
                 rules::check_metric_template(&spec, &mut sink);
-                report.manifests.push(Manifest::MetricTemplate { name, spec });
+                report
+                    .manifests
+                    .push(Manifest::MetricTemplate { name, spec });
             }
         }
         _ => {
             if let Some(spec) = typed::<AlertProviderSpec>(spec, &mut sink) {
                 rules::check_alert_provider(&spec, &mut sink);
-                report.manifests.push(Manifest::AlertProvider { name, spec });
+                report
+                    .manifests
+                    .push(Manifest::AlertProvider { name, spec });
             }
         }
     }
@@ -207,7 +237,11 @@ fn typed<T: DeserializeOwned>(spec: &serde_json::Value, sink: &mut Sink<'_>) -> 
         Ok(typed) => Some(typed),
         Err(error) => {
             let inner = error.path().to_string();
-            let path = if inner == "." { "spec".to_string() } else { format!("spec.{inner}") };
+            let path = if inner == "." {
+                "spec".to_string()
+            } else {
+                format!("spec.{inner}")
+            };
             sink.error(&path, error.into_inner().to_string());
             None
         }

@@ -19,19 +19,31 @@ const TEMPLATE_VARIABLES: [&str; 5] = ["name", "namespace", "target", "service",
 
 pub fn check_canary(spec: &CanarySpec, options: Options, sink: &mut Sink<'_>) {
     if spec.target_ref.name.trim().is_empty() {
-        sink.error("spec.targetRef.name", "targetRef.name must name the Deployment or DaemonSet to roll out");
+        sink.error(
+            "spec.targetRef.name",
+            "targetRef.name must name the Deployment or DaemonSet to roll out",
+        );
     }
     if let Some(kind) = &spec.target_ref.kind {
         if !matches!(kind.as_str(), "Deployment" | "DaemonSet") {
-            sink.error("spec.targetRef.kind", format!("kind {kind:?} cannot be rolled out; use Deployment or DaemonSet"));
+            sink.error(
+                "spec.targetRef.kind",
+                format!("kind {kind:?} cannot be rolled out; use Deployment or DaemonSet"),
+            );
         }
     }
     if !(1..=65535).contains(&spec.service.port) {
-        sink.error("spec.service.port", format!("port {} is not between 1 and 65535", spec.service.port));
+        sink.error(
+            "spec.service.port",
+            format!("port {} is not between 1 and 65535", spec.service.port),
+        );
     }
     if let Some(seconds) = spec.progress_deadline_seconds {
         if seconds <= 0 {
-            sink.error("spec.progressDeadlineSeconds", format!("progressDeadlineSeconds {seconds} must be positive"));
+            sink.error(
+                "spec.progressDeadlineSeconds",
+                format!("progressDeadlineSeconds {seconds} must be positive"),
+            );
         }
     }
     if let Some(analysis) = &spec.analysis {
@@ -40,15 +52,24 @@ pub fn check_canary(spec: &CanarySpec, options: Options, sink: &mut Sink<'_>) {
     if let Some(standalone) = &spec.standalone {
         for (path, address) in [
             ("spec.standalone.listen", &standalone.listen),
-            ("spec.standalone.primary.address", &standalone.primary.address),
+            (
+                "spec.standalone.primary.address",
+                &standalone.primary.address,
+            ),
             ("spec.standalone.canary.address", &standalone.canary.address),
         ] {
             if address.parse::<std::net::SocketAddr>().is_err() {
-                sink.error(path, format!("{address:?} is not an ip:port address, for example 127.0.0.1:8080"));
+                sink.error(
+                    path,
+                    format!("{address:?} is not an ip:port address, for example 127.0.0.1:8080"),
+                );
             }
         }
         if standalone.primary.address == standalone.canary.address {
-            sink.error("spec.standalone.canary.address", "primary and canary must listen on different addresses");
+            sink.error(
+                "spec.standalone.canary.address",
+                "primary and canary must listen on different addresses",
+            );
         }
     }
 }
@@ -91,19 +112,47 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
     }
     if let Some(threshold) = analysis.threshold {
         if threshold < 1 {
-            sink.error("spec.analysis.threshold", format!("threshold {threshold} must be at least 1"));
+            sink.error(
+                "spec.analysis.threshold",
+                format!("threshold {threshold} must be at least 1"),
+            );
         }
     }
     check_percent(analysis.max_weight, "spec.analysis.maxWeight", 1, sink);
     check_percent(analysis.step_weight, "spec.analysis.stepWeight", 1, sink);
-    check_percent(analysis.step_weight_promotion, "spec.analysis.stepWeightPromotion", 1, sink);
-    check_percent(analysis.mirror_weight, "spec.analysis.mirrorWeight", 0, sink);
-    check_percent(analysis.primary_ready_threshold, "spec.analysis.primaryReadyThreshold", 0, sink);
-    check_percent(analysis.canary_ready_threshold, "spec.analysis.canaryReadyThreshold", 0, sink);
-    let max_weight = analysis.max_weight.unwrap_or(CanaryAnalysis::DEFAULT_MAX_WEIGHT);
+    check_percent(
+        analysis.step_weight_promotion,
+        "spec.analysis.stepWeightPromotion",
+        1,
+        sink,
+    );
+    check_percent(
+        analysis.mirror_weight,
+        "spec.analysis.mirrorWeight",
+        0,
+        sink,
+    );
+    check_percent(
+        analysis.primary_ready_threshold,
+        "spec.analysis.primaryReadyThreshold",
+        0,
+        sink,
+    );
+    check_percent(
+        analysis.canary_ready_threshold,
+        "spec.analysis.canaryReadyThreshold",
+        0,
+        sink,
+    );
+    let max_weight = analysis
+        .max_weight
+        .unwrap_or(CanaryAnalysis::DEFAULT_MAX_WEIGHT);
     if let Some(step) = analysis.step_weight {
         if step > max_weight {
-            sink.error("spec.analysis.stepWeight", format!("stepWeight {step} is above maxWeight {max_weight}"));
+            sink.error(
+                "spec.analysis.stepWeight",
+                format!("stepWeight {step} is above maxWeight {max_weight}"),
+            );
         }
     }
     for (index, weight) in analysis.step_weights.iter().enumerate() {
@@ -111,30 +160,45 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
         if !(1..=100).contains(weight) {
             sink.error(&path, format!("{weight} is not between 1 and 100"));
         } else if analysis.max_weight.is_some() && *weight > max_weight {
-            sink.error(&path, format!("step weight {weight} is above maxWeight {max_weight}"));
+            sink.error(
+                &path,
+                format!("step weight {weight} is above maxWeight {max_weight}"),
+            );
         }
         if index > 0 && *weight <= analysis.step_weights[index - 1] {
-            sink.error(&path, format!(
-                "stepWeights must increase: {weight} follows {}",
-                analysis.step_weights[index - 1]
-            ));
+            sink.error(
+                &path,
+                format!(
+                    "stepWeights must increase: {weight} follows {}",
+                    analysis.step_weights[index - 1]
+                ),
+            );
         }
     }
     let iterations = analysis.iterations.unwrap_or(0);
     if let Some(count) = analysis.iterations {
         if count < 0 {
-            sink.error("spec.analysis.iterations", format!("iterations {count} must not be negative"));
+            sink.error(
+                "spec.analysis.iterations",
+                format!("iterations {count} must not be negative"),
+            );
         }
     }
     if iterations > 0 && (analysis.step_weight.is_some() || !analysis.step_weights.is_empty()) {
         sink.warning("spec.analysis.iterations", "iterations and stepWeight(s) are both set: iterations wins (A/B or blue/green), the weights are ignored");
     }
     if iterations == 0 && !analysis.r#match.is_empty() {
-        sink.warning("spec.analysis.match", "match without iterations is ignored: A/B testing needs iterations");
+        sink.warning(
+            "spec.analysis.match",
+            "match without iterations is ignored: A/B testing needs iterations",
+        );
     }
     if let Some(affinity) = &analysis.session_affinity {
         if affinity.cookie_name.trim().is_empty() {
-            sink.error("spec.analysis.sessionAffinity.cookieName", "cookieName must not be empty");
+            sink.error(
+                "spec.analysis.sessionAffinity.cookieName",
+                "cookieName must not be empty",
+            );
         }
     }
     for (index, metric) in analysis.metrics.iter().enumerate() {
@@ -142,7 +206,10 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
         if let Some(range) = &metric.threshold_range {
             if let (Some(min), Some(max)) = (range.min, range.max) {
                 if min > max {
-                    sink.error(&format!("{base}.thresholdRange"), format!("thresholdRange min {min} is greater than max {max}"));
+                    sink.error(
+                        &format!("{base}.thresholdRange"),
+                        format!("thresholdRange min {min} is greater than max {max}"),
+                    );
                 }
             }
         }
@@ -151,7 +218,10 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
                 sink.error(&format!("{base}.interval"), error.to_string());
             }
         }
-        let builtin = matches!(metric.name.as_str(), BUILTIN_SUCCESS_RATE | BUILTIN_DURATION);
+        let builtin = matches!(
+            metric.name.as_str(),
+            BUILTIN_SUCCESS_RATE | BUILTIN_DURATION
+        );
         if !builtin && metric.template_ref.is_none() && metric.query.is_none() {
             sink.error(&format!("{base}.templateRef"), format!(
                 "metric {:?} is not a built-in ({BUILTIN_SUCCESS_RATE}, {BUILTIN_DURATION}) and has no templateRef",
@@ -159,19 +229,34 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
             ));
         }
         if metric.threshold_range.is_none() && metric.threshold.is_none() {
-            sink.warning(&base, format!("metric {:?} has no thresholdRange: every value passes", metric.name));
+            sink.warning(
+                &base,
+                format!(
+                    "metric {:?} has no thresholdRange: every value passes",
+                    metric.name
+                ),
+            );
         }
     }
     let mut seen = std::collections::BTreeSet::new();
     for (index, hook) in analysis.webhooks.iter().enumerate() {
         let base = format!("spec.analysis.webhooks[{index}]");
         if !seen.insert(&hook.name) {
-            sink.error(&format!("{base}.name"), format!("webhook name {:?} is used twice", hook.name));
+            sink.error(
+                &format!("{base}.name"),
+                format!("webhook name {:?} is used twice", hook.name),
+            );
         }
         match reqwest::Url::parse(&hook.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            Ok(url) => sink.error(&format!("{base}.url"), format!("scheme {:?} is not http or https", url.scheme())),
-            Err(error) => sink.error(&format!("{base}.url"), format!("{:?} is not a URL: {error}", hook.url)),
+            Ok(url) => sink.error(
+                &format!("{base}.url"),
+                format!("scheme {:?} is not http or https", url.scheme()),
+            ),
+            Err(error) => sink.error(
+                &format!("{base}.url"),
+                format!("{:?} is not a URL: {error}", hook.url),
+            ),
         }
         if let Some(timeout) = &hook.timeout {
             if let Err(error) = parse_duration(timeout) {
@@ -186,7 +271,13 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
 
 pub fn check_metric_template(spec: &MetricTemplateSpec, sink: &mut Sink<'_>) {
     if spec.provider.r#type != "prometheus" {
-        sink.error("spec.provider.type", format!("provider type {:?} is not supported; use prometheus", spec.provider.r#type));
+        sink.error(
+            "spec.provider.type",
+            format!(
+                "provider type {:?} is not supported; use prometheus",
+                spec.provider.r#type
+            ),
+        );
     }
     if spec.query.trim().is_empty() {
         sink.error("spec.query", "query must not be empty");
@@ -203,14 +294,17 @@ pub fn template_problems(query: &str) -> Vec<String> {
     while let Some(open) = rest.find("{{") {
         let after = &rest[open + 2..];
         let Some(close) = after.find("}}") else {
-            problems.push(format!("unclosed {{{{ at {:?}", after.chars().take(20).collect::<String>()));
+            problems.push(format!(
+                "unclosed {{{{ at {:?}",
+                after.chars().take(20).collect::<String>()
+            ));
             break;
         };
         let variable = after[..close].trim();
         let known = TEMPLATE_VARIABLES.contains(&variable)
-            || variable
-                .strip_prefix("variables.")
-                .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_'));
+            || variable.strip_prefix("variables.").is_some_and(|name| {
+                !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            });
         if !known {
             problems.push(format!(
                 "unknown variable {{{{ {variable} }}}}; use name, namespace, target, service, interval or variables.<key>"
@@ -223,9 +317,19 @@ pub fn template_problems(query: &str) -> Vec<String> {
 
 pub fn check_alert_provider(spec: &AlertProviderSpec, sink: &mut Sink<'_>) {
     if !ALERT_TYPES.contains(&spec.r#type.as_str()) {
-        sink.error("spec.type", format!("type {:?} is not one of {}", spec.r#type, ALERT_TYPES.join(", ")));
+        sink.error(
+            "spec.type",
+            format!(
+                "type {:?} is not one of {}",
+                spec.r#type,
+                ALERT_TYPES.join(", ")
+            ),
+        );
     }
     if spec.address.is_none() && spec.secret_ref.is_none() {
-        sink.warning("spec.address", "no address and no secretRef: alerts have nowhere to go");
+        sink.warning(
+            "spec.address",
+            "no address and no secretRef: alerts have nowhere to go",
+        );
     }
 }

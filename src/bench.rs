@@ -1,0 +1,150 @@
+//! Benchmarks that print one JSON object each. Not timed tests: numbers to read and compare.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
+
+use crate::loadgen::{self, LoadPlan, LoadReport};
+use crate::sample_app::{Behaviour, SampleApp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start {what}: {reason}")]
+    Start { what: &'static str, reason: String },
+}
+
+fn start_error(what: &'static str) -> impl Fn(std::io::Error) -> BenchError {
+    move |e| BenchError::Start {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+async fn load(target: std::net::SocketAddr, rps: u32, duration: Duration) -> LoadReport {
+    let (_keep, stop) = watch::channel(false);
+    loadgen::run(
+        LoadPlan {
+            target,
+            path: "/".into(),
+            rps,
+            duration: Some(duration),
+        },
+        stop,
+    )
+    .await
+}
+
+fn summary(report: &LoadReport) -> serde_json::Value {
+    json!({
+        "requests": report.ok + report.failed,
+        "failed": report.failed,
+        "dropped": report.dropped,
+        "throughput_rps": round(report.throughput()),
+        "latency_p50_ms": round(report.latency_ms(0.50)),
+        "latency_p99_ms": round(report.latency_ms(0.99)),
+    })
+}
+
+fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Resident and peak memory of a process, in KiB, from /proc.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn machine() -> serde_json::Value {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "loadavg": loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        "note": "load generator, upstream and gateway share this machine; direct and gateway runs are measured back to back in the same run",
+    })
+}
+
+/// Added latency of the gateway: the same load straight to an upstream, then through a gateway
+/// running as its own process (so its memory is its own), in one run.
+pub async fn gateway(
+    executable: &Path,
+    rps: u32,
+    duration: Duration,
+) -> Result<serde_json::Value, BenchError> {
+    let upstream = SampleApp::start(
+        "127.0.0.1:0",
+        Behaviour {
+            version: "bench".into(),
+            error_rate: 0.0,
+            latency: Duration::ZERO,
+        },
+    )
+    .await
+    .map_err(start_error("the upstream"))?;
+    let address = upstream.address.to_string();
+    let mut child = tokio::process::Command::new(executable)
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--primary",
+            &address,
+            "--canary",
+            &address,
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(start_error("the gateway process"))?;
+    let stdout = child.stdout.take().ok_or_else(|| BenchError::Start {
+        what: "the gateway process",
+        reason: "no stdout".into(),
+    })?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = lines
+        .next_line()
+        .await
+        .map_err(start_error("the gateway process"))?;
+    let gateway_address: std::net::SocketAddr = first
+        .as_deref()
+        .and_then(|line| line.strip_prefix("listening "))
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| BenchError::Start {
+            what: "the gateway process",
+            reason: format!("unexpected first line {first:?}"),
+        })?;
+    let pid = child.id().unwrap_or(0);
+    let warmup = Duration::from_secs(1);
+    load(upstream.address, rps, warmup).await;
+    load(gateway_address, rps, warmup).await;
+    let direct = load(upstream.address, rps, duration).await;
+    let through = load(gateway_address, rps, duration).await;
+    let (rss_kib, peak_kib) = memory_kib(pid);
+    let _ = child.kill().await;
+    Ok(json!({
+        "benchmark": "gateway",
+        "target_rps": rps,
+        "duration_s": duration.as_secs_f64(),
+        "direct": summary(&direct),
+        "through_gateway": summary(&through),
+        "throughput_rps": round(through.throughput()),
+        "added_latency_p50_ms": round(through.latency_ms(0.50) - direct.latency_ms(0.50)),
+        "added_latency_p99_ms": round(through.latency_ms(0.99) - direct.latency_ms(0.99)),
+        "gateway_rss_mib": round(rss_kib as f64 / 1024.0),
+        "gateway_peak_rss_mib": round(peak_kib as f64 / 1024.0),
+        "targets": { "added_latency_p99_ms": 1.0, "gateway_rss_mib": 20.0 },
+        "machine": machine(),
+    }))
+}

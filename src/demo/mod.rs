@@ -1,0 +1,257 @@
+//! `aviary demo`: two real rollouts on this machine, with no cluster and no mesh. A healthy v2 is
+//! promoted, then a faulty v3 is rolled back, through the embedded gateway, with live progress.
+
+mod view;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::api::{CanaryPhase, CanarySpec};
+use crate::gateway::{serve_admin, GatewayHandle};
+use crate::hooks::HookClient;
+use crate::loadgen::{self, LoadPlan};
+use crate::metrics::{Dialect, ScrapeProvider, Workload};
+use crate::runner::{Runner, Workloads};
+use crate::sample_app::{Behaviour, SampleApp};
+use crate::validate::{self, Manifest, Options};
+
+const DEMO_CANARY: &str = include_str!("canary.yaml");
+
+#[derive(Debug, Clone, Copy)]
+pub struct DemoOptions {
+    /// Short intervals (1s) for tests.
+    pub fast: bool,
+    /// Requests per second sent through the gateway.
+    pub rps: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the demo canary is invalid: {0}")]
+    Manifest(String),
+    #[error("cannot start {what}: {reason}")]
+    Start { what: &'static str, reason: String },
+    #[error(transparent)]
+    Run(#[from] crate::runner::RunError),
+}
+
+/// How one rollout of the demo ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub version: String,
+    pub expected: CanaryPhase,
+    pub phase: CanaryPhase,
+    pub elapsed: Duration,
+    pub message: String,
+}
+
+impl Outcome {
+    pub fn as_expected(&self) -> bool {
+        self.phase == self.expected
+    }
+}
+
+/// The sample apps play the Deployments: promotion copies the canary's version into the primary.
+struct DemoWorkloads {
+    primary: SampleApp,
+    canary: SampleApp,
+}
+
+impl Workloads for DemoWorkloads {
+    fn primary_revision(&self) -> String {
+        self.primary.behaviour().version
+    }
+
+    fn canary_revision(&self) -> String {
+        self.canary.behaviour().version
+    }
+
+    fn promote<'a>(&'a self, _: &'a GatewayHandle) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.primary.set(self.canary.behaviour());
+            Ok(())
+        })
+    }
+}
+
+/// The demo's Canary, with intervals shortened for `--fast`.
+pub fn demo_spec(fast: bool) -> Result<(String, String, CanarySpec), DemoError> {
+    let options = Options {
+        allow_short_intervals: true,
+    };
+    let report = validate::validate_text(DEMO_CANARY, options);
+    if report.has_errors() {
+        let text = report
+            .findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(DemoError::Manifest(text));
+    }
+    let Some(Manifest::Canary {
+        name,
+        namespace,
+        mut spec,
+    }) = report.manifests.into_iter().next()
+    else {
+        return Err(DemoError::Manifest("no Canary in the demo manifest".into()));
+    };
+    if fast {
+        if let Some(analysis) = spec.analysis.as_mut() {
+            analysis.interval = Some("1s".into());
+            for metric in &mut analysis.metrics {
+                metric.interval = Some("1s".into());
+            }
+        }
+    }
+    Ok((name, namespace, *spec))
+}
+
+/// Runs both rollouts and returns their outcomes; the caller decides the exit code.
+pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
+    let (name, namespace, spec) = demo_spec(options.fast)?;
+    let start_failed = |what| {
+        move |e: std::io::Error| DemoError::Start {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let primary = SampleApp::start("127.0.0.1:0", Behaviour::healthy("v1"))
+        .await
+        .map_err(start_failed("the primary sample app"))?;
+    let canary = SampleApp::start("127.0.0.1:0", Behaviour::healthy("v1"))
+        .await
+        .map_err(start_failed("the canary sample app"))?;
+    let gateway = GatewayHandle::start("127.0.0.1:0", primary.address, canary.address)
+        .await
+        .map_err(|e| DemoError::Start {
+            what: "the gateway",
+            reason: e.to_string(),
+        })?;
+    let admin = serve_admin(gateway.clone(), "127.0.0.1:0")
+        .await
+        .map_err(|e| DemoError::Start {
+            what: "the gateway admin listener",
+            reason: e.to_string(),
+        })?;
+    let scrape = Arc::new(ScrapeProvider::new(
+        format!("http://{admin}/metrics"),
+        Dialect::EmbeddedGateway,
+        Workload {
+            name: "primary".into(),
+            address: primary.address.to_string(),
+        },
+        Workload {
+            name: "canary".into(),
+            address: canary.address.to_string(),
+        },
+    ));
+    let scrape_period = if options.fast {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(1)
+    };
+    scrape.spawn_scraper(scrape_period);
+
+    let (stop_load, stop_signal) = watch::channel(false);
+    let load = tokio::spawn(loadgen::run(
+        LoadPlan {
+            target: gateway.address,
+            path: "/".into(),
+            rps: options.rps,
+            duration: None,
+        },
+        stop_signal,
+    ));
+    println!(
+        "aviary demo: gateway {} -> primary {} / canary {}; {} requests/s of load",
+        gateway.address, primary.address, canary.address, options.rps
+    );
+
+    let runner = Runner {
+        name,
+        namespace,
+        spec,
+        gateway: gateway.clone(),
+        workloads: Arc::new(DemoWorkloads {
+            primary: primary.clone(),
+            canary: canary.clone(),
+        }),
+        metrics: scrape,
+        hooks: HookClient::default(),
+    };
+    let releases = [
+        (Behaviour::healthy("v2"), CanaryPhase::Succeeded, "healthy"),
+        (
+            Behaviour {
+                version: "v3".into(),
+                error_rate: 0.2,
+                latency: Duration::from_millis(150),
+            },
+            CanaryPhase::Failed,
+            "faulty: 20% errors, 150 ms latency",
+        ),
+    ];
+    let mut outcomes = Vec::new();
+    for (behaviour, expected, description) in releases {
+        println!(
+            "\n== deploying {} ({description}); expecting {expected}",
+            behaviour.version
+        );
+        let version = behaviour.version.clone();
+        canary.set(behaviour);
+        let started = Instant::now();
+        let mut view = view::ProgressView::new(started);
+        let result = runner
+            .run(|progress| view.show(progress), std::future::pending())
+            .await;
+        let status = match result {
+            Ok(status) => status,
+            Err(error) => {
+                let _ = stop_load.send(true);
+                return Err(error.into());
+            }
+        };
+        let message = status
+            .conditions
+            .first()
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+        outcomes.push(Outcome {
+            version,
+            expected,
+            phase: status.phase,
+            elapsed: started.elapsed(),
+            message,
+        });
+    }
+    let _ = stop_load.send(true);
+    let load = load.await.unwrap_or_default();
+    gateway.shutdown();
+    println!("\n== summary");
+    for outcome in &outcomes {
+        println!(
+            "  {}: {} after {:.1}s (expected {}) {}",
+            outcome.version,
+            outcome.phase,
+            outcome.elapsed.as_secs_f64(),
+            outcome.expected,
+            if outcome.as_expected() {
+                "ok"
+            } else {
+                "UNEXPECTED"
+            }
+        );
+    }
+    println!(
+        "  load: {} requests, {} failed, primary now serves {}",
+        load.sent,
+        load.failed,
+        primary.behaviour().version
+    );
+    Ok(outcomes)
+}

@@ -1,0 +1,118 @@
+//! `aviary run`: one Canary manifest with a `spec.standalone` section, rolled out for real.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{wait_until_listening, ExternalUpstreams, Progress, Runner, STARTUP_PATIENCE};
+use crate::api::{CanaryPhase, CanarySpec, CanaryStatus};
+use crate::gateway::{serve_admin, GatewayHandle};
+use crate::hooks::HookClient;
+use crate::loadgen::{self, LoadPlan};
+use crate::metrics::{Dialect, ScrapeProvider, Workload};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error("spec.standalone is required by `aviary run`: it names the gateway's listen address and the primary and canary upstreams")]
+    MissingSection,
+    #[error("{field}: {value:?} is not an ip:port address")]
+    Address { field: &'static str, value: String },
+    #[error("{0}")]
+    Upstream(String),
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+    #[error(transparent)]
+    Run(#[from] super::RunError),
+}
+
+fn address(field: &'static str, value: &str) -> Result<SocketAddr, StandaloneError> {
+    value.parse().map_err(|_| StandaloneError::Address {
+        field,
+        value: value.to_string(),
+    })
+}
+
+/// Runs the rollout described by `spec` and returns its final status.
+/// `load_rps` sends built-in load through the gateway for the whole run.
+pub async fn run(
+    name: String,
+    namespace: String,
+    spec: CanarySpec,
+    load_rps: Option<u32>,
+    on_progress: impl FnMut(&Progress),
+) -> Result<CanaryStatus, StandaloneError> {
+    let section = spec
+        .standalone
+        .clone()
+        .ok_or(StandaloneError::MissingSection)?;
+    let primary = address("spec.standalone.primary.address", &section.primary.address)?;
+    let canary = address("spec.standalone.canary.address", &section.canary.address)?;
+    // Nothing is started until both upstreams answer, so a refused run leaves nothing behind.
+    wait_until_listening("primary", primary, STARTUP_PATIENCE)
+        .await
+        .map_err(StandaloneError::Upstream)?;
+    wait_until_listening("canary", canary, STARTUP_PATIENCE)
+        .await
+        .map_err(StandaloneError::Upstream)?;
+    let gateway = GatewayHandle::start(&section.listen, primary, canary).await?;
+    let metrics_listen = section.metrics_listen.as_deref().unwrap_or("127.0.0.1:0");
+    let admin = serve_admin(gateway.clone(), metrics_listen).await?;
+    tracing::info!(gateway = %gateway.address, metrics = %admin, "standalone run started");
+    let scrape = Arc::new(ScrapeProvider::new(
+        format!("http://{admin}/metrics"),
+        Dialect::EmbeddedGateway,
+        Workload {
+            name: "primary".into(),
+            address: primary.to_string(),
+        },
+        Workload {
+            name: "canary".into(),
+            address: canary.to_string(),
+        },
+    ));
+    let interval = spec
+        .analysis
+        .as_ref()
+        .map(|a| a.interval())
+        .unwrap_or(Duration::from_secs(60));
+    scrape.spawn_scraper((interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
+    let revision = |upstream: &crate::api::StandaloneUpstream| {
+        upstream
+            .revision
+            .clone()
+            .unwrap_or_else(|| upstream.address.clone())
+    };
+    let workloads = ExternalUpstreams::new(
+        (primary, revision(&section.primary)),
+        (canary, revision(&section.canary)),
+    );
+    let (stop_load, stop_signal) = watch::channel(false);
+    if let Some(rps) = load_rps {
+        let plan = LoadPlan {
+            target: gateway.address,
+            path: "/".into(),
+            rps,
+            duration: None,
+        };
+        tokio::spawn(loadgen::run(plan, stop_signal));
+    }
+    let runner = Runner {
+        name,
+        namespace,
+        spec,
+        gateway: gateway.clone(),
+        workloads: Arc::new(workloads),
+        metrics: scrape,
+        hooks: HookClient::default(),
+    };
+    let result = runner.run(on_progress, std::future::pending()).await;
+    let _ = stop_load.send(true);
+    gateway.shutdown();
+    let status = result?;
+    if status.phase == CanaryPhase::Succeeded {
+        tracing::info!("promoted: the gateway's primary route now points at the canary upstream");
+    }
+    Ok(status)
+}
