@@ -237,12 +237,20 @@ fn typed<T: DeserializeOwned>(spec: &serde_json::Value, sink: &mut Sink<'_>) -> 
         Ok(typed) => Some(typed),
         Err(error) => {
             let inner = error.path().to_string();
-            let path = if inner == "." {
+            let mut path = if inner == "." {
                 "spec".to_string()
             } else {
                 format!("spec.{inner}")
             };
-            sink.error(&path, error.into_inner().to_string());
+            let message = error.into_inner().to_string();
+            // serde reports a missing field at its parent; name the field itself.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                path = format!("{path}.{field}");
+            }
+            sink.error(&path, message);
             None
         }
     }

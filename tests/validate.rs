@@ -1,0 +1,229 @@
+//! `aviary validate` over the examples (all accepted) and over each bad case (each refused with its
+//! field path and line).
+
+use std::path::PathBuf;
+
+use aviary::validate::{validate_text, Options, Severity};
+
+fn examples() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/examples");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The YAML blocks of the README that are Aviary manifests.
+fn readme_manifests() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    readme
+        .split("```yaml")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.contains("aviary.dev/v1beta1"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_clean(label: &str, text: &str) {
+    let report = validate_text(
+        text,
+        Options {
+            allow_short_intervals: true,
+        },
+    );
+    let errors: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    assert!(errors.is_empty(), "{label}: {errors:#?}");
+    assert!(!report.manifests.is_empty(), "{label}: nothing read");
+}
+
+#[test]
+fn every_example_in_tests_is_accepted() {
+    let files = examples();
+    assert!(files.len() >= 5, "examples missing: {files:?}");
+    for path in files {
+        assert_clean(
+            &path.display().to_string(),
+            &std::fs::read_to_string(&path).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn every_manifest_in_the_readme_is_accepted() {
+    let blocks = readme_manifests();
+    assert!(!blocks.is_empty(), "the README shows no manifest");
+    for (index, block) in blocks.iter().enumerate() {
+        assert_clean(&format!("README block {index}"), block);
+    }
+}
+
+const HEADER: &str =
+    "apiVersion: aviary.dev/v1beta1\nkind: Canary\nmetadata:\n  name: bad\nspec:\n";
+
+/// Validates a Canary whose spec is `body` (indented two spaces, starting at line 6) and returns
+/// the errors as (path, line, message).
+fn errors(body: &str, options: Options) -> Vec<(String, usize, String)> {
+    let text = format!("{HEADER}{body}");
+    validate_text(&text, options)
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| (f.path, f.line, f.message))
+        .collect()
+}
+
+fn assert_refused(body: &str, path: &str, line: usize, fragment: &str) {
+    let found = errors(body, Options::default());
+    assert!(
+        found
+            .iter()
+            .any(|(p, l, m)| p == path && *l == line && m.contains(fragment)),
+        "expected {path} at line {line} containing {fragment:?}, got {found:#?}"
+    );
+}
+
+const VALID_START: &str = "  targetRef:\n    name: podinfo\n  service:\n    port: 80\n";
+
+#[test]
+fn unknown_field_is_refused() {
+    assert_refused(
+        "  targetRef:\n    name: podinfo\n  service:\n    port: 80\n    prot: 81\n",
+        "spec.service.prot",
+        10,
+        "unknown field `prot`",
+    );
+}
+
+#[test]
+fn wrong_type_is_refused() {
+    assert_refused(
+        "  targetRef:\n    name: podinfo\n  service:\n    port: eighty\n",
+        "spec.service.port",
+        9,
+        "invalid type",
+    );
+}
+
+#[test]
+fn interval_syntax_and_minimum() {
+    let body = |interval: &str| format!("{VALID_START}  analysis:\n    interval: {interval}\n");
+    assert_refused(
+        &body("1m30s"),
+        "spec.analysis.interval",
+        11,
+        "^[0-9]+(m|s)$",
+    );
+    assert_refused(&body("5s"), "spec.analysis.interval", 11, "minimum of 10s");
+    assert_refused(
+        &body("ten"),
+        "spec.analysis.interval",
+        11,
+        "number followed by a unit",
+    );
+    let allowed = errors(
+        &body("2s"),
+        Options {
+            allow_short_intervals: true,
+        },
+    );
+    assert!(allowed.is_empty(), "{allowed:?}");
+}
+
+#[test]
+fn weights_above_max_or_not_increasing() {
+    assert_refused(
+        &format!("{VALID_START}  analysis:\n    maxWeight: 30\n    stepWeight: 40\n"),
+        "spec.analysis.stepWeight",
+        12,
+        "above maxWeight 30",
+    );
+    assert_refused(
+        &format!("{VALID_START}  analysis:\n    maxWeight: 30\n    stepWeights: [10, 50]\n"),
+        "spec.analysis.stepWeights[1]",
+        12,
+        "above maxWeight",
+    );
+    assert_refused(
+        &format!("{VALID_START}  analysis:\n    stepWeights:\n      - 10\n      - 5\n"),
+        "spec.analysis.stepWeights[1]",
+        13,
+        "must increase",
+    );
+}
+
+#[test]
+fn missing_target_ref_and_port() {
+    assert_refused(
+        "  service:\n    port: 80\n",
+        "spec.targetRef",
+        5,
+        "missing field `targetRef`",
+    );
+    assert_refused(
+        "  targetRef:\n    name: podinfo\n  service:\n    name: x\n",
+        "spec.service.port",
+        8,
+        "missing field `port`",
+    );
+}
+
+#[test]
+fn threshold_range_min_above_max() {
+    assert_refused(
+        &format!(
+            "{VALID_START}  analysis:\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n          max: 10\n"
+        ),
+        "spec.analysis.metrics[0].thresholdRange",
+        13,
+        "min 99 is greater than max 10",
+    );
+}
+
+#[test]
+fn iterations_with_step_weight_is_only_a_warning() {
+    let text = format!("{HEADER}{VALID_START}  analysis:\n    iterations: 3\n    stepWeight: 10\n");
+    let report = validate_text(&text, Options::default());
+    assert!(!report.has_errors());
+    let warning = report
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Warning)
+        .unwrap();
+    assert_eq!(warning.path, "spec.analysis.iterations");
+    assert!(warning.message.contains("iterations wins"));
+}
+
+#[test]
+fn flagger_api_version_gets_a_hint_and_yaml_errors_a_line() {
+    let text = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: x\nspec: {}\n";
+    let report = validate_text(text, Options::default());
+    assert!(report.findings[0]
+        .message
+        .contains("change apiVersion flagger.app/v1beta1"));
+    let report = validate_text("kind: Canary\nspec: [unclosed\n", Options::default());
+    assert!(report.has_errors());
+    assert_eq!(report.findings[0].path, "(yaml)");
+}
+
+#[test]
+fn metric_template_with_unknown_variable_is_refused() {
+    let text = "apiVersion: aviary.dev/v1beta1\nkind: MetricTemplate\nmetadata:\n  name: t\nspec:\n  provider:\n    type: prometheus\n  query: sum(rate(x{ns=\"{{ namespce }}\"}[{{ interval }}]))\n";
+    let report = validate_text(text, Options::default());
+    let error = report
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Error)
+        .unwrap();
+    assert_eq!((error.path.as_str(), error.line), ("spec.query", 8));
+    assert!(error.message.contains("namespce"));
+}
