@@ -573,7 +573,7 @@ fn confirm_rollout_gate_holds_in_waiting() {
     sim.tick();
     sim.tick();
     assert_eq!(sim.status.phase, CanaryPhase::Waiting);
-    assert!(sim.target_up == false, "nothing scaled up while waiting");
+    assert!(!sim.target_up, "nothing scaled up while waiting");
     sim.refusing.clear();
     sim.tick();
     assert_eq!(sim.status.phase, CanaryPhase::Progressing);
