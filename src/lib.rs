@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod engine;

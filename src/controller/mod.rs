@@ -1,0 +1,147 @@
+//! `aviary controller`: Canary reconciliation in a cluster. Kubernetes is an adapter around the
+//! same pure engine the standalone runner drives: state comes from watch-fed stores, actions
+//! become server-side applies, and each canary is requeued at its own analysis interval.
+
+mod leader;
+pub mod objects;
+mod readiness;
+mod reconcile;
+pub mod router;
+mod server;
+mod signals;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::Canary;
+use crate::hooks::HookClient;
+use crate::metrics::prometheus::MeshTelemetry;
+
+pub use leader::LeaseSettings;
+pub use readiness::is_ready;
+pub use signals::ControllerMetrics;
+
+/// The server-side-apply field manager for every object Aviary writes.
+pub const FIELD_MANAGER: &str = "aviary";
+/// Finalizer put on Canaries with `revertOnDeletion`.
+pub const FINALIZER: &str = "aviary.dev/revert-on-deletion";
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Prometheus address used when a Canary sets no `metricsServer`.
+    pub metrics_server: String,
+    /// Mesh whose telemetry the built-in checks read and whose objects the router writes.
+    pub mesh: String,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: String,
+    /// Only this namespace, or all.
+    pub namespace: Option<String>,
+    pub lease: Option<LeaseSettings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("mesh provider {0:?} is not supported yet; use istio")]
+    UnsupportedMesh(String),
+    #[error("cannot serve {address}: {source}")]
+    Serve { address: String, source: std::io::Error },
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub deployments: reflector::Store<Deployment>,
+    pub canaries: reflector::Store<Canary>,
+    pub router: Arc<dyn router::Router>,
+    pub hooks: HookClient,
+    pub recorder: Recorder,
+    pub metrics_server: String,
+    pub mesh: MeshTelemetry,
+    pub metrics: Arc<ControllerMetrics>,
+    /// Canaries whose routes were read back from the mesh since this process started.
+    pub resumed: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
+    crate::http_client::install_crypto_provider();
+    let client = Client::try_default().await.map_err(ControllerError::Client)?;
+    let mesh = match config.mesh.as_str() {
+        "istio" => MeshTelemetry::Istio,
+        other => return Err(ControllerError::UnsupportedMesh(other.to_string())),
+    };
+    let metrics = Arc::new(ControllerMetrics::new(&config.mesh));
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    server::serve(&config.listen, metrics.clone(), ready.clone()).await?;
+    if let Some(lease) = &config.lease {
+        leader::acquire(client.clone(), lease).await?;
+        leader::keep_renewing(client.clone(), lease.clone());
+    }
+
+    let (canary_api, deployment_api): (Api<Canary>, Api<Deployment>) = match &config.namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    // One watch on Deployments feeds both the store reconciles read from and the trigger that
+    // wakes the canaries targeting a changed Deployment.
+    let (deployments, writer) = reflector::store();
+    let deployment_events = reflector::reflector(
+        writer,
+        watcher(deployment_api, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let controller = Controller::new(canary_api, watcher::Config::default().any_semantic());
+    let canaries = controller.store();
+    let lookup = canaries.clone();
+    let controller = controller.watches_stream(deployment_events, move |deployment: Deployment| {
+        let namespace = deployment.namespace().unwrap_or_default();
+        let name = deployment.name_any();
+        lookup
+            .state()
+            .into_iter()
+            .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
+            .filter(|c| c.spec.target_ref.name == name || objects::primary_name(&c.spec.target_ref.name) == name)
+            .map(|c| ObjectRef::from_obj(&*c))
+            .collect::<Vec<_>>()
+    });
+    let context = Arc::new(Context {
+        client: client.clone(),
+        deployments,
+        canaries,
+        router: Arc::new(router::IstioRouter { client: client.clone() }),
+        hooks: HookClient::default(),
+        recorder: Recorder::new(client.clone(), Reporter { controller: "aviary".into(), instance: None }),
+        metrics_server: config.metrics_server.clone(),
+        mesh,
+        metrics,
+        resumed: Default::default(),
+    });
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(mesh = %config.mesh, metrics_server = %config.metrics_server, "controller started");
+    controller
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not complete");
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// How long to wait before retrying after an error.
+pub const ERROR_BACKOFF: Duration = Duration::from_secs(5);

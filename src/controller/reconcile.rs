@@ -1,0 +1,385 @@
+//! One reconcile of one Canary: read the world from the stores, ask the engine, apply its actions,
+//! write the status when it changed, and come back at the interval the engine asked for.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::objects::{self, primary_name, ObjectError, REVISION_ANNOTATION};
+use super::readiness::is_ready;
+use super::{Context, ERROR_BACKOFF, FIELD_MANAGER, FINALIZER};
+use crate::api::{AlertSeverity, Canary, CanaryAnalysis, CanaryCondition, CanaryPhase, CanaryStatus};
+use crate::engine::{self, Action, Decision, Input, MetricOutcome, Need, Observations, Routes, Step};
+use crate::hooks::HookPayload;
+use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
+use crate::metrics::{MetricProvider, MetricQuery};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Router(#[from] super::router::RouterError),
+    #[error(transparent)]
+    Objects(#[from] ObjectError),
+}
+
+/// The condition type that reports why a canary cannot run (missing target, conflicts).
+const READY_CONDITION: &str = "Ready";
+
+pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let started = Instant::now();
+    let result = reconcile_inner(&canary, &ctx).await;
+    ctx.metrics.step_duration(started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, _: Arc<Context>) -> Requeue {
+    tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), %error, "reconcile failed");
+    Requeue::requeue(ERROR_BACKOFF)
+}
+
+fn interval(canary: &Canary) -> Duration {
+    canary
+        .spec
+        .analysis
+        .as_ref()
+        .map(CanaryAnalysis::interval)
+        .unwrap_or(CanaryAnalysis::DEFAULT_INTERVAL)
+}
+
+async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
+    if canary.meta().deletion_timestamp.is_some() {
+        return finalize(canary, ctx, &api).await;
+    }
+    if canary.spec.revert_on_deletion && !canary.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut finalizers = canary.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_string());
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })))
+            .await?;
+    }
+    let status = canary.status.clone().unwrap_or_default();
+    let target_name = &canary.spec.target_ref.name;
+
+    if let Some(owner) = conflicting_owner(canary, ctx) {
+        let message = format!("Deployment {target_name} is already managed by Canary {owner}; this one is not run");
+        return block(canary, ctx, &api, status, "TargetClaimed", message).await;
+    }
+    let Some(target) = ctx.deployments.get(&ObjectRef::new(target_name).within(&namespace)) else {
+        let message = format!("target Deployment {namespace}/{target_name} not found");
+        return block(canary, ctx, &api, status, "TargetNotFound", message).await;
+    };
+    if let Err(error) = objects::selector_label(&target) {
+        return block(canary, ctx, &api, status, "TargetSelectorMissing", error.to_string()).await;
+    }
+    let primary = ctx.deployments.get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
+    let analysis = canary.spec.analysis.clone().unwrap_or_default();
+    let target_revision = target.spec.as_ref().map(|s| objects::revision(&s.template));
+    let observations = Observations {
+        target_revision,
+        primary_revision: primary
+            .as_ref()
+            .and_then(|p| p.annotations().get(REVISION_ANNOTATION).cloned()),
+        primary_ready: primary.as_ref().is_some_and(|p| {
+            is_ready(p, analysis.primary_ready_threshold.unwrap_or(CanaryAnalysis::DEFAULT_READY_THRESHOLD))
+        }),
+        canary_ready: is_ready(&target, analysis.canary_ready_threshold.unwrap_or(CanaryAnalysis::DEFAULT_READY_THRESHOLD)),
+        ..Observations::default()
+    };
+    resume_routes(canary, ctx, &status).await?;
+    let (decision, metrics) = decide(canary, ctx, &status, observations).await;
+    apply(canary, ctx, &target, primary.as_deref(), &decision, &status).await?;
+    for metric in &metrics {
+        if let Ok(value) = metric.value {
+            ctx.metrics.analysis(&name, &namespace, &metric.name, value);
+        }
+    }
+    let mut next = decision.status;
+    clear_condition(&mut next, READY_CONDITION);
+    write_status(&api, &name, &status, &next).await?;
+    ctx.metrics.observe(&name, &namespace, target_name, next.phase, next.canary_weight);
+    if next.phase != status.phase && next.phase == CanaryPhase::Succeeded {
+        ctx.metrics.outcome(&name, &namespace, true);
+    } else if next.phase != status.phase && next.phase == CanaryPhase::Failed {
+        ctx.metrics.outcome(&name, &namespace, false);
+    }
+    Ok(Requeue::requeue(decision.requeue_after))
+}
+
+/// Another Canary, created earlier, that targets the same Deployment.
+fn conflicting_owner(canary: &Canary, ctx: &Context) -> Option<String> {
+    let key = |c: &Canary| (c.creation_timestamp().map(|t| t.0), c.name_any());
+    ctx.canaries
+        .state()
+        .into_iter()
+        .filter(|other| other.namespace() == canary.namespace() && other.name_any() != canary.name_any())
+        .filter(|other| other.spec.target_ref.name == canary.spec.target_ref.name)
+        .filter(|other| key(other) < key(canary))
+        .map(|other| other.name_any())
+        .next()
+}
+
+/// Reports why a canary cannot run, in a condition and (once) an Event; touches nothing else.
+async fn block(
+    canary: &Canary,
+    ctx: &Context,
+    api: &Api<Canary>,
+    status: CanaryStatus,
+    reason: &str,
+    message: String,
+) -> Result<Requeue, ReconcileError> {
+    let mut next = status.clone();
+    let changed = set_condition(&mut next, READY_CONDITION, "False", reason, &message);
+    if changed {
+        publish(ctx, canary, AlertSeverity::Warn, reason, &message).await;
+        tracing::warn!(canary = %canary.name_any(), reason, %message, "canary blocked");
+    }
+    write_status(api, &canary.name_any(), &status, &next).await?;
+    Ok(Requeue::requeue(interval(canary)))
+}
+
+fn set_condition(status: &mut CanaryStatus, kind: &str, value: &str, reason: &str, message: &str) -> bool {
+    let now = Some(Timestamp::now());
+    match status.conditions.iter_mut().find(|c| c.r#type == kind) {
+        Some(existing) if existing.reason.as_deref() == Some(reason) && existing.status == value => false,
+        Some(existing) => {
+            existing.status = value.into();
+            existing.reason = Some(reason.into());
+            existing.message = Some(message.into());
+            existing.last_transition_time = now;
+            existing.last_update_time = now;
+            true
+        }
+        None => {
+            status.conditions.push(CanaryCondition {
+                r#type: kind.into(),
+                status: value.into(),
+                reason: Some(reason.into()),
+                message: Some(message.into()),
+                last_transition_time: now,
+                last_update_time: now,
+            });
+            true
+        }
+    }
+}
+
+fn clear_condition(status: &mut CanaryStatus, kind: &str) {
+    status.conditions.retain(|c| c.r#type != kind);
+}
+
+async fn write_status(
+    api: &Api<Canary>,
+    name: &str,
+    before: &CanaryStatus,
+    after: &CanaryStatus,
+) -> Result<(), ReconcileError> {
+    if before == after {
+        return Ok(());
+    }
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": after })))
+        .await?;
+    Ok(())
+}
+
+/// After a restart, the mesh's routing is the truth about traffic: if it disagrees with the
+/// status (a crash between the two writes), the status's routes are written again.
+async fn resume_routes(canary: &Canary, ctx: &Context, status: &CanaryStatus) -> Result<(), ReconcileError> {
+    let key = format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any());
+    if ctx.resumed.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+        return Ok(());
+    }
+    if status.phase.is_active() {
+        if let Some(current) = ctx.router.current(canary).await? {
+            if current.canary_weight != status.canary_weight {
+                tracing::warn!(canary = %key, mesh = current.canary_weight, status = status.canary_weight, "routes differ from the status after a restart; rewriting them");
+                let routes = Routes { canary_weight: status.canary_weight, primary_weight: 100 - status.canary_weight, ..current };
+                ctx.router.apply(canary, routes).await?;
+            }
+        }
+    }
+    ctx.resumed.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    Ok(())
+}
+
+fn payload(canary: &Canary, status: &CanaryStatus, checksum: &str) -> HookPayload {
+    HookPayload {
+        name: canary.name_any(),
+        namespace: canary.namespace().unwrap_or_default(),
+        phase: status.phase.as_str().to_string(),
+        checksum: checksum.to_string(),
+        metadata: BTreeMap::new(),
+    }
+}
+
+async fn decide(
+    canary: &Canary,
+    ctx: &Context,
+    status: &CanaryStatus,
+    mut observations: Observations,
+) -> (Decision, Vec<MetricOutcome>) {
+    let now = Timestamp::now();
+    let label = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+    let checksum = observations.target_revision.clone().unwrap_or_default();
+    loop {
+        let input = Input { name: &label, spec: &canary.spec, status, observations: &observations, now };
+        match engine::decide(input) {
+            Step::Decided(decision) => return (decision, observations.metrics.unwrap_or_default()),
+            Step::Need(Need::Hooks(kind)) => {
+                let hooks = canary.spec.analysis.as_ref().map(|a| a.webhooks.clone()).unwrap_or_default();
+                let outcomes = ctx.hooks.run(&hooks, kind, &payload(canary, status, &checksum)).await;
+                observations.hooks.insert(kind, outcomes);
+            }
+            Step::Need(Need::Metrics) => observations.metrics = Some(measure(canary, ctx).await),
+        }
+    }
+}
+
+async fn measure(canary: &Canary, ctx: &Context) -> Vec<MetricOutcome> {
+    let address = canary.spec.metrics_server.clone().unwrap_or_else(|| ctx.metrics_server.clone());
+    let window = interval(canary);
+    let provider = MeshProvider {
+        prometheus: PrometheusClient::new(&address, (window / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))),
+        mesh: ctx.mesh,
+        workload: WorkloadRef { namespace: canary.namespace().unwrap_or_default(), name: canary.spec.target_ref.name.clone() },
+    };
+    let mut outcomes = Vec::new();
+    for metric in canary.spec.analysis.iter().flat_map(|a| a.metrics.iter()) {
+        let query = MetricQuery { name: metric.name.clone(), window: metric.interval() };
+        let value = provider.measure(&query).await.map_err(|e| e.to_string());
+        outcomes.push(MetricOutcome { name: metric.name.clone(), value });
+    }
+    outcomes
+}
+
+async fn apply(
+    canary: &Canary,
+    ctx: &Context,
+    target: &Deployment,
+    primary: Option<&Deployment>,
+    decision: &Decision,
+    status: &CanaryStatus,
+) -> Result<(), ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let apply_params = PatchParams::apply(FIELD_MANAGER).force();
+    let target_replicas = target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let primary_replicas = primary
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(target_replicas.max(1));
+    for action in &decision.actions {
+        match action {
+            Action::Bootstrap => {
+                if primary.is_none() {
+                    let desired = objects::primary_deployment(canary, target, target_replicas.max(1))?;
+                    deployments.patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired)).await?;
+                }
+                let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+                for service in objects::services(canary, target)? {
+                    services.patch(&service.name_any(), &apply_params, &Patch::Apply(&service)).await?;
+                }
+            }
+            Action::SetRoutes(routes) => ctx.router.apply(canary, *routes).await?,
+            Action::ScaleTarget { up } => {
+                let replicas = if *up { primary_replicas } else { 0 };
+                if target.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
+                    deployments
+                        .patch(&target.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": replicas } })))
+                        .await?;
+                }
+            }
+            Action::Promote => {
+                let desired = objects::primary_deployment(canary, target, primary_replicas)?;
+                deployments.patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired)).await?;
+            }
+            Action::RunHooks(kind) => {
+                let hooks = canary.spec.analysis.as_ref().map(|a| a.webhooks.clone()).unwrap_or_default();
+                let body = payload(canary, &decision.status, status.last_applied_spec.as_deref().unwrap_or_default());
+                let client = ctx.hooks.clone();
+                let kind = *kind;
+                tokio::spawn(async move {
+                    for outcome in client.run(&hooks, kind, &body).await {
+                        if !outcome.ok {
+                            tracing::warn!(hook = %outcome.name, message = %outcome.message, "post-rollout webhook failed");
+                        }
+                    }
+                });
+            }
+            Action::Event(event) => {
+                tracing::info!(canary = %canary.name_any(), namespace = %namespace, reason = event.reason, "{}", event.message);
+                publish(ctx, canary, event.severity, event.reason, &event.message).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn publish(ctx: &Context, canary: &Canary, severity: AlertSeverity, reason: &str, message: &str) {
+    let event = KubeEvent {
+        type_: if severity == AlertSeverity::Info { EventType::Normal } else { EventType::Warning },
+        reason: reason.to_string(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &canary.object_ref(&())).await {
+        tracing::warn!(%error, "cannot record event");
+    }
+}
+
+/// Revert on deletion: bring the target back to the primary's size, point the apex Service at it
+/// once it is ready, then let the Canary go (garbage collection removes the rest).
+async fn finalize(canary: &Canary, ctx: &Context, api: &Api<Canary>) -> Result<Requeue, ReconcileError> {
+    let name = canary.name_any();
+    if !canary.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Requeue::await_change());
+    }
+    let namespace = canary.namespace().unwrap_or_default();
+    let target_name = &canary.spec.target_ref.name;
+    if let Some(target) = ctx.deployments.get(&ObjectRef::new(target_name).within(&namespace)) {
+        let primary = ctx.deployments.get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
+        let replicas = primary.as_ref().and_then(|p| p.spec.as_ref()).and_then(|s| s.replicas).unwrap_or(1);
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+        if target.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
+            deployments
+                .patch(target_name, &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": replicas } })))
+                .await?;
+            return Ok(Requeue::requeue(Duration::from_secs(1)));
+        }
+        if !is_ready(&target, 100) {
+            return Ok(Requeue::requeue(Duration::from_secs(1)));
+        }
+        // The apex Service now selects the target's pods and no longer belongs to the Canary,
+        // so garbage collection leaves it serving.
+        let (label, value) = objects::selector_label(&target)?;
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+        let apex = objects::service_name(canary);
+        services
+            .patch(
+                &apex,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "ownerReferences": null }, "spec": { "selector": { label: value } } })),
+            )
+            .await?;
+        publish(ctx, canary, AlertSeverity::Info, "Reverted", &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
+    }
+    let finalizers: Vec<String> = canary.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })))
+        .await?;
+    ctx.metrics.forget(&name, &namespace);
+    Ok(Requeue::await_change())
+}
