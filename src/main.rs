@@ -80,6 +80,29 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<String>,
     },
+    /// Run the Kubernetes controller (uses the in-cluster config or KUBECONFIG).
+    Controller {
+        /// Prometheus for Canaries that set no metricsServer.
+        #[arg(long, env = "AVIARY_METRICS_SERVER", default_value = "http://prometheus:9090")]
+        metrics_server: String,
+        /// Mesh provider: istio.
+        #[arg(long, env = "AVIARY_MESH_PROVIDER", default_value = "istio")]
+        mesh_provider: String,
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: String,
+        /// Watch only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Elect a leader on this Lease (namespace/name) before acting.
+        #[arg(long)]
+        leader_lease: Option<String>,
+        #[arg(long, default_value = "15s")]
+        lease_duration: String,
+        /// Shortest analysis interval accepted; below 10s only for tests.
+        #[arg(long, default_value = "10s", hide = true)]
+        min_interval: String,
+    },
     /// Benchmarks; each prints one JSON object.
     #[command(subcommand)]
     Bench(Bench),
@@ -229,6 +252,32 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Controller { metrics_server, mesh_provider, listen, namespace, leader_lease, lease_duration, min_interval } => {
+            let lease = match leader_lease {
+                None => None,
+                Some(text) => {
+                    let (lease_namespace, name) = text
+                        .split_once('/')
+                        .with_context(|| format!("--leader-lease {text:?} must be namespace/name"))?;
+                    Some(aviary::controller::LeaseSettings {
+                        namespace: lease_namespace.to_string(),
+                        name: name.to_string(),
+                        identity: format!("{}-{}", hostname(), std::process::id()),
+                        duration: parse_duration(&lease_duration).context("--lease-duration")?,
+                    })
+                }
+            };
+            aviary::controller::run(aviary::controller::ControllerConfig {
+                metrics_server,
+                mesh: mesh_provider,
+                listen,
+                namespace,
+                lease,
+                min_interval: parse_duration(&min_interval).context("--min-interval")?,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(Bench::Gateway { rps, duration }) => {
             let duration = parse_duration(&duration).context("--duration")?;
             let executable =
@@ -238,6 +287,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|| "aviary".to_string())
 }
 
 fn validate_files(files: &[PathBuf], options: Options) -> Result<ExitCode> {

@@ -44,6 +44,8 @@ pub struct ControllerConfig {
     /// Only this namespace, or all.
     pub namespace: Option<String>,
     pub lease: Option<LeaseSettings>,
+    /// Shortest analysis interval accepted (10s, as Flagger; tests lower it explicitly).
+    pub min_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ pub struct Context {
     pub metrics_server: String,
     pub mesh: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
+    pub min_interval: Duration,
     /// Canaries whose routes were read back from the mesh since this process started.
     pub resumed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -126,6 +129,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         metrics_server: config.metrics_server.clone(),
         mesh,
         metrics,
+        min_interval: config.min_interval,
         resumed: Default::default(),
     });
     ready.store(true, std::sync::atomic::Ordering::Relaxed);

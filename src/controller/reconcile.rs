@@ -73,6 +73,14 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     }
     let status = canary.status.clone().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
+    if interval(canary) < ctx.min_interval {
+        let message = format!(
+            "spec.analysis.interval {:?} is below the minimum of {:?}",
+            canary.spec.analysis.as_ref().and_then(|a| a.interval.clone()).unwrap_or_default(),
+            ctx.min_interval
+        );
+        return block(canary, ctx, &api, status, "InvalidSpec", message).await;
+    }
 
     if let Some(owner) = conflicting_owner(canary, ctx) {
         let message = format!("Deployment {target_name} is already managed by Canary {owner}; this one is not run");

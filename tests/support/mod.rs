@@ -1,0 +1,133 @@
+//! Shared by the tests that need the real control plane, Prometheus or Envoy. The components are
+//! started by `tests/env/testenv` (tests/run wraps the whole suite in `testenv run`); when no
+//! cluster is up, the first test that needs one starts it, and a failure to start is a test
+//! failure with the reason, never a skip.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tokio::sync::OnceCell;
+
+pub fn testenv() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/env/testenv")
+}
+
+fn run_dir() -> PathBuf {
+    std::env::var_os("AVIARY_TESTENV_RUN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/aviary-testenv"))
+}
+
+/// Runs a testenv subcommand and returns its stdout; panics with its stderr when it fails.
+pub fn testenv_cmd(args: &[&str]) -> String {
+    let output = Command::new(testenv())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tests/env/testenv {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "tests/env/testenv {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+static CLUSTER: OnceCell<PathBuf> = OnceCell::const_new();
+
+/// The kubeconfig of the running test cluster, starting one when none answers.
+pub async fn kubeconfig() -> PathBuf {
+    CLUSTER
+        .get_or_init(|| async {
+            let path = run_dir().join("kubeconfig");
+            if !path.exists() || client_from(&path).await.apiserver_version().await.is_err() {
+                testenv_cmd(&["up"]);
+            }
+            path
+        })
+        .await
+        .clone()
+}
+
+async fn client_from(path: &PathBuf) -> Client {
+    aviary::http_client::install_crypto_provider();
+    let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig readable");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig valid");
+    Client::try_from(config).expect("client builds")
+}
+
+/// An admin client for the test cluster.
+pub async fn admin() -> Client {
+    client_from(&kubeconfig().await).await
+}
+
+/// A client that authenticates with a bearer token (for example a ServiceAccount's).
+pub async fn with_token(token: &str) -> Client {
+    let path = kubeconfig().await;
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.to_string().into()),
+        ..Default::default()
+    };
+    Client::try_from(config).unwrap()
+}
+
+/// A fresh namespace for one test.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    let name = format!("{prefix}-{}", rand::random::<u32>() % 1_000_000);
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
+    api.create(&Default::default(), &ns).await.expect("namespace created");
+    // The ServiceAccount controller creates `default`; pods cannot be created before it exists.
+    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client.clone(), &name);
+    eventually(Duration::from_secs(30), || async { accounts.get_opt("default").await.ok().flatten().is_some() }).await;
+    name
+}
+
+/// Polls `check` every 200ms until it holds, or panics after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts a Prometheus scraping `targets` every second; returns its base URL.
+pub fn prometheus(targets: &[String]) -> String {
+    let mut args = vec!["prometheus"];
+    args.extend(targets.iter().map(String::as_str));
+    testenv_cmd(&args)
+}
+
+/// Path of the Envoy binary installed by `testenv build`.
+pub fn envoy_binary() -> PathBuf {
+    let exports = testenv_cmd(&["env"]);
+    let line = exports
+        .lines()
+        .find_map(|l| l.strip_prefix("export AVIARY_ENVOY_BIN="))
+        .expect("testenv env names AVIARY_ENVOY_BIN");
+    let path = PathBuf::from(line.trim_matches('\'').trim_matches('"'));
+    assert!(path.exists(), "Envoy is not installed at {}: run tests/env/testenv build", path.display());
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
