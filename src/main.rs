@@ -83,7 +83,11 @@ enum Command {
     /// Run the Kubernetes controller (uses the in-cluster config or KUBECONFIG).
     Controller {
         /// Prometheus for Canaries that set no metricsServer.
-        #[arg(long, env = "AVIARY_METRICS_SERVER", default_value = "http://prometheus:9090")]
+        #[arg(
+            long,
+            env = "AVIARY_METRICS_SERVER",
+            default_value = "http://prometheus:9090"
+        )]
         metrics_server: String,
         /// Mesh provider: istio.
         #[arg(long, env = "AVIARY_MESH_PROVIDER", default_value = "istio")]
@@ -252,13 +256,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Controller { metrics_server, mesh_provider, listen, namespace, leader_lease, lease_duration, min_interval } => {
+        Command::Controller {
+            metrics_server,
+            mesh_provider,
+            listen,
+            namespace,
+            leader_lease,
+            lease_duration,
+            min_interval,
+        } => {
             let lease = match leader_lease {
                 None => None,
                 Some(text) => {
-                    let (lease_namespace, name) = text
-                        .split_once('/')
-                        .with_context(|| format!("--leader-lease {text:?} must be namespace/name"))?;
+                    let (lease_namespace, name) = text.split_once('/').with_context(|| {
+                        format!("--leader-lease {text:?} must be namespace/name")
+                    })?;
                     Some(aviary::controller::LeaseSettings {
                         namespace: lease_namespace.to_string(),
                         name: name.to_string(),

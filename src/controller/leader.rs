@@ -21,7 +21,9 @@ pub struct LeaseSettings {
 
 fn expired(lease: &Lease, now: Timestamp) -> bool {
     let Some(spec) = &lease.spec else { return true };
-    let Some(renewed) = &spec.renew_time else { return true };
+    let Some(renewed) = &spec.renew_time else {
+        return true;
+    };
     let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
     now.as_second() - renewed.0.as_second() > duration
 }
@@ -40,7 +42,10 @@ async fn try_acquire(api: &Api<Lease>, settings: &LeaseSettings) -> Result<bool,
     match api.get_opt(&settings.name).await? {
         None => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(settings.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(settings.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(spec(0, None)),
             };
             match api.create(&PostParams::default(), &lease).await {
@@ -59,7 +64,10 @@ async fn try_acquire(api: &Api<Lease>, settings: &LeaseSettings) -> Result<bool,
             let acquired = if mine { current.acquire_time } else { None };
             lease.spec = Some(spec(transitions, acquired));
             // The resourceVersion in `lease` makes this a compare-and-swap: a rival's write wins.
-            match api.replace(&settings.name, &PostParams::default(), &lease).await {
+            match api
+                .replace(&settings.name, &PostParams::default(), &lease)
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
                 Err(error) => Err(error),

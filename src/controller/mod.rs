@@ -55,7 +55,10 @@ pub enum ControllerError {
     #[error("mesh provider {0:?} is not supported yet; use istio")]
     UnsupportedMesh(String),
     #[error("cannot serve {address}: {source}")]
-    Serve { address: String, source: std::io::Error },
+    Serve {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("leader election: {0}")]
     Lease(String),
 }
@@ -79,7 +82,9 @@ pub struct Context {
 /// Runs the controller until a shutdown signal.
 pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     crate::http_client::install_crypto_provider();
-    let client = Client::try_default().await.map_err(ControllerError::Client)?;
+    let client = Client::try_default()
+        .await
+        .map_err(ControllerError::Client)?;
     let mesh = match config.mesh.as_str() {
         "istio" => MeshTelemetry::Istio,
         other => return Err(ControllerError::UnsupportedMesh(other.to_string())),
@@ -93,7 +98,10 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     }
 
     let (canary_api, deployment_api): (Api<Canary>, Api<Deployment>) = match &config.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     // One watch on Deployments feeds both the store reconciles read from and the trigger that
@@ -115,7 +123,10 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             .state()
             .into_iter()
             .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
-            .filter(|c| c.spec.target_ref.name == name || objects::primary_name(&c.spec.target_ref.name) == name)
+            .filter(|c| {
+                c.spec.target_ref.name == name
+                    || objects::primary_name(&c.spec.target_ref.name) == name
+            })
             .map(|c| ObjectRef::from_obj(&*c))
             .collect::<Vec<_>>()
     });
@@ -123,9 +134,17 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         client: client.clone(),
         deployments,
         canaries,
-        router: Arc::new(router::IstioRouter { client: client.clone() }),
+        router: Arc::new(router::IstioRouter {
+            client: client.clone(),
+        }),
         hooks: HookClient::default(),
-        recorder: Recorder::new(client.clone(), Reporter { controller: "aviary".into(), instance: None }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "aviary".into(),
+                instance: None,
+            },
+        ),
         metrics_server: config.metrics_server.clone(),
         mesh,
         metrics,

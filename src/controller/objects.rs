@@ -45,7 +45,11 @@ pub fn selector_label(target: &Deployment) -> Result<(String, String), ObjectErr
         .unwrap_or_default();
     SELECTOR_LABELS
         .iter()
-        .find_map(|label| labels.get(*label).map(|value| (label.to_string(), value.clone())))
+        .find_map(|label| {
+            labels
+                .get(*label)
+                .map(|value| (label.to_string(), value.clone()))
+        })
         .ok_or(ObjectError::NoSelectorLabel(name))
 }
 
@@ -77,7 +81,10 @@ pub fn primary_deployment(
     let target_name = target.metadata.name.clone().unwrap_or_default();
     let (label, value) = selector_label(target)?;
     let primary_value = format!("{value}-primary");
-    let target_spec = target.spec.clone().ok_or_else(|| ObjectError::NoTemplate(target_name.clone()))?;
+    let target_spec = target
+        .spec
+        .clone()
+        .ok_or_else(|| ObjectError::NoTemplate(target_name.clone()))?;
     let revision = revision(&target_spec.template);
     let mut template = target_spec.template.clone();
     let pod_meta = template.metadata.get_or_insert_with(ObjectMeta::default);
@@ -136,7 +143,9 @@ pub fn services(canary: &Canary, target: &Deployment) -> Result<Vec<Service>, Ob
         name: Some(name),
         namespace: canary.metadata.namespace.clone(),
         labels: extra.map(|m| m.labels.clone()).filter(|l| !l.is_empty()),
-        annotations: extra.map(|m| m.annotations.clone()).filter(|a| !a.is_empty()),
+        annotations: extra
+            .map(|m| m.annotations.clone())
+            .filter(|a| !a.is_empty()),
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
@@ -152,8 +161,14 @@ pub fn services(canary: &Canary, target: &Deployment) -> Result<Vec<Service>, Ob
     };
     let primary_value = format!("{value}-primary");
     Ok(vec![
-        service(meta(base.clone(), spec.apex.as_ref()), primary_value.clone()),
-        service(meta(format!("{base}-primary"), spec.primary.as_ref()), primary_value),
+        service(
+            meta(base.clone(), spec.apex.as_ref()),
+            primary_value.clone(),
+        ),
+        service(
+            meta(format!("{base}-primary"), spec.primary.as_ref()),
+            primary_value,
+        ),
         service(meta(format!("{base}-canary"), spec.canary.as_ref()), value),
     ])
 }

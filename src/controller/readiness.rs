@@ -33,9 +33,18 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
 
-    fn deployment(replicas: i32, generation: i64, observed: i64, updated: i32, available: i32) -> Deployment {
+    fn deployment(
+        replicas: i32,
+        generation: i64,
+        observed: i64,
+        updated: i32,
+        available: i32,
+    ) -> Deployment {
         let mut d = Deployment {
-            spec: Some(DeploymentSpec { replicas: Some(replicas), ..Default::default() }),
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            }),
             status: Some(DeploymentStatus {
                 observed_generation: Some(observed),
                 updated_replicas: Some(updated),

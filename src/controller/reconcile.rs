@@ -18,8 +18,12 @@ use serde_json::json;
 use super::objects::{self, primary_name, ObjectError, REVISION_ANNOTATION};
 use super::readiness::is_ready;
 use super::{Context, ERROR_BACKOFF, FIELD_MANAGER, FINALIZER};
-use crate::api::{AlertSeverity, Canary, CanaryAnalysis, CanaryCondition, CanaryPhase, CanaryStatus};
-use crate::engine::{self, Action, Decision, Input, MetricOutcome, Need, Observations, Routes, Step};
+use crate::api::{
+    AlertSeverity, Canary, CanaryAnalysis, CanaryCondition, CanaryPhase, CanaryStatus,
+};
+use crate::engine::{
+    self, Action, Decision, Input, MetricOutcome, Need, Observations, Routes, Step,
+};
 use crate::hooks::HookPayload;
 use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
 use crate::metrics::{MetricProvider, MetricQuery};
@@ -68,32 +72,56 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     if canary.spec.revert_on_deletion && !canary.finalizers().iter().any(|f| f == FINALIZER) {
         let mut finalizers = canary.finalizers().to_vec();
         finalizers.push(FINALIZER.to_string());
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })))
-            .await?;
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })),
+        )
+        .await?;
     }
     let status = canary.status.clone().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
     if interval(canary) < ctx.min_interval {
         let message = format!(
             "spec.analysis.interval {:?} is below the minimum of {:?}",
-            canary.spec.analysis.as_ref().and_then(|a| a.interval.clone()).unwrap_or_default(),
+            canary
+                .spec
+                .analysis
+                .as_ref()
+                .and_then(|a| a.interval.clone())
+                .unwrap_or_default(),
             ctx.min_interval
         );
         return block(canary, ctx, &api, status, "InvalidSpec", message).await;
     }
 
     if let Some(owner) = conflicting_owner(canary, ctx) {
-        let message = format!("Deployment {target_name} is already managed by Canary {owner}; this one is not run");
+        let message = format!(
+            "Deployment {target_name} is already managed by Canary {owner}; this one is not run"
+        );
         return block(canary, ctx, &api, status, "TargetClaimed", message).await;
     }
-    let Some(target) = ctx.deployments.get(&ObjectRef::new(target_name).within(&namespace)) else {
+    let Some(target) = ctx
+        .deployments
+        .get(&ObjectRef::new(target_name).within(&namespace))
+    else {
         let message = format!("target Deployment {namespace}/{target_name} not found");
         return block(canary, ctx, &api, status, "TargetNotFound", message).await;
     };
     if let Err(error) = objects::selector_label(&target) {
-        return block(canary, ctx, &api, status, "TargetSelectorMissing", error.to_string()).await;
+        return block(
+            canary,
+            ctx,
+            &api,
+            status,
+            "TargetSelectorMissing",
+            error.to_string(),
+        )
+        .await;
     }
-    let primary = ctx.deployments.get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
+    let primary = ctx
+        .deployments
+        .get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
     let analysis = canary.spec.analysis.clone().unwrap_or_default();
     let target_revision = target.spec.as_ref().map(|s| objects::revision(&s.template));
     let observations = Observations {
@@ -102,9 +130,19 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .as_ref()
             .and_then(|p| p.annotations().get(REVISION_ANNOTATION).cloned()),
         primary_ready: primary.as_ref().is_some_and(|p| {
-            is_ready(p, analysis.primary_ready_threshold.unwrap_or(CanaryAnalysis::DEFAULT_READY_THRESHOLD))
+            is_ready(
+                p,
+                analysis
+                    .primary_ready_threshold
+                    .unwrap_or(CanaryAnalysis::DEFAULT_READY_THRESHOLD),
+            )
         }),
-        canary_ready: is_ready(&target, analysis.canary_ready_threshold.unwrap_or(CanaryAnalysis::DEFAULT_READY_THRESHOLD)),
+        canary_ready: is_ready(
+            &target,
+            analysis
+                .canary_ready_threshold
+                .unwrap_or(CanaryAnalysis::DEFAULT_READY_THRESHOLD),
+        ),
         ..Observations::default()
     };
     resume_routes(canary, ctx, &status).await?;
@@ -118,7 +156,13 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     let mut next = decision.status;
     clear_condition(&mut next, READY_CONDITION);
     write_status(&api, &name, &status, &next).await?;
-    ctx.metrics.observe(&name, &namespace, target_name, next.phase, next.canary_weight);
+    ctx.metrics.observe(
+        &name,
+        &namespace,
+        target_name,
+        next.phase,
+        next.canary_weight,
+    );
     if next.phase != status.phase && next.phase == CanaryPhase::Succeeded {
         ctx.metrics.outcome(&name, &namespace, true);
     } else if next.phase != status.phase && next.phase == CanaryPhase::Failed {
@@ -133,7 +177,9 @@ fn conflicting_owner(canary: &Canary, ctx: &Context) -> Option<String> {
     ctx.canaries
         .state()
         .into_iter()
-        .filter(|other| other.namespace() == canary.namespace() && other.name_any() != canary.name_any())
+        .filter(|other| {
+            other.namespace() == canary.namespace() && other.name_any() != canary.name_any()
+        })
         .filter(|other| other.spec.target_ref.name == canary.spec.target_ref.name)
         .filter(|other| key(other) < key(canary))
         .map(|other| other.name_any())
@@ -159,10 +205,20 @@ async fn block(
     Ok(Requeue::requeue(interval(canary)))
 }
 
-fn set_condition(status: &mut CanaryStatus, kind: &str, value: &str, reason: &str, message: &str) -> bool {
+fn set_condition(
+    status: &mut CanaryStatus,
+    kind: &str,
+    value: &str,
+    reason: &str,
+    message: &str,
+) -> bool {
     let now = Some(Timestamp::now());
     match status.conditions.iter_mut().find(|c| c.r#type == kind) {
-        Some(existing) if existing.reason.as_deref() == Some(reason) && existing.status == value => false,
+        Some(existing)
+            if existing.reason.as_deref() == Some(reason) && existing.status == value =>
+        {
+            false
+        }
         Some(existing) => {
             existing.status = value.into();
             existing.reason = Some(reason.into());
@@ -198,28 +254,52 @@ async fn write_status(
     if before == after {
         return Ok(());
     }
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": after })))
-        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": after })),
+    )
+    .await?;
     Ok(())
 }
 
 /// After a restart, the mesh's routing is the truth about traffic: if it disagrees with the
 /// status (a crash between the two writes), the status's routes are written again.
-async fn resume_routes(canary: &Canary, ctx: &Context, status: &CanaryStatus) -> Result<(), ReconcileError> {
-    let key = format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any());
-    if ctx.resumed.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+async fn resume_routes(
+    canary: &Canary,
+    ctx: &Context,
+    status: &CanaryStatus,
+) -> Result<(), ReconcileError> {
+    let key = format!(
+        "{}/{}",
+        canary.namespace().unwrap_or_default(),
+        canary.name_any()
+    );
+    if ctx
+        .resumed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&key)
+    {
         return Ok(());
     }
     if status.phase.is_active() {
         if let Some(current) = ctx.router.current(canary).await? {
             if current.canary_weight != status.canary_weight {
                 tracing::warn!(canary = %key, mesh = current.canary_weight, status = status.canary_weight, "routes differ from the status after a restart; rewriting them");
-                let routes = Routes { canary_weight: status.canary_weight, primary_weight: 100 - status.canary_weight, ..current };
+                let routes = Routes {
+                    canary_weight: status.canary_weight,
+                    primary_weight: 100 - status.canary_weight,
+                    ..current
+                };
                 ctx.router.apply(canary, routes).await?;
             }
         }
     }
-    ctx.resumed.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    ctx.resumed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key);
     Ok(())
 }
 
@@ -240,15 +320,33 @@ async fn decide(
     mut observations: Observations,
 ) -> (Decision, Vec<MetricOutcome>) {
     let now = Timestamp::now();
-    let label = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+    let label = format!(
+        "{}.{}",
+        canary.name_any(),
+        canary.namespace().unwrap_or_default()
+    );
     let checksum = observations.target_revision.clone().unwrap_or_default();
     loop {
-        let input = Input { name: &label, spec: &canary.spec, status, observations: &observations, now };
+        let input = Input {
+            name: &label,
+            spec: &canary.spec,
+            status,
+            observations: &observations,
+            now,
+        };
         match engine::decide(input) {
             Step::Decided(decision) => return (decision, observations.metrics.unwrap_or_default()),
             Step::Need(Need::Hooks(kind)) => {
-                let hooks = canary.spec.analysis.as_ref().map(|a| a.webhooks.clone()).unwrap_or_default();
-                let outcomes = ctx.hooks.run(&hooks, kind, &payload(canary, status, &checksum)).await;
+                let hooks = canary
+                    .spec
+                    .analysis
+                    .as_ref()
+                    .map(|a| a.webhooks.clone())
+                    .unwrap_or_default();
+                let outcomes = ctx
+                    .hooks
+                    .run(&hooks, kind, &payload(canary, status, &checksum))
+                    .await;
                 observations.hooks.insert(kind, outcomes);
             }
             Step::Need(Need::Metrics) => observations.metrics = Some(measure(canary, ctx).await),
@@ -257,18 +355,34 @@ async fn decide(
 }
 
 async fn measure(canary: &Canary, ctx: &Context) -> Vec<MetricOutcome> {
-    let address = canary.spec.metrics_server.clone().unwrap_or_else(|| ctx.metrics_server.clone());
+    let address = canary
+        .spec
+        .metrics_server
+        .clone()
+        .unwrap_or_else(|| ctx.metrics_server.clone());
     let window = interval(canary);
     let provider = MeshProvider {
-        prometheus: PrometheusClient::new(&address, (window / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))),
+        prometheus: PrometheusClient::new(
+            &address,
+            (window / 2).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+        ),
         mesh: ctx.mesh,
-        workload: WorkloadRef { namespace: canary.namespace().unwrap_or_default(), name: canary.spec.target_ref.name.clone() },
+        workload: WorkloadRef {
+            namespace: canary.namespace().unwrap_or_default(),
+            name: canary.spec.target_ref.name.clone(),
+        },
     };
     let mut outcomes = Vec::new();
     for metric in canary.spec.analysis.iter().flat_map(|a| a.metrics.iter()) {
-        let query = MetricQuery { name: metric.name.clone(), window: metric.interval() };
+        let query = MetricQuery {
+            name: metric.name.clone(),
+            window: metric.interval(),
+        };
         let value = provider.measure(&query).await.map_err(|e| e.to_string());
-        outcomes.push(MetricOutcome { name: metric.name.clone(), value });
+        outcomes.push(MetricOutcome {
+            name: metric.name.clone(),
+            value,
+        });
     }
     outcomes
 }
@@ -293,12 +407,17 @@ async fn apply(
         match action {
             Action::Bootstrap => {
                 if primary.is_none() {
-                    let desired = objects::primary_deployment(canary, target, target_replicas.max(1))?;
-                    deployments.patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired)).await?;
+                    let desired =
+                        objects::primary_deployment(canary, target, target_replicas.max(1))?;
+                    deployments
+                        .patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired))
+                        .await?;
                 }
                 let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
                 for service in objects::services(canary, target)? {
-                    services.patch(&service.name_any(), &apply_params, &Patch::Apply(&service)).await?;
+                    services
+                        .patch(&service.name_any(), &apply_params, &Patch::Apply(&service))
+                        .await?;
                 }
             }
             Action::SetRoutes(routes) => ctx.router.apply(canary, *routes).await?,
@@ -306,17 +425,32 @@ async fn apply(
                 let replicas = if *up { primary_replicas } else { 0 };
                 if target.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
                     deployments
-                        .patch(&target.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": replicas } })))
+                        .patch(
+                            &target.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+                        )
                         .await?;
                 }
             }
             Action::Promote => {
                 let desired = objects::primary_deployment(canary, target, primary_replicas)?;
-                deployments.patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired)).await?;
+                deployments
+                    .patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired))
+                    .await?;
             }
             Action::RunHooks(kind) => {
-                let hooks = canary.spec.analysis.as_ref().map(|a| a.webhooks.clone()).unwrap_or_default();
-                let body = payload(canary, &decision.status, status.last_applied_spec.as_deref().unwrap_or_default());
+                let hooks = canary
+                    .spec
+                    .analysis
+                    .as_ref()
+                    .map(|a| a.webhooks.clone())
+                    .unwrap_or_default();
+                let body = payload(
+                    canary,
+                    &decision.status,
+                    status.last_applied_spec.as_deref().unwrap_or_default(),
+                );
                 let client = ctx.hooks.clone();
                 let kind = *kind;
                 tokio::spawn(async move {
@@ -336,9 +470,19 @@ async fn apply(
     Ok(())
 }
 
-async fn publish(ctx: &Context, canary: &Canary, severity: AlertSeverity, reason: &str, message: &str) {
+async fn publish(
+    ctx: &Context,
+    canary: &Canary,
+    severity: AlertSeverity,
+    reason: &str,
+    message: &str,
+) {
     let event = KubeEvent {
-        type_: if severity == AlertSeverity::Info { EventType::Normal } else { EventType::Warning },
+        type_: if severity == AlertSeverity::Info {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
         reason: reason.to_string(),
         note: Some(message.chars().take(1000).collect()),
         action: "Reconcile".into(),
@@ -351,20 +495,37 @@ async fn publish(ctx: &Context, canary: &Canary, severity: AlertSeverity, reason
 
 /// Revert on deletion: bring the target back to the primary's size, point the apex Service at it
 /// once it is ready, then let the Canary go (garbage collection removes the rest).
-async fn finalize(canary: &Canary, ctx: &Context, api: &Api<Canary>) -> Result<Requeue, ReconcileError> {
+async fn finalize(
+    canary: &Canary,
+    ctx: &Context,
+    api: &Api<Canary>,
+) -> Result<Requeue, ReconcileError> {
     let name = canary.name_any();
     if !canary.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Requeue::await_change());
     }
     let namespace = canary.namespace().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
-    if let Some(target) = ctx.deployments.get(&ObjectRef::new(target_name).within(&namespace)) {
-        let primary = ctx.deployments.get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
-        let replicas = primary.as_ref().and_then(|p| p.spec.as_ref()).and_then(|s| s.replicas).unwrap_or(1);
+    if let Some(target) = ctx
+        .deployments
+        .get(&ObjectRef::new(target_name).within(&namespace))
+    {
+        let primary = ctx
+            .deployments
+            .get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
+        let replicas = primary
+            .as_ref()
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
         let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
         if target.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
             deployments
-                .patch(target_name, &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": replicas } })))
+                .patch(
+                    target_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+                )
                 .await?;
             return Ok(Requeue::requeue(Duration::from_secs(1)));
         }
@@ -385,9 +546,18 @@ async fn finalize(canary: &Canary, ctx: &Context, api: &Api<Canary>) -> Result<R
             .await?;
         publish(ctx, canary, AlertSeverity::Info, "Reverted", &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
     }
-    let finalizers: Vec<String> = canary.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })))
-        .await?;
+    let finalizers: Vec<String> = canary
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })),
+    )
+    .await?;
     ctx.metrics.forget(&name, &namespace);
     Ok(Requeue::await_change())
 }

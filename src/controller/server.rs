@@ -20,7 +20,10 @@ pub async fn serve(
 ) -> Result<(), ControllerError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| ControllerError::Serve { address: listen.to_string(), source })?;
+        .map_err(|source| ControllerError::Serve {
+            address: listen.to_string(),
+            source,
+        })?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -33,7 +36,10 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/metrics", get(|State(shared): State<Shared>| async move { shared.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(shared): State<Shared>| async move { shared.metrics.render() }),
+        )
         .with_state(Shared { metrics, ready });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {

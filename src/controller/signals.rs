@@ -40,7 +40,14 @@ impl ControllerMetrics {
     }
 
     /// Records the state of one canary after a reconcile.
-    pub fn observe(&self, name: &str, namespace: &str, target: &str, phase: CanaryPhase, weight: i32) {
+    pub fn observe(
+        &self,
+        name: &str,
+        namespace: &str,
+        target: &str,
+        phase: CanaryPhase,
+        weight: i32,
+    ) {
         let code = match phase {
             CanaryPhase::Succeeded | CanaryPhase::Initialized => 1,
             CanaryPhase::Failed => 2,
@@ -48,7 +55,9 @@ impl ControllerMetrics {
         };
         let mut series = self.series();
         series.status.insert((name.into(), namespace.into()), code);
-        series.weight.insert((target.into(), namespace.into()), i64::from(weight));
+        series
+            .weight
+            .insert((target.into(), namespace.into()), i64::from(weight));
     }
 
     pub fn analysis(&self, name: &str, namespace: &str, metric: &str, value: f64) {
@@ -59,7 +68,11 @@ impl ControllerMetrics {
 
     pub fn outcome(&self, name: &str, namespace: &str, promoted: bool) {
         let mut series = self.series();
-        let map = if promoted { &mut series.successes } else { &mut series.failures };
+        let map = if promoted {
+            &mut series.successes
+        } else {
+            &mut series.failures
+        };
         *map.entry((name.into(), namespace.into())).or_default() += 1;
     }
 
@@ -77,24 +90,36 @@ impl ControllerMetrics {
         let mut series = self.series();
         let key = (name.to_string(), namespace.to_string());
         series.status.remove(&key);
-        series.analysis.retain(|(n, ns, _), _| !(n == name && ns == namespace));
+        series
+            .analysis
+            .retain(|(n, ns, _), _| !(n == name && ns == namespace));
     }
 
     pub fn render(&self) -> String {
         let series = self.series();
         let mut out = String::new();
-        let _ = writeln!(out, "# TYPE aviary_info gauge\naviary_info{{version=\"{}\",mesh_provider=\"{}\"}} 1", self.version, self.mesh);
+        let _ = writeln!(
+            out,
+            "# TYPE aviary_info gauge\naviary_info{{version=\"{}\",mesh_provider=\"{}\"}} 1",
+            self.version, self.mesh
+        );
         let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
         for (_, namespace) in series.status.keys() {
             *totals.entry(namespace.as_str()).or_default() += 1;
         }
         out.push_str("# TYPE aviary_canary_total gauge\n");
         for (namespace, count) in totals {
-            let _ = writeln!(out, "aviary_canary_total{{namespace=\"{namespace}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "aviary_canary_total{{namespace=\"{namespace}\"}} {count}"
+            );
         }
         out.push_str("# TYPE aviary_canary_status gauge\n");
         for ((name, namespace), code) in &series.status {
-            let _ = writeln!(out, "aviary_canary_status{{name=\"{name}\",namespace=\"{namespace}\"}} {code}");
+            let _ = writeln!(
+                out,
+                "aviary_canary_status{{name=\"{name}\",namespace=\"{namespace}\"}} {code}"
+            );
         }
         out.push_str("# TYPE aviary_canary_weight gauge\n");
         for ((workload, namespace), weight) in &series.weight {
@@ -104,20 +129,36 @@ impl ControllerMetrics {
         for ((name, namespace, metric), value) in &series.analysis {
             let _ = writeln!(out, "aviary_canary_metric_analysis{{name=\"{name}\",namespace=\"{namespace}\",metric=\"{metric}\"}} {value}");
         }
-        for (metric, map) in [("aviary_canary_successes_total", &series.successes), ("aviary_canary_failures_total", &series.failures)] {
+        for (metric, map) in [
+            ("aviary_canary_successes_total", &series.successes),
+            ("aviary_canary_failures_total", &series.failures),
+        ] {
             let _ = writeln!(out, "# TYPE {metric} counter");
             for ((name, namespace), count) in map {
-                let _ = writeln!(out, "{metric}{{name=\"{name}\",namespace=\"{namespace}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "{metric}{{name=\"{name}\",namespace=\"{namespace}\"}} {count}"
+                );
             }
         }
         out.push_str("# TYPE aviary_canary_duration_seconds histogram\n");
         let mut cumulative = 0;
         for (index, count) in series.duration_buckets.iter().enumerate() {
             cumulative += count;
-            let bound = DURATION_BUCKETS.get(index).map(|b| b.to_string()).unwrap_or_else(|| "+Inf".into());
-            let _ = writeln!(out, "aviary_canary_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+            let bound = DURATION_BUCKETS
+                .get(index)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "+Inf".into());
+            let _ = writeln!(
+                out,
+                "aviary_canary_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
         }
-        let _ = writeln!(out, "aviary_canary_duration_seconds_sum {}", series.duration_sum);
+        let _ = writeln!(
+            out,
+            "aviary_canary_duration_seconds_sum {}",
+            series.duration_sum
+        );
         let _ = writeln!(out, "aviary_canary_duration_seconds_count {cumulative}");
         out
     }

@@ -26,7 +26,12 @@ pub struct WorkloadRef {
 
 impl MeshTelemetry {
     /// PromQL for a built-in check, or `None` when `check` is not one.
-    pub fn builtin_query(self, check: &str, workload: &WorkloadRef, window: &str) -> Option<String> {
+    pub fn builtin_query(
+        self,
+        check: &str,
+        workload: &WorkloadRef,
+        window: &str,
+    ) -> Option<String> {
         let WorkloadRef { namespace, name } = workload;
         let query = match (self, check) {
             (MeshTelemetry::Istio, BUILTIN_SUCCESS_RATE) => format!(
@@ -86,7 +91,12 @@ impl PrometheusClient {
 
     /// Runs an instant query that must produce one number. No series is `NoData`; several series
     /// or a non-number is an error that names the query.
-    pub async fn query_number(&self, promql: &str, workload: &str, window: u64) -> Result<f64, MetricError> {
+    pub async fn query_number(
+        &self,
+        promql: &str,
+        workload: &str,
+        window: u64,
+    ) -> Result<f64, MetricError> {
         let failed = |reason: String| MetricError::Provider {
             provider: "prometheus",
             reason: format!("{} ({reason})", self.address),
@@ -107,7 +117,9 @@ impl PrometheusClient {
                 answer.error.unwrap_or_default()
             )));
         }
-        let data = answer.data.ok_or_else(|| failed("answer without data".into()))?;
+        let data = answer
+            .data
+            .ok_or_else(|| failed("answer without data".into()))?;
         let value = match data.result_type.as_str() {
             "scalar" => data.result.get(1).cloned(),
             "vector" => {
@@ -129,7 +141,10 @@ impl PrometheusClient {
             }
         };
         let Some(value) = value else {
-            return Err(MetricError::NoData { workload: workload.to_string(), window });
+            return Err(MetricError::NoData {
+                workload: workload.to_string(),
+                window,
+            });
         };
         let number: f64 = value
             .as_str()
@@ -137,7 +152,10 @@ impl PrometheusClient {
             .ok_or_else(|| failed(format!("query {promql:?} returned {value}, not a number")))?;
         // 0/0 over an idle window is NaN: there was no traffic, which is not a pass.
         if number.is_nan() {
-            return Err(MetricError::NoData { workload: workload.to_string(), window });
+            return Err(MetricError::NoData {
+                workload: workload.to_string(),
+                window,
+            });
         }
         Ok(number)
     }

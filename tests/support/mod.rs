@@ -85,11 +85,18 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     use k8s_openapi::api::core::v1::Namespace;
     let name = format!("{prefix}-{}", rand::random::<u32>() % 1_000_000);
     let api: kube::Api<Namespace> = kube::Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
-    api.create(&Default::default(), &ns).await.expect("namespace created");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
+    api.create(&Default::default(), &ns)
+        .await
+        .expect("namespace created");
     // The ServiceAccount controller creates `default`; pods cannot be created before it exists.
-    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client.clone(), &name);
-    eventually(Duration::from_secs(30), || async { accounts.get_opt("default").await.ok().flatten().is_some() }).await;
+    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(client.clone(), &name);
+    eventually(Duration::from_secs(30), || async {
+        accounts.get_opt("default").await.ok().flatten().is_some()
+    })
+    .await;
     name
 }
 
@@ -104,7 +111,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {limit:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -124,10 +134,92 @@ pub fn envoy_binary() -> PathBuf {
         .find_map(|l| l.strip_prefix("export AVIARY_ENVOY_BIN="))
         .expect("testenv env names AVIARY_ENVOY_BIN");
     let path = PathBuf::from(line.trim_matches('\'').trim_matches('"'));
-    assert!(path.exists(), "Envoy is not installed at {}: run tests/env/testenv build", path.display());
+    assert!(
+        path.exists(),
+        "Envoy is not installed at {}: run tests/env/testenv build",
+        path.display()
+    );
     path
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub mod telemetry;
+
+/// A running `aviary controller` process, killed when dropped.
+pub struct ControllerProcess {
+    pub child: tokio::process::Child,
+    pub listen: String,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts the controller for one namespace against `prometheus`, with short intervals allowed.
+    pub async fn start(namespace: &str, prometheus: &str) -> ControllerProcess {
+        Self::start_with(namespace, prometheus, &[]).await
+    }
+
+    pub async fn start_with(
+        namespace: &str,
+        prometheus: &str,
+        extra: &[&str],
+    ) -> ControllerProcess {
+        let kubeconfig = kubeconfig().await;
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log = std::env::temp_dir().join(format!(
+            "aviary-controller-{namespace}-{}.log",
+            rand::random::<u32>()
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"))
+            .args([
+                "controller",
+                "--namespace",
+                namespace,
+                "--metrics-server",
+                prometheus,
+            ])
+            .args(["--listen", &listen, "--min-interval", "1s"])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "aviary=debug,kube=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("controller starts");
+        let http = aviary::http_client::client(Duration::from_secs(2));
+        let ready = format!("http://{listen}/readyz");
+        let mut process = ControllerProcess { child, listen, log };
+        for _ in 0..100 {
+            if http
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return process;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("controller exited with {status}:\n{}", process.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("controller never became ready:\n{}", process.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to clean up, as when a node dies.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
 }

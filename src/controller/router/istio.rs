@@ -70,19 +70,23 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
     }
     let primary_host = format!("{name}-primary");
     let canary_host = format!("{name}-canary");
-    let destination = |host: &str, weight: i32| {
-        json!({ "destination": { "host": host, "port": { "number": service.port } }, "weight": weight })
-    };
+    let destination = |host: &str, weight: i32| json!({ "destination": { "host": host, "port": { "number": service.port } }, "weight": weight });
     // Settings every route carries, from spec.service.
     let mut common = serde_json::Map::new();
     if let Some(timeout) = &service.timeout {
         common.insert("timeout".into(), json!(timeout));
     }
     if let Some(retries) = &service.retries {
-        common.insert("retries".into(), serde_json::to_value(retries).unwrap_or(Value::Null));
+        common.insert(
+            "retries".into(),
+            serde_json::to_value(retries).unwrap_or(Value::Null),
+        );
     }
     if let Some(headers) = &service.headers {
-        common.insert("headers".into(), serde_json::to_value(headers).unwrap_or(Value::Null));
+        common.insert(
+            "headers".into(),
+            serde_json::to_value(headers).unwrap_or(Value::Null),
+        );
     }
     if let Some(cors) = &service.cors_policy {
         common.insert("corsPolicy".into(), cors.clone());
@@ -101,10 +105,16 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
     if routes.match_to_canary && !ab_matches.is_empty() {
         let mut ab = common.clone();
         ab.insert("name".into(), json!("canary-match"));
-        ab.insert("match".into(), Value::Array(ab_matches.iter().map(http_match).collect()));
+        ab.insert(
+            "match".into(),
+            Value::Array(ab_matches.iter().map(http_match).collect()),
+        );
         ab.insert(
             "route".into(),
-            json!([destination(&primary_host, 0), destination(&canary_host, 100)]),
+            json!([
+                destination(&primary_host, 0),
+                destination(&canary_host, 100)
+            ]),
         );
         http.push(Value::Object(ab));
     }
@@ -121,8 +131,14 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
         ]),
     );
     if let Some(percent) = routes.mirror_percent {
-        main.insert("mirror".into(), json!({ "host": canary_host, "port": { "number": service.port } }));
-        main.insert("mirrorPercentage".into(), json!({ "value": f64::from(percent) }));
+        main.insert(
+            "mirror".into(),
+            json!({ "host": canary_host, "port": { "number": service.port } }),
+        );
+        main.insert(
+            "mirrorPercentage".into(),
+            json!({ "value": f64::from(percent) }),
+        );
     }
     http.push(Value::Object(main));
     let owner = owner_reference(canary).ok();
@@ -162,7 +178,9 @@ pub fn routes_of_virtual_service(canary: &Canary, spec: &Value) -> Option<Routes
     let name = service_name(canary);
     let canary_host = format!("{name}-canary");
     let http = spec.get("http")?.as_array()?;
-    let main = http.iter().find(|r| r.get("name") == Some(&json!("primary")))?;
+    let main = http
+        .iter()
+        .find(|r| r.get("name") == Some(&json!("primary")))?;
     let weight_of = |host: &str| {
         main.get("route")?
             .as_array()?
@@ -175,7 +193,9 @@ pub fn routes_of_virtual_service(canary: &Canary, spec: &Value) -> Option<Routes
     Some(Routes {
         primary_weight: 100 - canary_weight,
         canary_weight,
-        match_to_canary: http.iter().any(|r| r.get("name") == Some(&json!("canary-match"))),
+        match_to_canary: http
+            .iter()
+            .any(|r| r.get("name") == Some(&json!("canary-match"))),
         mirror_percent: main
             .get("mirrorPercentage")
             .and_then(|m| m["value"].as_f64())
@@ -188,29 +208,54 @@ pub struct IstioRouter {
 }
 
 impl IstioRouter {
-    async fn apply_object(&self, namespace: &str, kind: &'static str, object: Value) -> Result<(), RouterError> {
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource(kind));
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
-            .await
-            .map(|_| ())
-            .map_err(|source| RouterError::Write { kind, name, source })
+    async fn apply_object(
+        &self,
+        namespace: &str,
+        kind: &'static str,
+        object: Value,
+    ) -> Result<(), RouterError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource(kind));
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| RouterError::Write { kind, name, source })
     }
 }
 
 impl Router for IstioRouter {
-    fn apply<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), RouterError>> {
+    fn apply<'a>(
+        &'a self,
+        canary: &'a Canary,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
             for rule in destination_rules(canary) {
-                self.apply_object(&namespace, "DestinationRule", rule).await?;
+                self.apply_object(&namespace, "DestinationRule", rule)
+                    .await?;
             }
-            self.apply_object(&namespace, "VirtualService", virtual_service(canary, routes))
-                .await
+            self.apply_object(
+                &namespace,
+                "VirtualService",
+                virtual_service(canary, routes),
+            )
+            .await
         })
     }
 
-    fn current<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
+    fn current<'a>(
+        &'a self,
+        canary: &'a Canary,
+    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
             let name = service_name(canary);
@@ -219,7 +264,11 @@ impl Router for IstioRouter {
             let found = api
                 .get_opt(&name)
                 .await
-                .map_err(|source| RouterError::Read { kind: "VirtualService", name: name.clone(), source })?;
+                .map_err(|source| RouterError::Read {
+                    kind: "VirtualService",
+                    name: name.clone(),
+                    source,
+                })?;
             Ok(found.and_then(|vs| routes_of_virtual_service(canary, &vs.data["spec"])))
         })
     }
@@ -236,13 +285,22 @@ mod tests {
         let mut canary = Canary::new(
             "podinfo",
             CanarySpec {
-                target_ref: TargetRef { name: "podinfo".into(), ..Default::default() },
-                service: CanaryService { port: 9898, ..Default::default() },
+                target_ref: TargetRef {
+                    name: "podinfo".into(),
+                    ..Default::default()
+                },
+                service: CanaryService {
+                    port: 9898,
+                    ..Default::default()
+                },
                 analysis: Some(CanaryAnalysis {
                     r#match: vec![RequestMatch {
                         headers: BTreeMap::from([(
                             "x-canary".into(),
-                            StringMatch { exact: Some("insider".into()), ..Default::default() },
+                            StringMatch {
+                                exact: Some("insider".into()),
+                                ..Default::default()
+                            },
                         )]),
                         ..Default::default()
                     }],
@@ -259,23 +317,41 @@ mod tests {
     #[test]
     fn weighted_route_round_trips() {
         let canary = canary();
-        let routes = Routes { mirror_percent: Some(25), ..Routes::weighted(30) };
+        let routes = Routes {
+            mirror_percent: Some(25),
+            ..Routes::weighted(30)
+        };
         let vs = virtual_service(&canary, routes);
         assert_eq!(vs["spec"]["hosts"], json!(["podinfo"]));
         assert_eq!(vs["spec"]["gateways"], json!(["mesh"]));
         assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], json!(30));
-        assert_eq!(routes_of_virtual_service(&canary, &vs["spec"]), Some(routes));
+        assert_eq!(
+            routes_of_virtual_service(&canary, &vs["spec"]),
+            Some(routes)
+        );
     }
 
     #[test]
     fn ab_match_route_comes_first() {
         let canary = canary();
-        let routes = Routes { match_to_canary: true, ..Routes::primary_only() };
+        let routes = Routes {
+            match_to_canary: true,
+            ..Routes::primary_only()
+        };
         let vs = virtual_service(&canary, routes);
         let first = &vs["spec"]["http"][0];
-        assert_eq!(first["match"][0]["headers"]["x-canary"]["exact"], json!("insider"));
-        assert_eq!(first["route"][1]["destination"]["host"], json!("podinfo-canary"));
+        assert_eq!(
+            first["match"][0]["headers"]["x-canary"]["exact"],
+            json!("insider")
+        );
+        assert_eq!(
+            first["route"][1]["destination"]["host"],
+            json!("podinfo-canary")
+        );
         assert_eq!(first["route"][1]["weight"], json!(100));
-        assert_eq!(routes_of_virtual_service(&canary, &vs["spec"]), Some(routes));
+        assert_eq!(
+            routes_of_virtual_service(&canary, &vs["spec"]),
+            Some(routes)
+        );
     }
 }

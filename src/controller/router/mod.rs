@@ -28,7 +28,14 @@ pub enum RouterError {
 /// Writes and reads back the routing of one canary.
 pub trait Router: Send + Sync {
     /// Makes the mesh route as `routes` says (creating the objects when needed).
-    fn apply<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), RouterError>>;
+    fn apply<'a>(
+        &'a self,
+        canary: &'a Canary,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>>;
     /// The routes in force, read from the mesh's objects; `None` when they do not exist yet.
-    fn current<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<Routes>, RouterError>>;
+    fn current<'a>(
+        &'a self,
+        canary: &'a Canary,
+    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>>;
 }

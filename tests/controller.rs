@@ -1,0 +1,618 @@
+//! The controller end to end on the real control plane, with Istio-shaped telemetry in a real
+//! Prometheus. Each test has its own namespace and its own controller process.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+use serde_json::{json, Value};
+
+use aviary::api::{Canary, CanaryPhase, CanaryStatus};
+use support::telemetry::{Health, IstioTelemetry};
+use support::{eventually, ControllerProcess};
+
+struct Fixture {
+    client: Client,
+    ns: String,
+    telemetry: &'static IstioTelemetry,
+    controller: ControllerProcess,
+}
+
+impl Fixture {
+    async fn new(prefix: &str) -> Fixture {
+        let client = support::admin().await;
+        let ns = support::namespace(&client, prefix).await;
+        let (telemetry, prometheus) = IstioTelemetry::shared();
+        let controller = ControllerProcess::start(&ns, prometheus).await;
+        Fixture {
+            client,
+            ns,
+            telemetry,
+            controller,
+        }
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn canaries(&self) -> Api<Canary> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn virtual_services(&self) -> Api<DynamicObject> {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "networking.istio.io",
+            "v1",
+            "VirtualService",
+        ));
+        Api::namespaced_with(self.client.clone(), &self.ns, &resource)
+    }
+
+    async fn create_target(&self, name: &str, image: &str) {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "spec": {
+                "replicas": 2,
+                "selector": { "matchLabels": { "app": name } },
+                "template": {
+                    "metadata": { "labels": { "app": name } },
+                    "spec": { "containers": [{ "name": "app", "image": image }] }
+                }
+            }
+        }))
+        .unwrap();
+        self.deployments()
+            .create(&PostParams::default(), &deployment)
+            .await
+            .unwrap();
+    }
+
+    async fn set_image(&self, name: &str, image: &str) {
+        let patch = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": image }] } } } });
+        self.deployments()
+            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .unwrap();
+    }
+
+    async fn image_of(&self, name: &str) -> String {
+        let d = self.deployments().get(name).await.unwrap();
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    }
+
+    async fn replicas_of(&self, name: &str) -> i32 {
+        self.deployments()
+            .get(name)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas
+            .unwrap_or(1)
+    }
+
+    async fn create_canary(&self, name: &str, target: &str, analysis: Value, extra: Value) {
+        let mut manifest = json!({
+            "apiVersion": "aviary.dev/v1beta1",
+            "kind": "Canary",
+            "metadata": { "name": name },
+            "spec": {
+                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": target },
+                "progressDeadlineSeconds": 60,
+                "service": { "port": 9898 },
+                "analysis": analysis
+            }
+        });
+        if let (Some(spec), Some(extra)) = (manifest["spec"].as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let canary: Canary = serde_json::from_value(manifest).unwrap();
+        self.canaries()
+            .create(&PostParams::default(), &canary)
+            .await
+            .unwrap();
+    }
+
+    async fn status(&self, name: &str) -> CanaryStatus {
+        self.canaries()
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default()
+    }
+
+    async fn wait_phase(&self, name: &str, phase: CanaryPhase, limit: Duration) -> CanaryStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let status = self.status(name).await;
+            if status.phase == phase {
+                return status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{name} did not reach {phase} within {limit:?}; status {status:#?}\ncontroller log:\n{}", self.controller.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The canary weight the VirtualService routes, if it exists.
+    async fn routed_weight(&self, service: &str) -> Option<i64> {
+        let vs = self.virtual_services().get_opt(service).await.unwrap()?;
+        let http = vs.data["spec"]["http"].as_array()?.clone();
+        let main = http.iter().find(|r| r["name"] == "primary")?;
+        main["route"]
+            .as_array()?
+            .iter()
+            .find(|d| d["destination"]["host"] == json!(format!("{service}-canary")))?["weight"]
+            .as_i64()
+    }
+
+    /// Records every distinct VirtualService weight until `phase` is reached.
+    async fn weights_until(
+        &self,
+        canary: &str,
+        service: &str,
+        phases: &[CanaryPhase],
+        limit: Duration,
+    ) -> (Vec<i64>, CanaryStatus) {
+        let mut weights = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(weight) = self.routed_weight(service).await {
+                if weights.last() != Some(&weight) {
+                    weights.push(weight);
+                }
+            }
+            let status = self.status(canary).await;
+            if phases.contains(&status.phase) {
+                return (weights, status);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no end phase within {limit:?}; weights {weights:?}; status {status:#?}\n{}",
+                self.controller.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn event_reasons(&self) -> Vec<(String, String)> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn stepped() -> Value {
+    json!({
+        "interval": "2s",
+        "threshold": 2,
+        "stepWeight": 20,
+        "maxWeight": 60,
+        "metrics": [
+            { "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } },
+            { "name": "request-duration", "interval": "10s", "thresholdRange": { "max": 500 } }
+        ]
+    })
+}
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+#[tokio::test]
+async fn a_healthy_revision_is_promoted_step_by_step() {
+    let f = Fixture::new("promote").await;
+    f.telemetry.set(&f.ns, "podinfo", Health::GOOD);
+    f.create_target("podinfo", "podinfo:1").await;
+    f.create_canary("podinfo", "podinfo", stepped(), json!({}))
+        .await;
+    let status = f
+        .wait_phase("podinfo", CanaryPhase::Initialized, LIMIT)
+        .await;
+    let promoted = status
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "Promoted")
+        .unwrap();
+    assert_eq!(promoted.status, "True");
+    eventually(LIMIT, || async { f.replicas_of("podinfo").await == 0 }).await;
+    assert_eq!(f.image_of("podinfo-primary").await, "podinfo:1");
+    let services: Api<Service> = Api::namespaced(f.client.clone(), &f.ns);
+    let apex = services.get("podinfo").await.unwrap();
+    assert_eq!(
+        apex.spec.unwrap().selector.unwrap()["app"],
+        "podinfo-primary"
+    );
+    for name in ["podinfo-primary", "podinfo-canary"] {
+        services.get(name).await.unwrap();
+    }
+    assert_eq!(f.routed_weight("podinfo").await, Some(0));
+
+    f.set_image("podinfo", "podinfo:2").await;
+    let (weights, status) = f
+        .weights_until(
+            "podinfo",
+            "podinfo",
+            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(status.phase, CanaryPhase::Succeeded, "{weights:?}");
+    assert_eq!(weights, vec![0, 20, 40, 60, 0]);
+    assert_eq!(f.image_of("podinfo-primary").await, "podinfo:2");
+    eventually(LIMIT, || async { f.replicas_of("podinfo").await == 0 }).await;
+    assert_eq!(status.last_promoted_spec, status.last_applied_spec);
+    let reasons = f.event_reasons().await;
+    for expected in ["NewRevision", "WeightAdvanced", "Promoting", "Succeeded"] {
+        assert!(
+            reasons.iter().any(|(r, _)| r == expected),
+            "{expected} missing from {reasons:#?}"
+        );
+    }
+    let advanced = reasons.iter().find(|(r, _)| r == "WeightAdvanced").unwrap();
+    assert!(
+        advanced.1.contains("request-success-rate=100"),
+        "events carry the values: {}",
+        advanced.1
+    );
+    let metrics = aviary::http_client::client(Duration::from_secs(2))
+        .get(format!("http://{}/metrics", f.controller.listen))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "aviary_canary_status{{name=\"podinfo\",namespace=\"{}\"}} 1",
+            f.ns
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("aviary_info{"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_failing_revision_is_rolled_back_and_not_retried_until_it_changes() {
+    let f = Fixture::new("rollback").await;
+    f.telemetry.set(&f.ns, "web", Health::GOOD);
+    f.create_target("web", "web:1").await;
+    f.create_canary("web", "web", stepped(), json!({})).await;
+    f.wait_phase("web", CanaryPhase::Initialized, LIMIT).await;
+    f.telemetry.set(&f.ns, "web", Health::FAILING);
+    f.set_image("web", "web:2").await;
+    let (weights, status) = f
+        .weights_until(
+            "web",
+            "web",
+            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(status.phase, CanaryPhase::Failed, "{weights:?}");
+    assert_eq!(status.failed_checks, 2);
+    assert_eq!(weights.last(), Some(&0));
+    assert!(
+        weights.iter().all(|w| *w <= 20),
+        "never advanced past the first step: {weights:?}"
+    );
+    assert_eq!(
+        f.image_of("web-primary").await,
+        "web:1",
+        "primary untouched"
+    );
+    eventually(LIMIT, || async { f.replicas_of("web").await == 0 }).await;
+    let reasons = f.event_reasons().await;
+    let rolled = reasons
+        .iter()
+        .find(|(r, _)| r == "RolledBack")
+        .expect("RolledBack event");
+    assert!(rolled.1.contains("request-success-rate"), "{}", rolled.1);
+
+    // The same revision stays failed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let still = f.status("web").await;
+    assert_eq!(
+        (still.phase, still.last_applied_spec.clone()),
+        (CanaryPhase::Failed, status.last_applied_spec.clone())
+    );
+    assert_eq!(f.replicas_of("web").await, 0);
+
+    // A new one is rolled out.
+    f.telemetry.set(&f.ns, "web", Health::GOOD);
+    f.set_image("web", "web:3").await;
+    f.wait_phase("web", CanaryPhase::Succeeded, LIMIT).await;
+    assert_eq!(f.image_of("web-primary").await, "web:3");
+}
+
+#[tokio::test]
+async fn ab_testing_routes_the_header_match_then_promotes() {
+    let f = Fixture::new("ab").await;
+    f.telemetry.set(&f.ns, "shop", Health::GOOD);
+    f.create_target("shop", "shop:1").await;
+    let analysis = json!({
+        "interval": "2s", "threshold": 2, "iterations": 3,
+        "match": [{ "headers": { "x-canary": { "exact": "insider" } } }],
+        "metrics": [{ "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } }]
+    });
+    f.create_canary("shop", "shop", analysis, json!({})).await;
+    f.wait_phase("shop", CanaryPhase::Initialized, LIMIT).await;
+    f.set_image("shop", "shop:2").await;
+    let mut saw_match = false;
+    for _ in 0..200 {
+        if let Some(vs) = f.virtual_services().get_opt("shop").await.unwrap() {
+            let first = &vs.data["spec"]["http"][0];
+            if first["name"] == "canary-match" {
+                assert_eq!(first["match"][0]["headers"]["x-canary"]["exact"], "insider");
+                assert_eq!(first["route"][1]["destination"]["host"], "shop-canary");
+                assert_eq!(first["route"][1]["weight"], 100);
+                saw_match = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        saw_match,
+        "the A/B route never appeared\n{}",
+        f.controller.logs()
+    );
+    let status = f.wait_phase("shop", CanaryPhase::Succeeded, LIMIT).await;
+    assert_eq!(status.canary_weight, 0);
+    assert_eq!(f.image_of("shop-primary").await, "shop:2");
+    let vs = f.virtual_services().get("shop").await.unwrap();
+    assert_ne!(
+        vs.data["spec"]["http"][0]["name"], "canary-match",
+        "A/B route removed after promotion"
+    );
+}
+
+#[tokio::test]
+async fn blue_green_and_a_new_revision_mid_analysis_restarts() {
+    let f = Fixture::new("bluegreen").await;
+    f.telemetry.set(&f.ns, "api", Health::GOOD);
+    f.create_target("api", "api:1").await;
+    let analysis = json!({
+        "interval": "2s", "threshold": 2, "iterations": 4,
+        "metrics": [{ "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } }]
+    });
+    f.create_canary("api", "api", analysis, json!({})).await;
+    f.wait_phase("api", CanaryPhase::Initialized, LIMIT).await;
+    f.set_image("api", "api:2").await;
+    eventually(LIMIT, || async { f.status("api").await.iterations >= 1 }).await;
+    let first = f.status("api").await.last_applied_spec;
+    f.set_image("api", "api:3").await;
+    eventually(LIMIT, || async {
+        let status = f.status("api").await;
+        status.last_applied_spec != first && status.phase == CanaryPhase::Progressing
+    })
+    .await;
+    let reasons = f.event_reasons().await;
+    assert!(
+        reasons.iter().any(|(r, _)| r == "AnalysisRestarted"),
+        "{reasons:#?}"
+    );
+    let (weights, status) = f
+        .weights_until(
+            "api",
+            "api",
+            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(status.phase, CanaryPhase::Succeeded);
+    assert!(
+        weights.contains(&100) || f.image_of("api-primary").await == "api:3",
+        "{weights:?}"
+    );
+    assert_eq!(f.image_of("api-primary").await, "api:3");
+}
+
+#[tokio::test]
+async fn a_killed_controller_resumes_at_the_same_weight() {
+    let mut f = Fixture::new("restart").await;
+    f.telemetry.set(&f.ns, "cart", Health::GOOD);
+    f.create_target("cart", "cart:1").await;
+    let mut analysis = stepped();
+    analysis["interval"] = json!("3s");
+    analysis["stepWeight"] = json!(10);
+    analysis["maxWeight"] = json!(50);
+    f.create_canary("cart", "cart", analysis, json!({})).await;
+    f.wait_phase("cart", CanaryPhase::Initialized, LIMIT).await;
+    f.set_image("cart", "cart:2").await;
+    eventually(LIMIT, || async {
+        f.routed_weight("cart").await == Some(20)
+    })
+    .await;
+    f.controller.kill().await;
+    let before = f.status("cart").await;
+    let (_, prometheus) = IstioTelemetry::shared();
+    f.controller = ControllerProcess::start(&f.ns, prometheus).await;
+    let (weights, status) = f
+        .weights_until(
+            "cart",
+            "cart",
+            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(status.phase, CanaryPhase::Succeeded, "{weights:?}");
+    let expected_from: Vec<i64> = (before.canary_weight as i64 / 10..=5)
+        .map(|step| step * 10)
+        .chain([0])
+        .collect();
+    assert_eq!(
+        weights, expected_from,
+        "no step repeated or skipped after the restart (status weight before: {})",
+        before.canary_weight
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_canary_with_revert_on_deletion_restores_the_target() {
+    let f = Fixture::new("revert").await;
+    f.telemetry.set(&f.ns, "pay", Health::GOOD);
+    f.telemetry.set(&f.ns, "mail", Health::GOOD);
+    f.create_target("pay", "pay:1").await;
+    f.create_target("mail", "mail:1").await;
+    f.create_canary("pay", "pay", stepped(), json!({ "revertOnDeletion": true }))
+        .await;
+    f.create_canary("mail", "mail", stepped(), json!({})).await;
+    f.wait_phase("pay", CanaryPhase::Initialized, LIMIT).await;
+    f.wait_phase("mail", CanaryPhase::Initialized, LIMIT).await;
+    eventually(LIMIT, || async { f.replicas_of("pay").await == 0 }).await;
+    let canary = f.canaries().get("pay").await.unwrap();
+    assert!(canary
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"aviary.dev/revert-on-deletion".to_string()));
+
+    f.canaries()
+        .delete("pay", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(LIMIT, || async {
+        f.canaries().get_opt("pay").await.unwrap().is_none()
+    })
+    .await;
+    assert_eq!(
+        f.replicas_of("pay").await,
+        2,
+        "target restored to the primary's size"
+    );
+    let services: Api<Service> = Api::namespaced(f.client.clone(), &f.ns);
+    let apex = services.get("pay").await.unwrap();
+    assert_eq!(
+        apex.spec.clone().unwrap().selector.unwrap()["app"],
+        "pay",
+        "apex routes to the target"
+    );
+    assert!(
+        apex.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "apex survives the Canary"
+    );
+    eventually(LIMIT, || async {
+        f.deployments()
+            .get_opt("pay-primary")
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+
+    // Without revertOnDeletion the generated objects are garbage-collected.
+    f.canaries()
+        .delete("mail", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(LIMIT, || async {
+        f.deployments()
+            .get_opt("mail-primary")
+            .await
+            .unwrap()
+            .is_none()
+            && services.get_opt("mail").await.unwrap().is_none()
+            && f.virtual_services()
+                .get_opt("mail")
+                .await
+                .unwrap()
+                .is_none()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_is_reported_and_other_canaries_keep_progressing() {
+    let f = Fixture::new("badinput").await;
+    f.telemetry.set(&f.ns, "good", Health::GOOD);
+    f.create_target("good", "good:1").await;
+    f.create_target("shared", "shared:1").await;
+    let unlabelled: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "nolabel" },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "tier": "x" } },
+            "template": { "metadata": { "labels": { "tier": "x" } }, "spec": { "containers": [{ "name": "app", "image": "x:1" }] } }
+        }
+    }))
+    .unwrap();
+    f.deployments()
+        .create(&PostParams::default(), &unlabelled)
+        .await
+        .unwrap();
+    f.create_canary("missing", "does-not-exist", stepped(), json!({}))
+        .await;
+    f.create_canary("nolabel", "nolabel", stepped(), json!({}))
+        .await;
+    f.create_canary("first", "shared", stepped(), json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.create_canary("second", "shared", stepped(), json!({}))
+        .await;
+    f.create_canary("good", "good", stepped(), json!({})).await;
+
+    let condition = |status: &CanaryStatus| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "Ready")
+            .map(|c| {
+                (
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default(),
+                )
+            })
+    };
+    for (name, reason, fragment) in [
+        ("missing", "TargetNotFound", "does-not-exist not found"),
+        ("nolabel", "TargetSelectorMissing", "no selector label"),
+        ("second", "TargetClaimed", "already managed by Canary first"),
+    ] {
+        eventually(LIMIT, || async {
+            condition(&f.status(name).await).is_some_and(|(r, _)| r == reason)
+        })
+        .await;
+        let (_, message) = condition(&f.status(name).await).unwrap();
+        assert!(message.contains(fragment), "{name}: {message}");
+    }
+    let reasons = f.event_reasons().await;
+    for reason in ["TargetNotFound", "TargetSelectorMissing", "TargetClaimed"] {
+        assert!(
+            reasons.iter().any(|(r, _)| r == reason),
+            "{reason} event missing: {reasons:#?}"
+        );
+    }
+    assert!(
+        f.deployments()
+            .get_opt("nolabel-primary")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing created for a refused canary"
+    );
+    f.wait_phase("first", CanaryPhase::Initialized, LIMIT).await;
+    f.wait_phase("good", CanaryPhase::Initialized, LIMIT).await;
+    f.set_image("good", "good:2").await;
+    f.wait_phase("good", CanaryPhase::Succeeded, LIMIT).await;
+}

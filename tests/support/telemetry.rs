@@ -1,0 +1,162 @@
+//! Proxy telemetry in the exact shape Istio's sidecars export, for workloads whose health a test
+//! sets: served on a local /metrics for a real Prometheus to scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BUCKETS: [f64; 8] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+
+/// How a workload currently answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Health {
+    pub requests_per_second: f64,
+    pub error_ratio: f64,
+    pub latency_ms: f64,
+}
+
+impl Health {
+    pub const GOOD: Health = Health {
+        requests_per_second: 20.0,
+        error_ratio: 0.0,
+        latency_ms: 8.0,
+    };
+    pub const FAILING: Health = Health {
+        requests_per_second: 20.0,
+        error_ratio: 0.5,
+        latency_ms: 8.0,
+    };
+}
+
+#[derive(Default)]
+struct Counters {
+    ok: f64,
+    errors: f64,
+    buckets: [f64; BUCKETS.len()],
+    count: f64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct State {
+    health: BTreeMap<(String, String), Health>,
+    counters: BTreeMap<(String, String), Counters>,
+}
+
+#[derive(Clone, Default)]
+pub struct IstioTelemetry {
+    state: Arc<Mutex<State>>,
+}
+
+impl IstioTelemetry {
+    /// One exporter and one Prometheus scraping it, shared by every test of the binary. They run
+    /// on a thread of their own because each test has its own runtime.
+    pub fn shared() -> &'static (IstioTelemetry, String) {
+        static SHARED: std::sync::OnceLock<(IstioTelemetry, String)> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let telemetry = IstioTelemetry::default();
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let serving = telemetry.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    sender
+                        .send(listener.local_addr().unwrap().to_string())
+                        .unwrap();
+                    let served = serving.clone();
+                    let app = axum::Router::new().route(
+                        "/metrics",
+                        axum::routing::get(move || {
+                            let served = served.clone();
+                            async move { served.render() }
+                        }),
+                    );
+                    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+                    let period = Duration::from_millis(100);
+                    loop {
+                        tokio::time::sleep(period).await;
+                        serving.tick(period.as_secs_f64());
+                    }
+                });
+            });
+            let address = receiver.recv().unwrap();
+            let prometheus = super::prometheus(&[address]);
+            (telemetry, prometheus)
+        })
+    }
+
+    pub fn set(&self, namespace: &str, workload: &str, health: Health) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .health
+            .insert((namespace.into(), workload.into()), health);
+    }
+
+    fn tick(&self, seconds: f64) {
+        let mut state = self.state.lock().unwrap();
+        let health = state.health.clone();
+        for (key, health) in health {
+            let counters = state.counters.entry(key).or_default();
+            let requests = health.requests_per_second * seconds;
+            counters.errors += requests * health.error_ratio;
+            counters.ok += requests * (1.0 - health.error_ratio);
+            counters.count += requests;
+            counters.sum += requests * health.latency_ms;
+            for (bound, bucket) in BUCKETS.iter().zip(counters.buckets.iter_mut()) {
+                if health.latency_ms <= *bound {
+                    *bucket += requests;
+                }
+            }
+        }
+    }
+
+    fn render(&self) -> String {
+        let state = self.state.lock().unwrap();
+        let mut out = String::from("# TYPE istio_requests_total counter\n");
+        for ((namespace, workload), c) in &state.counters {
+            let labels = format!("reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_workload=\"{workload}\",destination_service=\"{workload}.{namespace}.svc.cluster.local\"");
+            let _ = writeln!(
+                out,
+                "istio_requests_total{{{labels},response_code=\"200\"}} {}",
+                c.ok.floor()
+            );
+            let _ = writeln!(
+                out,
+                "istio_requests_total{{{labels},response_code=\"503\"}} {}",
+                c.errors.floor()
+            );
+        }
+        out.push_str("# TYPE istio_request_duration_milliseconds histogram\n");
+        for ((namespace, workload), c) in &state.counters {
+            let labels = format!("reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_workload=\"{workload}\"");
+            for (bound, count) in BUCKETS.iter().zip(c.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "istio_request_duration_milliseconds_bucket{{{labels},le=\"{bound}\"}} {}",
+                    count.floor()
+                );
+            }
+            let _ = writeln!(
+                out,
+                "istio_request_duration_milliseconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                c.count.floor()
+            );
+            let _ = writeln!(
+                out,
+                "istio_request_duration_milliseconds_sum{{{labels}}} {}",
+                c.sum
+            );
+            let _ = writeln!(
+                out,
+                "istio_request_duration_milliseconds_count{{{labels}}} {}",
+                c.count.floor()
+            );
+        }
+        out
+    }
+}
