@@ -121,6 +121,16 @@ enum Bench {
         #[arg(long, default_value = "10s")]
         duration: String,
     },
+    /// The controller at scale on the cluster in KUBECONFIG.
+    Controller {
+        #[arg(long, default_value_t = 100)]
+        canaries: usize,
+        #[arg(long, default_value = "10s")]
+        interval: String,
+        /// Length of the steady-state window, in intervals.
+        #[arg(long, default_value_t = 6)]
+        intervals: u32,
+    },
 }
 
 fn init_logging(format: &str, default_filter: &str) {
@@ -288,6 +298,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 min_interval: parse_duration(&min_interval).context("--min-interval")?,
             })
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(Bench::Controller {
+            canaries,
+            interval,
+            intervals,
+        }) => {
+            let interval = parse_duration(&interval).context("--interval")?;
+            let executable =
+                std::env::current_exe().context("cannot find the aviary executable")?;
+            let bench = aviary::bench::controller::ControllerBench {
+                canaries,
+                interval,
+                intervals,
+            };
+            let report = aviary::bench::controller::run(&executable, bench).await?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(Bench::Gateway { rps, duration }) => {

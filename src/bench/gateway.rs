@@ -1,4 +1,4 @@
-//! Benchmarks that print one JSON object each. Not timed tests: numbers to read and compare.
+//! `aviary bench gateway`: the embedded gateway's added latency and memory.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -11,18 +11,7 @@ use tokio::sync::watch;
 use crate::loadgen::{self, LoadPlan, LoadReport};
 use crate::sample_app::{Behaviour, SampleApp};
 
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    #[error("cannot start {what}: {reason}")]
-    Start { what: &'static str, reason: String },
-}
-
-fn start_error(what: &'static str) -> impl Fn(std::io::Error) -> BenchError {
-    move |e| BenchError::Start {
-        what,
-        reason: e.to_string(),
-    }
-}
+use super::{machine, memory_kib, round, start_error, BenchError};
 
 async fn load(target: std::net::SocketAddr, rps: u32, duration: Duration) -> LoadReport {
     let (_keep, stop) = watch::channel(false);
@@ -46,33 +35,6 @@ fn summary(report: &LoadReport) -> serde_json::Value {
         "throughput_rps": round(report.throughput()),
         "latency_p50_ms": round(report.latency_ms(0.50)),
         "latency_p99_ms": round(report.latency_ms(0.99)),
-    })
-}
-
-fn round(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-/// Resident and peak memory of a process, in KiB, from /proc.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn machine() -> serde_json::Value {
-    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    json!({
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "loadavg": loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        "note": "load generator, upstream and gateway share this machine; direct and gateway runs are measured back to back in the same run",
     })
 }
 
@@ -145,6 +107,6 @@ pub async fn gateway(
         "gateway_rss_mib": round(rss_kib as f64 / 1024.0),
         "gateway_peak_rss_mib": round(peak_kib as f64 / 1024.0),
         "targets": { "added_latency_p99_ms": 1.0, "gateway_rss_mib": 20.0 },
-        "machine": machine(),
+        "machine": machine("load generator, upstream and gateway share this machine; direct and gateway runs are measured back to back in the same run"),
     }))
 }

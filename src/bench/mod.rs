@@ -1,0 +1,66 @@
+//! Benchmarks that print one JSON object each. Not timed tests: numbers to read and compare.
+
+pub mod controller;
+mod gateway;
+
+pub use gateway::gateway;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot start {what}: {reason}")]
+    Start { what: &'static str, reason: String },
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+pub(crate) fn start_error(what: &'static str) -> impl Fn(std::io::Error) -> BenchError {
+    move |e| BenchError::Start {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+pub(crate) fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Resident and peak memory of a process, in KiB, from /proc.
+pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+pub(crate) fn machine(note: &str) -> serde_json::Value {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "loadavg": loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        "note": note,
+    })
+}
