@@ -2,6 +2,7 @@
 //! same pure engine the standalone runner drives: state comes from watch-fed stores, actions
 //! become server-side applies, and each canary is requeued at its own analysis interval.
 
+pub mod configs;
 mod leader;
 pub mod objects;
 mod readiness;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
@@ -67,6 +69,8 @@ pub enum ControllerError {
 pub struct Context {
     pub client: Client,
     pub deployments: reflector::Store<Deployment>,
+    pub config_maps: reflector::Store<ConfigMap>,
+    pub secrets: reflector::Store<Secret>,
     pub canaries: reflector::Store<Canary>,
     pub router: Arc<dyn router::Router>,
     pub hooks: HookClient,
@@ -97,25 +101,41 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         leader::keep_renewing(client.clone(), lease.clone());
     }
 
-    let (canary_api, deployment_api): (Api<Canary>, Api<Deployment>) = match &config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+    let canary_api: Api<Canary> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
-    // One watch on Deployments feeds both the store reconciles read from and the trigger that
-    // wakes the canaries targeting a changed Deployment.
-    let (deployments, writer) = reflector::store();
-    let deployment_events = reflector::reflector(
-        writer,
-        watcher(deployment_api, watcher::Config::default().any_semantic()),
-    )
-    .default_backoff()
-    .touched_objects();
+    // One watch per kind feeds both the store reconciles read from and the trigger that wakes
+    // the canaries a changed object concerns.
+    let (deployments, deployment_events) =
+        reflected::<Deployment>(&client, config.namespace.as_deref());
+    let (config_maps, config_map_events) =
+        reflected::<ConfigMap>(&client, config.namespace.as_deref());
+    let (secrets, secret_events) = reflected::<Secret>(&client, config.namespace.as_deref());
     let controller = Controller::new(canary_api, watcher::Config::default().any_semantic());
     let canaries = controller.store();
     let lookup = canaries.clone();
+    let by_config = |kind: configs::ConfigKind| {
+        let (canaries, deployments) = (canaries.clone(), deployments.clone());
+        move |name: String, namespace: String| {
+            canaries
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
+                .filter(|c| {
+                    deployments
+                        .get(&ObjectRef::new(&c.spec.target_ref.name).within(&namespace))
+                        .and_then(|d| d.spec.as_ref().map(|s| configs::referenced(&s.template)))
+                        .is_some_and(|refs| refs.contains(&(kind, name.clone())))
+                })
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (map_trigger, secret_trigger) = (
+        by_config(configs::ConfigKind::ConfigMap),
+        by_config(configs::ConfigKind::Secret),
+    );
     let controller = controller.watches_stream(deployment_events, move |deployment: Deployment| {
         let namespace = deployment.namespace().unwrap_or_default();
         let name = deployment.name_any();
@@ -130,9 +150,18 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             .map(|c| ObjectRef::from_obj(&*c))
             .collect::<Vec<_>>()
     });
+    let controller = controller
+        .watches_stream(config_map_events, move |map: ConfigMap| {
+            map_trigger(map.name_any(), map.namespace().unwrap_or_default())
+        })
+        .watches_stream(secret_events, move |secret: Secret| {
+            secret_trigger(secret.name_any(), secret.namespace().unwrap_or_default())
+        });
     let context = Arc::new(Context {
         client: client.clone(),
         deployments,
+        config_maps,
+        secrets,
         canaries,
         router: Arc::new(router::IstioRouter {
             client: client.clone(),
@@ -168,3 +197,34 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
 
 /// How long to wait before retrying after an error.
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A watch-fed store of `K` and the stream of objects it saw change.
+fn reflected<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let events = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff()
+    .touched_objects();
+    (store, events)
+}

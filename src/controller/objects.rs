@@ -72,11 +72,13 @@ pub fn service_name(canary: &Canary) -> String {
 }
 
 /// The primary Deployment: the target's current template with the selector value suffixed
-/// `-primary`, owned by the Canary, annotated with the revision it runs.
+/// `-primary` and config references pointed at the `-primary` copies, owned by the Canary and
+/// annotated with the revision it runs.
 pub fn primary_deployment(
     canary: &Canary,
     target: &Deployment,
     replicas: i32,
+    revision: &str,
 ) -> Result<Deployment, ObjectError> {
     let target_name = target.metadata.name.clone().unwrap_or_default();
     let (label, value) = selector_label(target)?;
@@ -85,8 +87,8 @@ pub fn primary_deployment(
         .spec
         .clone()
         .ok_or_else(|| ObjectError::NoTemplate(target_name.clone()))?;
-    let revision = revision(&target_spec.template);
     let mut template = target_spec.template.clone();
+    super::configs::rewrite_for_primary(&mut template);
     let pod_meta = template.metadata.get_or_insert_with(ObjectMeta::default);
     pod_meta
         .labels
@@ -171,4 +173,38 @@ pub fn services(canary: &Canary, target: &Deployment) -> Result<Vec<Service>, Ob
         ),
         service(meta(format!("{base}-canary"), spec.canary.as_ref()), value),
     ])
+}
+
+/// A `-primary` copy of the target's HorizontalPodAutoscaler, scaling the primary.
+pub fn primary_autoscaler(
+    canary: &Canary,
+    source: &k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+) -> Result<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler, ObjectError> {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let name = source.metadata.name.clone().unwrap_or_default();
+    let mut spec = source.spec.clone().unwrap_or_default();
+    spec.scale_target_ref.name = primary_name(&canary.spec.target_ref.name);
+    if let Some(replicas) = canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .and_then(|r| r.primary_scaler_replicas.as_ref())
+    {
+        if let Some(min) = replicas.min_replicas {
+            spec.min_replicas = Some(min);
+        }
+        if let Some(max) = replicas.max_replicas {
+            spec.max_replicas = max;
+        }
+    }
+    Ok(HorizontalPodAutoscaler {
+        metadata: ObjectMeta {
+            name: Some(primary_name(&name)),
+            namespace: canary.metadata.namespace.clone(),
+            owner_references: Some(vec![owner_reference(canary)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
 }

@@ -15,6 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::configs::{combined_revision, referenced, ConfigKind, Configs};
 use super::objects::{self, primary_name, ObjectError, REVISION_ANNOTATION};
 use super::readiness::is_ready;
 use super::{Context, ERROR_BACKOFF, FIELD_MANAGER, FINALIZER};
@@ -123,7 +124,21 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         .deployments
         .get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
     let analysis = canary.spec.analysis.clone().unwrap_or_default();
-    let target_revision = target.spec.as_ref().map(|s| objects::revision(&s.template));
+    let configs = Configs {
+        config_maps: &ctx.config_maps,
+        secrets: &ctx.secrets,
+        namespace: &namespace,
+    };
+    let refs = target
+        .spec
+        .as_ref()
+        .map(|s| referenced(&s.template))
+        .unwrap_or_default();
+    let checksums = configs.checksums(&refs);
+    let target_revision = target
+        .spec
+        .as_ref()
+        .map(|s| combined_revision(&objects::revision(&s.template), &checksums));
     let observations = Observations {
         target_revision,
         primary_revision: primary
@@ -146,8 +161,16 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         ..Observations::default()
     };
     resume_routes(canary, ctx, &status).await?;
+    let revision = observations.target_revision.clone().unwrap_or_default();
     let (decision, metrics) = decide(canary, ctx, &status, observations).await;
-    apply(canary, ctx, &target, primary.as_deref(), &decision, &status).await?;
+    let workload = Workload {
+        target: &target,
+        primary: primary.as_deref(),
+        revision: &revision,
+        configs: &configs,
+        refs: &refs,
+    };
+    apply(canary, ctx, &workload, &decision, &status).await?;
     for metric in &metrics {
         if let Ok(value) = metric.value {
             ctx.metrics.analysis(&name, &namespace, &metric.name, value);
@@ -155,6 +178,9 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     }
     let mut next = decision.status;
     clear_condition(&mut next, READY_CONDITION);
+    if next.last_applied_spec.as_deref() == Some(revision.as_str()) {
+        next.tracked_configs = checksums;
+    }
     write_status(&api, &name, &status, &next).await?;
     ctx.metrics.observe(
         &name,
@@ -387,14 +413,67 @@ async fn measure(canary: &Canary, ctx: &Context) -> Vec<MetricOutcome> {
     outcomes
 }
 
+/// The target as this reconcile saw it.
+struct Workload<'a> {
+    target: &'a Deployment,
+    primary: Option<&'a Deployment>,
+    revision: &'a str,
+    configs: &'a Configs<'a>,
+    refs: &'a std::collections::BTreeSet<(ConfigKind, String)>,
+}
+
+/// Writes the primary: `-primary` copies of the configs first (so new pods find them), then the
+/// autoscaler copy, then the Deployment with the target's template.
+async fn write_primary(
+    canary: &Canary,
+    ctx: &Context,
+    workload: &Workload<'_>,
+    replicas: i32,
+) -> Result<(), ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let (maps, secrets) = workload.configs.primary_copies(canary, workload.refs);
+    let map_api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(ctx.client.clone(), &namespace);
+    for map in maps {
+        map_api
+            .patch(&map.name_any(), &params, &Patch::Apply(&map))
+            .await?;
+    }
+    let secret_api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(ctx.client.clone(), &namespace);
+    for secret in secrets {
+        secret_api
+            .patch(&secret.name_any(), &params, &Patch::Apply(&secret))
+            .await?;
+    }
+    if let Some(reference) = &canary.spec.autoscaler_ref {
+        // Read only when the primary is written (bootstrap and promotion), never per interval.
+        let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+            Api::namespaced(ctx.client.clone(), &namespace);
+        if let Some(source) = hpas.get_opt(&reference.name).await? {
+            let copy = objects::primary_autoscaler(canary, &source)?;
+            hpas.patch(&copy.name_any(), &params, &Patch::Apply(&copy))
+                .await?;
+        }
+    }
+    let desired =
+        objects::primary_deployment(canary, workload.target, replicas, workload.revision)?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    deployments
+        .patch(&desired.name_any(), &params, &Patch::Apply(&desired))
+        .await?;
+    Ok(())
+}
+
 async fn apply(
     canary: &Canary,
     ctx: &Context,
-    target: &Deployment,
-    primary: Option<&Deployment>,
+    workload: &Workload<'_>,
     decision: &Decision,
     status: &CanaryStatus,
 ) -> Result<(), ReconcileError> {
+    let (target, primary) = (workload.target, workload.primary);
     let namespace = canary.namespace().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let apply_params = PatchParams::apply(FIELD_MANAGER).force();
@@ -407,11 +486,7 @@ async fn apply(
         match action {
             Action::Bootstrap => {
                 if primary.is_none() {
-                    let desired =
-                        objects::primary_deployment(canary, target, target_replicas.max(1))?;
-                    deployments
-                        .patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired))
-                        .await?;
+                    write_primary(canary, ctx, workload, target_replicas.max(1)).await?;
                 }
                 let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
                 for service in objects::services(canary, target)? {
@@ -433,12 +508,7 @@ async fn apply(
                         .await?;
                 }
             }
-            Action::Promote => {
-                let desired = objects::primary_deployment(canary, target, primary_replicas)?;
-                deployments
-                    .patch(&desired.name_any(), &apply_params, &Patch::Apply(&desired))
-                    .await?;
-            }
+            Action::Promote => write_primary(canary, ctx, workload, primary_replicas).await?,
             Action::RunHooks(kind) => {
                 let hooks = canary
                     .spec
