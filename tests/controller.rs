@@ -253,7 +253,7 @@ async fn a_healthy_revision_is_promoted_step_by_step() {
             LIMIT,
         )
         .await;
-    assert_eq!(status.phase, CanaryPhase::Succeeded, "{weights:?}");
+    assert_eq!(status.phase, CanaryPhase::Succeeded, "{weights:?} {:#?}\n{}", f.event_reasons().await, f.controller.logs());
     assert_eq!(weights, vec![0, 20, 40, 60, 0]);
     assert_eq!(f.image_of("podinfo-primary").await, "podinfo:2");
     eventually(LIMIT, || async { f.replicas_of("podinfo").await == 0 }).await;

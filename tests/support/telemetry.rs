@@ -86,6 +86,7 @@ impl IstioTelemetry {
             });
             let address = receiver.recv().unwrap();
             let prometheus = super::prometheus(&[address]);
+            wait_until_scraped(&prometheus);
             (telemetry, prometheus)
         })
     }
@@ -159,4 +160,25 @@ impl IstioTelemetry {
         }
         out
     }
+}
+
+/// Prometheus applies new targets only every few seconds; checks before the first scrape would
+/// see no data, so wait until the exporter is up in Prometheus's own eyes.
+fn wait_until_scraped(prometheus: &str) {
+    let url = prometheus.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let client = aviary::metrics::prometheus::PrometheusClient::new(&url, Duration::from_secs(2));
+            for _ in 0..300 {
+                if client.query_number("sum(up)", "exporter", 1).await == Ok(1.0) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("Prometheus at {url} never scraped the telemetry exporter");
+        })
+    })
+    .join()
+    .expect("Prometheus scrapes the exporter");
 }
