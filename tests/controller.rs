@@ -618,3 +618,26 @@ async fn bad_input_is_reported_and_other_canaries_keep_progressing() {
     f.set_image("good", "good:2").await;
     f.wait_phase("good", CanaryPhase::Succeeded, LIMIT).await;
 }
+
+#[tokio::test]
+async fn a_second_replica_takes_over_when_the_leader_dies() {
+    let mut f = Fixture::new("leader").await;
+    f.controller.kill().await;
+    let (_, prometheus) = IstioTelemetry::shared();
+    let lease = format!("{}/aviary-leader", f.ns);
+    let lease_args = ["--leader-lease", lease.as_str(), "--lease-duration", "4s"];
+    let mut leader = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let standby = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;
+    f.telemetry.set(&f.ns, "orders", Health::GOOD);
+    f.create_target("orders", "orders:1").await;
+    f.create_canary("orders", "orders", stepped(), json!({})).await;
+    f.wait_phase("orders", CanaryPhase::Initialized, LIMIT).await;
+    assert!(standby.logs().contains("became leader") == false, "only one leader at a time:\n{}", standby.logs());
+    leader.kill().await;
+    f.set_image("orders", "orders:2").await;
+    let status = f.wait_phase("orders", CanaryPhase::Succeeded, LIMIT).await;
+    assert_eq!(status.canary_weight, 0);
+    assert!(standby.logs().contains("became leader"), "{}", standby.logs());
+    f.controller = standby;
+}
