@@ -633,7 +633,7 @@ async fn a_second_replica_takes_over_when_the_leader_dies() {
     f.create_target("orders", "orders:1").await;
     f.create_canary("orders", "orders", stepped(), json!({})).await;
     f.wait_phase("orders", CanaryPhase::Initialized, LIMIT).await;
-    assert!(standby.logs().contains("became leader") == false, "only one leader at a time:\n{}", standby.logs());
+    assert!(!standby.logs().contains("became leader"), "only one leader at a time:\n{}", standby.logs());
     leader.kill().await;
     f.set_image("orders", "orders:2").await;
     let status = f.wait_phase("orders", CanaryPhase::Succeeded, LIMIT).await;

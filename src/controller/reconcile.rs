@@ -488,6 +488,7 @@ async fn apply(
                 if primary.is_none() {
                     write_primary(canary, ctx, workload, target_replicas.max(1)).await?;
                 }
+                ctx.router.ensure(canary).await?;
                 let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
                 for service in objects::services(canary, target)? {
                     services
@@ -508,7 +509,10 @@ async fn apply(
                         .await?;
                 }
             }
-            Action::Promote => write_primary(canary, ctx, workload, primary_replicas).await?,
+            Action::Promote => {
+                write_primary(canary, ctx, workload, primary_replicas).await?;
+                ctx.router.ensure(canary).await?;
+            }
             Action::RunHooks(kind) => {
                 let hooks = canary
                     .spec

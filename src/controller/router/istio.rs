@@ -232,6 +232,17 @@ impl IstioRouter {
 }
 
 impl Router for IstioRouter {
+    fn ensure<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().unwrap_or_default();
+            for rule in destination_rules(canary) {
+                self.apply_object(&namespace, "DestinationRule", rule)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
     fn apply<'a>(
         &'a self,
         canary: &'a Canary,
@@ -239,10 +250,6 @@ impl Router for IstioRouter {
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
-            for rule in destination_rules(canary) {
-                self.apply_object(&namespace, "DestinationRule", rule)
-                    .await?;
-            }
             self.apply_object(
                 &namespace,
                 "VirtualService",

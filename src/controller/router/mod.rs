@@ -27,7 +27,10 @@ pub enum RouterError {
 
 /// Writes and reads back the routing of one canary.
 pub trait Router: Send + Sync {
-    /// Makes the mesh route as `routes` says (creating the objects when needed).
+    /// Writes the objects that do not change with the weights (Istio's DestinationRules); called
+    /// at bootstrap and promotion, not at every step.
+    fn ensure<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>>;
+    /// Makes the mesh route as `routes` says (creating the route object when needed).
     fn apply<'a>(
         &'a self,
         canary: &'a Canary,
