@@ -9,6 +9,7 @@ pub mod bench;
 pub mod controller;
 pub mod crd;
 pub mod demo;
+pub mod driver;
 pub mod engine;
 pub mod gateway;
 pub mod hooks;

@@ -253,7 +253,13 @@ async fn a_healthy_revision_is_promoted_step_by_step() {
             LIMIT,
         )
         .await;
-    assert_eq!(status.phase, CanaryPhase::Succeeded, "{weights:?} {:#?}\n{}", f.event_reasons().await, f.controller.logs());
+    assert_eq!(
+        status.phase,
+        CanaryPhase::Succeeded,
+        "{weights:?} {:#?}\n{}",
+        f.event_reasons().await,
+        f.controller.logs()
+    );
     assert_eq!(weights, vec![0, 20, 40, 60, 0]);
     assert_eq!(f.image_of("podinfo-primary").await, "podinfo:2");
     eventually(LIMIT, || async { f.replicas_of("podinfo").await == 0 }).await;
@@ -328,7 +334,14 @@ async fn a_failing_revision_is_rolled_back_and_not_retried_until_it_changes() {
 
     // The same revision stays failed. The rolled-back canary has no pods, so it gets no traffic:
     // its failing samples age out of the metric window as they would in a cluster.
-    f.telemetry.set(&f.ns, "web", Health { requests_per_second: 0.0, ..Health::GOOD });
+    f.telemetry.set(
+        &f.ns,
+        "web",
+        Health {
+            requests_per_second: 0.0,
+            ..Health::GOOD
+        },
+    );
     tokio::time::sleep(Duration::from_secs(11)).await;
     let still = f.status("web").await;
     assert_eq!(
@@ -631,13 +644,98 @@ async fn a_second_replica_takes_over_when_the_leader_dies() {
     let standby = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;
     f.telemetry.set(&f.ns, "orders", Health::GOOD);
     f.create_target("orders", "orders:1").await;
-    f.create_canary("orders", "orders", stepped(), json!({})).await;
-    f.wait_phase("orders", CanaryPhase::Initialized, LIMIT).await;
-    assert!(!standby.logs().contains("became leader"), "only one leader at a time:\n{}", standby.logs());
+    f.create_canary("orders", "orders", stepped(), json!({}))
+        .await;
+    f.wait_phase("orders", CanaryPhase::Initialized, LIMIT)
+        .await;
+    assert!(
+        !standby.logs().contains("became leader"),
+        "only one leader at a time:\n{}",
+        standby.logs()
+    );
     leader.kill().await;
     f.set_image("orders", "orders:2").await;
     let status = f.wait_phase("orders", CanaryPhase::Succeeded, LIMIT).await;
     assert_eq!(status.canary_weight, 0);
-    assert!(standby.logs().contains("became leader"), "{}", standby.logs());
+    assert!(
+        standby.logs().contains("became leader"),
+        "{}",
+        standby.logs()
+    );
     f.controller = standby;
+}
+
+#[tokio::test]
+async fn a_config_map_change_is_a_new_revision_and_the_primary_reads_a_copy() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let f = Fixture::new("configs").await;
+    f.telemetry.set(&f.ns, "conf", Health::GOOD);
+    let maps: Api<ConfigMap> = Api::namespaced(f.client.clone(), &f.ns);
+    let settings = |value: &str| -> ConfigMap {
+        serde_json::from_value(
+            json!({ "metadata": { "name": "settings" }, "data": { "mode": value } }),
+        )
+        .unwrap()
+    };
+    maps.create(&PostParams::default(), &settings("blue"))
+        .await
+        .unwrap();
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "conf" },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": "conf" } },
+            "template": {
+                "metadata": { "labels": { "app": "conf" } },
+                "spec": { "containers": [{ "name": "app", "image": "conf:1", "envFrom": [{ "configMapRef": { "name": "settings" } }] }] }
+            }
+        }
+    }))
+    .unwrap();
+    f.deployments()
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    f.create_canary("conf", "conf", stepped(), json!({})).await;
+    let initialized = f.wait_phase("conf", CanaryPhase::Initialized, LIMIT).await;
+    assert!(
+        initialized
+            .tracked_configs
+            .contains_key("configmap/settings"),
+        "{initialized:#?}"
+    );
+    let copy = maps.get("settings-primary").await.unwrap();
+    assert_eq!(copy.data.unwrap()["mode"], "blue");
+    let primary = f.deployments().get("conf-primary").await.unwrap();
+    let env_from = primary.spec.unwrap().template.spec.unwrap().containers[0]
+        .env_from
+        .clone()
+        .unwrap();
+    assert_eq!(
+        env_from[0].config_map_ref.as_ref().unwrap().name,
+        "settings-primary"
+    );
+
+    maps.replace("settings", &PostParams::default(), &{
+        let mut current = maps.get("settings").await.unwrap();
+        current.data = settings("green").data;
+        current
+    })
+    .await
+    .unwrap();
+    eventually(LIMIT, || async {
+        f.status("conf").await.phase == CanaryPhase::Progressing
+    })
+    .await;
+    assert_eq!(
+        maps.get("settings-primary").await.unwrap().data.unwrap()["mode"],
+        "blue",
+        "primary keeps its config during analysis"
+    );
+    let done = f.wait_phase("conf", CanaryPhase::Succeeded, LIMIT).await;
+    assert_ne!(done.last_promoted_spec, initialized.last_promoted_spec);
+    assert_eq!(
+        maps.get("settings-primary").await.unwrap().data.unwrap()["mode"],
+        "green"
+    );
 }

@@ -3,6 +3,7 @@
 //! become server-side applies, and each canary is requeued at its own analysis interval.
 
 pub mod configs;
+mod events;
 mod leader;
 pub mod objects;
 mod readiness;
@@ -17,7 +18,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -74,7 +74,7 @@ pub struct Context {
     pub canaries: reflector::Store<Canary>,
     pub router: Arc<dyn router::Router>,
     pub hooks: HookClient,
-    pub recorder: Recorder,
+    pub events: events::EventWriter,
     pub metrics_server: String,
     pub mesh: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
@@ -112,8 +112,18 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let (config_maps, config_map_events) =
         reflected::<ConfigMap>(&client, config.namespace.as_deref());
     let (secrets, secret_events) = reflected::<Secret>(&client, config.namespace.as_deref());
-    let controller = Controller::new(canary_api, watcher::Config::default().any_semantic());
-    let canaries = controller.store();
+    let (canaries, canary_writer) = reflector::store();
+    let canary_events = reflector::reflector(
+        canary_writer,
+        watcher(canary_api, watcher::Config::default().any_semantic()).modify(slim),
+    )
+    .default_backoff()
+    .touched_objects();
+    // Bounded concurrency keeps a burst (thousands of canaries at start) from overwhelming the
+    // API server; reconciles are short, so steps stay on schedule.
+    let controller = Controller::for_stream(canary_events, canaries.clone()).with_config(
+        kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+    );
     let lookup = canaries.clone();
     let by_config = |kind: configs::ConfigKind| {
         let (canaries, deployments) = (canaries.clone(), deployments.clone());
@@ -167,13 +177,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             client: client.clone(),
         }),
         hooks: HookClient::default(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "aviary".into(),
-                instance: None,
-            },
-        ),
+        events: events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id())),
         metrics_server: config.metrics_server.clone(),
         mesh,
         metrics,
@@ -195,8 +199,21 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     Ok(())
 }
 
+/// Reconciles running at once.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
 /// How long to wait before retrying after an error.
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Drops what Aviary never reads before an object is stored: managedFields and the
+/// last-applied annotation are often larger than the rest of the object.
+fn slim<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
 
 /// A watch-fed store of `K` and the stream of objects it saw change.
 fn reflected<K>(
@@ -222,7 +239,7 @@ where
     let (store, writer) = reflector::store();
     let events = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic()),
+        watcher(api, watcher::Config::default().any_semantic()).modify(slim),
     )
     .default_backoff()
     .touched_objects();

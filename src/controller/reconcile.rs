@@ -10,7 +10,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -20,14 +19,12 @@ use super::objects::{self, primary_name, ObjectError, REVISION_ANNOTATION};
 use super::readiness::is_ready;
 use super::{Context, ERROR_BACKOFF, FIELD_MANAGER, FINALIZER};
 use crate::api::{
-    AlertSeverity, Canary, CanaryAnalysis, CanaryCondition, CanaryPhase, CanaryStatus,
+    AlertSeverity, Canary, CanaryAnalysis, CanaryCondition, CanaryPhase, CanaryStatus, HookType,
 };
-use crate::engine::{
-    self, Action, Decision, Input, MetricOutcome, Need, Observations, Routes, Step,
-};
+use crate::engine::{self, Action, Decision, MetricOutcome, Observations, Routes};
 use crate::hooks::HookPayload;
 use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
-use crate::metrics::{MetricProvider, MetricQuery};
+use futures::future::BoxFuture;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -38,6 +35,9 @@ pub enum ReconcileError {
     #[error(transparent)]
     Objects(#[from] ObjectError),
 }
+
+/// How long a reconcile waits for the watch-fed stores to be listed after start.
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The condition type that reports why a canary cannot run (missing target, conflicts).
 const READY_CONDITION: &str = "Ready";
@@ -64,6 +64,19 @@ fn interval(canary: &Canary) -> Duration {
 }
 
 async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    // Right after start the stores may still be filling: deciding then would report targets as
+    // missing that merely have not been listed yet.
+    let stores_ready = async {
+        let _ = ctx.deployments.wait_until_ready().await;
+        let _ = ctx.config_maps.wait_until_ready().await;
+        let _ = ctx.secrets.wait_until_ready().await;
+    };
+    if tokio::time::timeout(STORE_PATIENCE, stores_ready)
+        .await
+        .is_err()
+    {
+        return Ok(Requeue::requeue(ERROR_BACKOFF));
+    }
     let namespace = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -339,78 +352,69 @@ fn payload(canary: &Canary, status: &CanaryStatus, checksum: &str) -> HookPayloa
     }
 }
 
+/// The controller's answers to the engine: webhooks over HTTP, metrics from Prometheus.
+struct Gather<'a> {
+    canary: &'a Canary,
+    ctx: &'a Context,
+    payload: HookPayload,
+}
+
+impl crate::driver::Gatherer for Gather<'_> {
+    fn hooks(&self, kind: HookType) -> BoxFuture<'_, Vec<engine::HookOutcome>> {
+        let hooks = crate::driver::webhooks(&self.canary.spec);
+        Box::pin(self.ctx.hooks.run(hooks, kind, &self.payload))
+    }
+
+    fn metrics(&self) -> BoxFuture<'_, Vec<MetricOutcome>> {
+        Box::pin(async move {
+            let canary = self.canary;
+            let address = canary
+                .spec
+                .metrics_server
+                .clone()
+                .unwrap_or_else(|| self.ctx.metrics_server.clone());
+            // A query must answer well within the interval, or the step would be late.
+            let timeout =
+                (interval(canary) / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
+            let provider = MeshProvider {
+                prometheus: PrometheusClient::new(&address, timeout),
+                mesh: self.ctx.mesh,
+                workload: WorkloadRef {
+                    namespace: canary.namespace().unwrap_or_default(),
+                    name: canary.spec.target_ref.name.clone(),
+                },
+            };
+            crate::driver::measure_all(&canary.spec, &provider).await
+        })
+    }
+}
+
 async fn decide(
     canary: &Canary,
     ctx: &Context,
     status: &CanaryStatus,
-    mut observations: Observations,
+    observations: Observations,
 ) -> (Decision, Vec<MetricOutcome>) {
-    let now = Timestamp::now();
     let label = format!(
         "{}.{}",
         canary.name_any(),
         canary.namespace().unwrap_or_default()
     );
     let checksum = observations.target_revision.clone().unwrap_or_default();
-    loop {
-        let input = Input {
-            name: &label,
-            spec: &canary.spec,
-            status,
-            observations: &observations,
-            now,
-        };
-        match engine::decide(input) {
-            Step::Decided(decision) => return (decision, observations.metrics.unwrap_or_default()),
-            Step::Need(Need::Hooks(kind)) => {
-                let hooks = canary
-                    .spec
-                    .analysis
-                    .as_ref()
-                    .map(|a| a.webhooks.clone())
-                    .unwrap_or_default();
-                let outcomes = ctx
-                    .hooks
-                    .run(&hooks, kind, &payload(canary, status, &checksum))
-                    .await;
-                observations.hooks.insert(kind, outcomes);
-            }
-            Step::Need(Need::Metrics) => observations.metrics = Some(measure(canary, ctx).await),
-        }
-    }
-}
-
-async fn measure(canary: &Canary, ctx: &Context) -> Vec<MetricOutcome> {
-    let address = canary
-        .spec
-        .metrics_server
-        .clone()
-        .unwrap_or_else(|| ctx.metrics_server.clone());
-    let window = interval(canary);
-    let provider = MeshProvider {
-        prometheus: PrometheusClient::new(
-            &address,
-            (window / 2).clamp(Duration::from_secs(1), Duration::from_secs(10)),
-        ),
-        mesh: ctx.mesh,
-        workload: WorkloadRef {
-            namespace: canary.namespace().unwrap_or_default(),
-            name: canary.spec.target_ref.name.clone(),
-        },
+    let gather = Gather {
+        canary,
+        ctx,
+        payload: payload(canary, status, &checksum),
     };
-    let mut outcomes = Vec::new();
-    for metric in canary.spec.analysis.iter().flat_map(|a| a.metrics.iter()) {
-        let query = MetricQuery {
-            name: metric.name.clone(),
-            window: metric.interval(),
-        };
-        let value = provider.measure(&query).await.map_err(|e| e.to_string());
-        outcomes.push(MetricOutcome {
-            name: metric.name.clone(),
-            value,
-        });
-    }
-    outcomes
+    crate::driver::decide(
+        &label,
+        &canary.spec,
+        status,
+        observations,
+        Timestamp::now(),
+        &gather,
+    )
+    .await
 }
 
 /// The target as this reconcile saw it.
@@ -514,12 +518,7 @@ async fn apply(
                 ctx.router.ensure(canary).await?;
             }
             Action::RunHooks(kind) => {
-                let hooks = canary
-                    .spec
-                    .analysis
-                    .as_ref()
-                    .map(|a| a.webhooks.clone())
-                    .unwrap_or_default();
+                let hooks = crate::driver::webhooks(&canary.spec).to_vec();
                 let body = payload(
                     canary,
                     &decision.status,
@@ -551,20 +550,7 @@ async fn publish(
     reason: &str,
     message: &str,
 ) {
-    let event = KubeEvent {
-        type_: if severity == AlertSeverity::Info {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
-        reason: reason.to_string(),
-        note: Some(message.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &canary.object_ref(&())).await {
-        tracing::warn!(%error, "cannot record event");
-    }
+    ctx.events.publish(canary, severity, reason, message).await;
 }
 
 /// Revert on deletion: bring the target back to the primary's size, point the apex Service at it

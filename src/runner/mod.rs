@@ -11,10 +11,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::api::{CanaryPhase, CanarySpec, CanaryStatus, HookType};
-use crate::engine::{self, Action, Event, Input, MetricOutcome, Need, Observations, Routes, Step};
+use crate::engine::{self, Action, Event, MetricOutcome, Observations, Routes};
 use crate::gateway::GatewayHandle;
 use crate::hooks::{HookClient, HookPayload};
-use crate::metrics::{MetricProvider, MetricQuery};
+use crate::metrics::MetricProvider;
 
 pub use workloads::{wait_until_listening, ExternalUpstreams, Workloads};
 
@@ -96,7 +96,7 @@ impl Runner {
     /// Calls the engine until it decides, gathering what it asks for.
     async fn decide(&self, status: &CanaryStatus) -> (engine::Decision, Vec<MetricOutcome>) {
         let now = Timestamp::now();
-        let mut observations = Observations {
+        let observations = Observations {
             target_revision: Some(self.workloads.canary_revision()),
             primary_revision: Some(self.workloads.primary_revision()),
             // Standalone upstreams are checked before the run; a canary that stops answering
@@ -106,48 +106,11 @@ impl Runner {
             ..Observations::default()
         };
         let label = format!("{}.{}", self.name, self.namespace);
-        loop {
-            let input = Input {
-                name: &label,
-                spec: &self.spec,
-                status,
-                observations: &observations,
-                now,
-            };
-            match engine::decide(input) {
-                Step::Decided(decision) => {
-                    return (decision, observations.metrics.unwrap_or_default())
-                }
-                Step::Need(Need::Hooks(kind)) => {
-                    let outcomes = self.run_hooks(kind, status).await;
-                    observations.hooks.insert(kind, outcomes);
-                }
-                Step::Need(Need::Metrics) => {
-                    observations.metrics = Some(self.measure().await);
-                }
-            }
-        }
-    }
-
-    async fn measure(&self) -> Vec<MetricOutcome> {
-        let declared = self.spec.analysis.iter().flat_map(|a| a.metrics.iter());
-        let mut outcomes = Vec::new();
-        for metric in declared {
-            let query = MetricQuery {
-                name: metric.name.clone(),
-                window: metric.interval(),
-            };
-            let value = self
-                .metrics
-                .measure(&query)
-                .await
-                .map_err(|error| error.to_string());
-            outcomes.push(MetricOutcome {
-                name: metric.name.clone(),
-                value,
-            });
-        }
-        outcomes
+        let gather = Gather {
+            runner: self,
+            status,
+        };
+        crate::driver::decide(&label, &self.spec, status, observations, now, &gather).await
     }
 
     fn payload(&self, status: &CanaryStatus) -> HookPayload {
@@ -161,12 +124,8 @@ impl Runner {
     }
 
     async fn run_hooks(&self, kind: HookType, status: &CanaryStatus) -> Vec<engine::HookOutcome> {
-        let Some(analysis) = &self.spec.analysis else {
-            return Vec::new();
-        };
-        self.hooks
-            .run(&analysis.webhooks, kind, &self.payload(status))
-            .await
+        let hooks = crate::driver::webhooks(&self.spec);
+        self.hooks.run(hooks, kind, &self.payload(status)).await
     }
 
     async fn apply(
@@ -245,3 +204,22 @@ impl Runner {
 
 /// Time to let a just-started upstream come up before a run refuses to start.
 pub const STARTUP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The runner's answers to the engine: webhooks over HTTP, metrics from the gateway's telemetry.
+struct Gather<'a> {
+    runner: &'a Runner,
+    status: &'a CanaryStatus,
+}
+
+impl crate::driver::Gatherer for Gather<'_> {
+    fn hooks(&self, kind: HookType) -> futures::future::BoxFuture<'_, Vec<engine::HookOutcome>> {
+        Box::pin(self.runner.run_hooks(kind, self.status))
+    }
+
+    fn metrics(&self) -> futures::future::BoxFuture<'_, Vec<MetricOutcome>> {
+        Box::pin(crate::driver::measure_all(
+            &self.runner.spec,
+            self.runner.metrics.as_ref(),
+        ))
+    }
+}

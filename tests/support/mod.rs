@@ -195,7 +195,8 @@ impl ControllerProcess {
             .spawn()
             .expect("controller starts");
         let http = aviary::http_client::client(Duration::from_secs(2));
-        let ready = format!("http://{listen}/readyz");
+        // Serving, not ready: a standby replica stays unready until it leads.
+        let ready = format!("http://{listen}/healthz");
         let mut process = ControllerProcess { child, listen, log };
         for _ in 0..100 {
             if http
@@ -211,7 +212,7 @@ impl ControllerProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("controller never became ready:\n{}", process.logs());
+        panic!("controller never served /healthz:\n{}", process.logs());
     }
 
     pub fn logs(&self) -> String {

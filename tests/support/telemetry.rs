@@ -167,9 +167,13 @@ impl IstioTelemetry {
 fn wait_until_scraped(prometheus: &str) {
     let url = prometheus.to_string();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async move {
-            let client = aviary::metrics::prometheus::PrometheusClient::new(&url, Duration::from_secs(2));
+            let client =
+                aviary::metrics::prometheus::PrometheusClient::new(&url, Duration::from_secs(2));
             for _ in 0..300 {
                 if client.query_number("sum(up)", "exporter", 1).await == Ok(1.0) {
                     return;
