@@ -200,7 +200,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
 }
 
 /// Reconciles running at once.
-const RECONCILE_CONCURRENCY: u16 = 32;
+const RECONCILE_CONCURRENCY: u16 = 128;
 
 /// How long to wait before retrying after an error.
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(5);

@@ -8,16 +8,7 @@ use super::{GatewayError, GatewayHandle};
 
 /// Serves the gateway's telemetry on `listen`; returns the bound address.
 pub async fn serve_admin(gateway: GatewayHandle, listen: &str) -> Result<SocketAddr, GatewayError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| GatewayError::Bind {
-            address: listen.to_string(),
-            source,
-        })?;
-    let address = listener.local_addr().map_err(|source| GatewayError::Bind {
-        address: listen.to_string(),
-        source,
-    })?;
+    let (listener, address) = super::proxy::bind(listen).await?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -116,6 +116,17 @@ impl Gateway {
     }
 }
 
+/// Binds `listen` and reports the address actually bound (for `:0`).
+pub(super) async fn bind(listen: &str) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let failed = |source| GatewayError::Bind {
+        address: listen.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(failed)?;
+    let address = listener.local_addr().map_err(failed)?;
+    Ok((listener, address))
+}
+
 fn build_request(
     parts: &http::request::Parts,
     address: SocketAddr,
@@ -177,16 +188,7 @@ impl GatewayHandle {
         primary: SocketAddr,
         canary: SocketAddr,
     ) -> Result<GatewayHandle, GatewayError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| GatewayError::Bind {
-                address: listen.to_string(),
-                source,
-            })?;
-        let address = listener.local_addr().map_err(|source| GatewayError::Bind {
-            address: listen.to_string(),
-            source,
-        })?;
+        let (listener, address) = bind(listen).await?;
         let gateway = Arc::new(Gateway::new(RouteTable::new(primary, canary)));
         let (shutdown, mut stopped) = watch::channel(false);
         let serving = gateway.clone();
