@@ -76,6 +76,8 @@ pub struct Context {
     pub hooks: HookClient,
     pub events: events::EventWriter,
     pub metrics_server: String,
+    /// One connection pool for every Prometheus query of every canary.
+    pub prometheus_http: reqwest::Client,
     pub mesh: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
     pub min_interval: Duration,
@@ -179,6 +181,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         hooks: HookClient::default(),
         events: events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id())),
         metrics_server: config.metrics_server.clone(),
+        prometheus_http: crate::http_client::client(Duration::from_secs(30)),
         mesh,
         metrics,
         min_interval: config.min_interval,

@@ -377,7 +377,11 @@ impl crate::driver::Gatherer for Gather<'_> {
             let timeout =
                 (interval(canary) / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
             let provider = MeshProvider {
-                prometheus: PrometheusClient::new(&address, timeout),
+                prometheus: PrometheusClient::with_http(
+                    self.ctx.prometheus_http.clone(),
+                    &address,
+                    timeout,
+                ),
                 mesh: self.ctx.mesh,
                 workload: WorkloadRef {
                     namespace: canary.namespace().unwrap_or_default(),

@@ -59,6 +59,7 @@ impl MeshTelemetry {
 pub struct PrometheusClient {
     address: String,
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -79,9 +80,15 @@ struct ApiData {
 
 impl PrometheusClient {
     pub fn new(address: &str, timeout: Duration) -> Self {
+        Self::with_http(crate::http_client::client(timeout), address, timeout)
+    }
+
+    /// A client sharing `http`'s connection pool; cheap, so it can be made per query.
+    pub fn with_http(http: reqwest::Client, address: &str, timeout: Duration) -> Self {
         PrometheusClient {
             address: address.trim_end_matches('/').to_string(),
-            http: crate::http_client::client(timeout),
+            http,
+            timeout,
         }
     }
 
@@ -104,6 +111,7 @@ impl PrometheusClient {
         let answer: ApiAnswer = self
             .http
             .get(format!("{}/api/v1/query", self.address))
+            .timeout(self.timeout)
             .query(&[("query", promql)])
             .send()
             .await
