@@ -5,8 +5,10 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 
 use crate::api::{CanarySpec, CanaryStatus, CanaryWebhook, HookType};
-use crate::engine::{self, Decision, HookOutcome, Input, MetricOutcome, Need, Observations, Step};
-use crate::metrics::{MetricProvider, MetricQuery};
+use crate::engine::{
+    self, Decision, HookOutcome, Input, MetricOutcome, Need, Observations, Step, Unmeasured,
+};
+use crate::metrics::{MetricError, MetricProvider, MetricQuery};
 
 /// Where the engine's lazily requested observations come from.
 pub trait Gatherer: Sync {
@@ -32,7 +34,9 @@ pub async fn decide(
             now,
         };
         match engine::decide(input) {
-            Step::Decided(decision) => return (decision, observations.metrics.unwrap_or_default()),
+            Step::Decided(decision) => {
+                return (*decision, observations.metrics.unwrap_or_default())
+            }
             Step::Need(Need::Hooks(kind)) => {
                 let outcomes = gatherer.hooks(kind).await;
                 observations.hooks.insert(kind, outcomes);
@@ -50,10 +54,16 @@ pub async fn measure_all(spec: &CanarySpec, provider: &dyn MetricProvider) -> Ve
             name: metric.name.clone(),
             window: metric.interval(),
         };
-        let value = provider
-            .measure(&query)
-            .await
-            .map_err(|error| error.to_string());
+        let value = provider.measure(&query).await.map_err(|error| {
+            let reason = error.to_string();
+            match error {
+                MetricError::NoData { .. } => Unmeasured::NoData(reason),
+                MetricError::Provider { .. } => Unmeasured::ProviderDown(reason),
+                MetricError::Unreachable { .. } | MetricError::Unsupported(..) => {
+                    Unmeasured::Failed(reason)
+                }
+            }
+        });
         outcomes.push(MetricOutcome {
             name: metric.name.clone(),
             value,

@@ -359,6 +359,22 @@ pub struct CanaryMetric {
     pub template_ref: Option<CrossNamespaceRef>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub template_variables: BTreeMap<String, String>,
+    /// Aviary extension: what a window without traffic means (default `fail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_no_data: Option<NoDataPolicy>,
+}
+
+/// What a metric window without data means.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NoDataPolicy {
+    /// A failed check, as Flagger counts it, with the reason "no traffic reached ...".
+    #[default]
+    Fail,
+    /// Neither advance nor fail, until progressDeadlineSeconds; then fail with that reason.
+    Hold,
+    /// Count as a pass (for metrics that are legitimately empty, such as error counters).
+    Pass,
 }
 
 impl CanaryMetric {

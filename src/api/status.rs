@@ -96,6 +96,11 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::optional_timestamp")]
     pub last_step_time: Option<Timestamp>,
+    /// Since when analysis has been held without a verdict (no data under `onNoData: hold`, or a
+    /// metrics provider that cannot be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::optional_timestamp")]
+    pub holding_since: Option<Timestamp>,
     /// Whether the pre-rollout hooks of the current rollout have passed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pre_rollout_passed: bool,

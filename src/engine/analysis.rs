@@ -1,8 +1,8 @@
 //! Judging the outcomes of one analysis step: webhooks first, then metrics against their ranges.
 
-use crate::api::{CanaryAnalysis, HookType};
+use crate::api::{CanaryAnalysis, HookType, NoDataPolicy};
 
-use super::{HookOutcome, MetricOutcome};
+use super::{HookOutcome, MetricOutcome, Unmeasured};
 
 /// A failed check and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,25 +25,50 @@ pub fn first_passing_hook(outcomes: &[HookOutcome]) -> Option<&HookOutcome> {
     outcomes.iter().find(|outcome| outcome.ok)
 }
 
-/// Every metric outside its range or without a value, described for an event.
-/// A metric that has no value is never a pass: "no data" is reported as a failure with its reason.
-pub fn failed_metrics(analysis: &CanaryAnalysis, outcomes: &[MetricOutcome]) -> Vec<Failure> {
-    let mut failures = Vec::new();
+/// What the metrics of one step say.
+#[derive(Debug, Default)]
+pub struct Judgement {
+    /// Metrics outside their range, or without a value that counts as a failure.
+    pub failures: Vec<Failure>,
+    /// Metrics that could not be judged and hold the step (no data under `hold`, provider down).
+    pub holds: Vec<String>,
+}
+
+/// Judges every declared metric. A metric without a value is never a pass unless its
+/// `onNoData` says so.
+pub fn judge_metrics(analysis: &CanaryAnalysis, outcomes: &[MetricOutcome]) -> Judgement {
+    let mut judgement = Judgement::default();
     for metric in &analysis.metrics {
         let Some(outcome) = outcomes.iter().find(|o| o.name == metric.name) else {
-            failures.push(Failure(format!("metric {} was not measured", metric.name)));
+            judgement
+                .failures
+                .push(Failure(format!("metric {} was not measured", metric.name)));
             continue;
         };
         match &outcome.value {
-            Err(reason) => failures.push(Failure(format!("metric {}: {reason}", metric.name))),
-            Ok(value) if !value.is_finite() => failures.push(Failure(format!(
+            Err(Unmeasured::NoData(reason)) => match metric.on_no_data.unwrap_or_default() {
+                NoDataPolicy::Fail => judgement
+                    .failures
+                    .push(Failure(format!("metric {}: {reason}", metric.name))),
+                NoDataPolicy::Hold => judgement
+                    .holds
+                    .push(format!("metric {}: {reason}", metric.name)),
+                NoDataPolicy::Pass => {}
+            },
+            Err(Unmeasured::ProviderDown(reason)) => judgement
+                .holds
+                .push(format!("metric {}: {reason}", metric.name)),
+            Err(Unmeasured::Failed(reason)) => judgement
+                .failures
+                .push(Failure(format!("metric {}: {reason}", metric.name))),
+            Ok(value) if !value.is_finite() => judgement.failures.push(Failure(format!(
                 "metric {} is not a number ({value})",
                 metric.name
             ))),
             Ok(value) => {
                 let range = metric.accepted_range();
                 if !range.contains(*value) {
-                    failures.push(Failure(format!(
+                    judgement.failures.push(Failure(format!(
                         "metric {} = {} is outside {}",
                         metric.name,
                         format_value(*value),
@@ -53,7 +78,7 @@ pub fn failed_metrics(analysis: &CanaryAnalysis, outcomes: &[MetricOutcome]) -> 
             }
         }
     }
-    failures
+    judgement
 }
 
 /// A short summary of the measured values, for progress events.

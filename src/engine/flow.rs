@@ -11,6 +11,13 @@ use super::{Action, Decision, Event, HookOutcome, Input, Need, Routes, Step};
 /// How soon to look again while waiting on readiness, when the interval is longer.
 const READINESS_POLL: Duration = Duration::from_secs(5);
 
+/// What one analysis step concluded.
+enum Verdict {
+    Pass,
+    Fail(Failure),
+    Hold(String),
+}
+
 /// `Err(Need)` unwinds a decision that lacks an observation; `?` carries it to `run`.
 type Flow<T = ()> = Result<T, Need>;
 
@@ -36,11 +43,11 @@ impl<'a> Rollout<'a> {
             Err(need) => Step::Need(need),
             Ok(()) => {
                 let requeue_after = self.requeue_after();
-                Step::Decided(Decision {
+                Step::Decided(Box::new(Decision {
                     status: self.status,
                     actions: self.actions,
                     requeue_after,
-                })
+                }))
             }
         }
     }
@@ -185,6 +192,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn reset_rollout(&mut self, target: String) {
+        self.status.holding_since = None;
         self.status.last_applied_spec = Some(target);
         self.status.canary_weight = 0;
         self.status.failed_checks = 0;
@@ -228,9 +236,17 @@ impl<'a> Rollout<'a> {
         if !self.status.pre_rollout_passed {
             return self.enter_traffic(analysis);
         }
-        if let Some(failure) = self.analyse(analysis)? {
-            self.count_failure(analysis, failure);
-            return Ok(());
+        match self.analyse(analysis)? {
+            Verdict::Fail(failure) => {
+                self.status.holding_since = None;
+                self.count_failure(analysis, failure);
+                return Ok(());
+            }
+            Verdict::Hold(reason) => {
+                self.hold(&reason);
+                return Ok(());
+            }
+            Verdict::Pass => self.status.holding_since = None,
         }
         self.status.last_step_time = Some(self.input.now);
         match self.strategy {
@@ -430,6 +446,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn rollback(&mut self, reason: &str) {
+        self.status.holding_since = None;
         self.status.canary_weight = 0;
         self.status.last_step_time = Some(self.input.now);
         self.actions.push(Action::SetRoutes(Routes::primary_only()));
@@ -490,12 +507,12 @@ impl<'a> Rollout<'a> {
     }
 
     /// One analysis step: rollout hooks (load tests) first, then the metrics.
-    fn analyse(&self, analysis: &CanaryAnalysis) -> Flow<Option<Failure>> {
+    fn analyse(&self, analysis: &CanaryAnalysis) -> Flow<Verdict> {
         if let Some(failure) = self.gate(HookType::Rollout)? {
-            return Ok(Some(failure));
+            return Ok(Verdict::Fail(failure));
         }
         if analysis.metrics.is_empty() {
-            return Ok(None);
+            return Ok(Verdict::Pass);
         }
         let outcomes = self
             .input
@@ -503,16 +520,44 @@ impl<'a> Rollout<'a> {
             .metrics
             .as_deref()
             .ok_or(Need::Metrics)?;
-        let failures = analysis::failed_metrics(analysis, outcomes);
-        if failures.is_empty() {
-            return Ok(None);
+        let judgement = analysis::judge_metrics(analysis, outcomes);
+        if !judgement.failures.is_empty() {
+            let joined = judgement
+                .failures
+                .into_iter()
+                .map(|f| f.0)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Verdict::Fail(Failure(joined)));
         }
-        let joined = failures
-            .into_iter()
-            .map(|f| f.0)
-            .collect::<Vec<_>>()
-            .join("; ");
-        Ok(Some(Failure(joined)))
+        if !judgement.holds.is_empty() {
+            return Ok(Verdict::Hold(judgement.holds.join("; ")));
+        }
+        Ok(Verdict::Pass)
+    }
+
+    /// No verdict this step: neither advance nor count a failure, until the progress deadline.
+    fn hold(&mut self, reason: &str) {
+        let now = self.input.now;
+        self.status.last_step_time = Some(now);
+        let since = *self.status.holding_since.get_or_insert(now);
+        let held = self.since(Some(since)).unwrap_or_default();
+        if held >= self.input.spec.progress_deadline() {
+            let message = format!(
+                "no verdict for {}s (progressDeadlineSeconds): {reason}",
+                held.as_secs()
+            );
+            self.rollback(&message);
+            return;
+        }
+        self.event(
+            AlertSeverity::Warn,
+            "AnalysisHeld",
+            format!(
+                "Holding {} at weight {} without a verdict: {reason}",
+                self.input.name, self.status.canary_weight
+            ),
+        );
     }
 
     fn metric_summary(&self) -> String {

@@ -52,8 +52,29 @@ pub struct HookOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricOutcome {
     pub name: String,
-    /// The number, or why there is none (no traffic, provider down, bad query).
-    pub value: Result<f64, String>,
+    /// The number, or why there is none.
+    pub value: Result<f64, Unmeasured>,
+}
+
+/// Why a metric has no value. None of these is ever a pass by accident.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unmeasured {
+    /// The query ran and found no traffic: judged by the metric's `onNoData`.
+    NoData(String),
+    /// The provider could not be asked (down, timed out): the step holds.
+    ProviderDown(String),
+    /// The check cannot pass (an upstream refusing connections, an unsupported metric).
+    Failed(String),
+}
+
+impl std::fmt::Display for Unmeasured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unmeasured::NoData(reason)
+            | Unmeasured::ProviderDown(reason)
+            | Unmeasured::Failed(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// One input to [`decide`].
@@ -80,7 +101,7 @@ pub enum Need {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Need(Need),
-    Decided(Decision),
+    Decided(Box<Decision>),
 }
 
 /// A new status and what the adapters must do to make the world match it.

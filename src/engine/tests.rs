@@ -26,7 +26,7 @@ struct Sim {
     target_up: bool,
     routes: Routes,
     /// Value returned for every metric; `Err` simulates no data or a provider failure.
-    metric: Result<f64, String>,
+    metric: Result<f64, Unmeasured>,
     /// Which hook types currently refuse.
     refusing: Vec<HookType>,
     hooks_called: Vec<HookType>,
@@ -85,7 +85,7 @@ impl Sim {
                 now: self.now,
             };
             match decide(input) {
-                Step::Decided(decision) => break decision,
+                Step::Decided(decision) => break *decision,
                 Step::Need(Need::Hooks(kind)) => {
                     self.hooks_called.push(kind);
                     let ok = !self.refusing.contains(&kind);
@@ -385,7 +385,9 @@ fn no_data_is_a_failed_check_not_a_pass() {
     let mut sim = Sim::initialized(stepped(20, 60, 1));
     sim.tick();
     sim.tick();
-    sim.metric = Err("no traffic reached podinfo-canary".into());
+    sim.metric = Err(Unmeasured::NoData(
+        "no traffic reached podinfo-canary".into(),
+    ));
     sim.tick();
     assert_eq!(sim.status.phase, CanaryPhase::Failed);
     assert!(sim
@@ -603,7 +605,7 @@ fn rollout_hook_failure_is_a_failed_check_and_metrics_are_not_asked() {
     sim.tick();
     sim.tick();
     sim.refusing = vec![HookType::Rollout];
-    sim.metric = Err("must not be read".into());
+    sim.metric = Err(Unmeasured::Failed("must not be read".into()));
     sim.tick();
     assert_eq!(sim.status.phase, CanaryPhase::Failed);
     let message = &sim
@@ -725,4 +727,85 @@ fn missing_target_changes_nothing() {
         other => panic!("unexpected {other:?}"),
     }
     sim.tick();
+}
+
+fn with_no_data_policy(policy: crate::api::NoDataPolicy) -> CanarySpec {
+    let mut spec = stepped(20, 60, 1);
+    spec.progress_deadline_seconds = Some(120);
+    spec.analysis.as_mut().unwrap().metrics[0].on_no_data = Some(policy);
+    spec
+}
+
+#[test]
+fn a_provider_that_is_down_holds_the_step_and_never_passes() {
+    let mut sim = Sim::initialized(stepped(20, 60, 1));
+    sim.tick();
+    sim.tick();
+    sim.metric = Err(Unmeasured::ProviderDown(
+        "prometheus provider failed: http://prom:9090 (unreachable)".into(),
+    ));
+    sim.tick();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    assert_eq!(
+        sim.status.failed_checks, 0,
+        "an outage is not the canary's fault"
+    );
+    assert_eq!(sim.routes.canary_weight, 20, "and not a pass either");
+    let held = sim
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.reason == "AnalysisHeld")
+        .unwrap();
+    assert!(
+        held.message.contains("http://prom:9090"),
+        "{}",
+        held.message
+    );
+    sim.metric = Ok(99.9);
+    sim.tick();
+    assert_eq!(sim.routes.canary_weight, 40);
+    assert_eq!(sim.status.holding_since, None);
+}
+
+#[test]
+fn on_no_data_hold_waits_then_fails_at_the_progress_deadline() {
+    let mut sim = Sim::initialized(with_no_data_policy(crate::api::NoDataPolicy::Hold));
+    sim.tick();
+    sim.tick();
+    sim.metric = Err(Unmeasured::NoData(
+        "no traffic reached podinfo in the last 60s".into(),
+    ));
+    sim.tick();
+    assert_eq!(
+        (sim.status.phase, sim.status.failed_checks),
+        (CanaryPhase::Progressing, 0)
+    );
+    sim.run_until(&[CanaryPhase::Failed], 10);
+    let rolled = sim
+        .events
+        .iter()
+        .find(|e| e.reason == "RolledBack")
+        .unwrap();
+    assert!(
+        rolled.message.contains("progressDeadlineSeconds"),
+        "{}",
+        rolled.message
+    );
+    assert!(
+        rolled.message.contains("no traffic reached podinfo"),
+        "{}",
+        rolled.message
+    );
+}
+
+#[test]
+fn on_no_data_pass_advances_and_fail_is_the_default() {
+    let mut sim = Sim::initialized(with_no_data_policy(crate::api::NoDataPolicy::Pass));
+    sim.metric = Err(Unmeasured::NoData("no traffic".into()));
+    sim.run_until(&[CanaryPhase::Succeeded], 20);
+    let mut sim = Sim::initialized(with_no_data_policy(crate::api::NoDataPolicy::Fail));
+    sim.metric = Err(Unmeasured::NoData("no traffic".into()));
+    sim.run_until(&[CanaryPhase::Failed], 10);
 }
