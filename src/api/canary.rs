@@ -79,11 +79,6 @@ impl CanarySpec {
             .unwrap_or(Self::DEFAULT_PROGRESS_DEADLINE_SECONDS);
         std::time::Duration::from_secs(secs.max(0) as u64)
     }
-
-    /// No analysis block is the same as `skipAnalysis: true`.
-    pub fn skips_analysis(&self) -> bool {
-        self.skip_analysis || self.analysis.is_none()
-    }
 }
 
 /// A reference to another object in the Canary's namespace.

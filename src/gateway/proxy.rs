@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::routing::{MatchError, RouteTable, Upstream};
+use super::routing::{MatchError, RouteTable};
 use super::telemetry::Telemetry;
 use crate::api::RequestMatch;
 use crate::engine::Routes;
@@ -254,12 +254,5 @@ impl GatewayHandle {
     /// Stops accepting; connections already open finish their requests.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-    }
-
-    /// Which upstream a request with these parts would go to now (for tests and the CLI).
-    pub fn choose(&self, parts: &http::request::Parts) -> Upstream {
-        self.gateway
-            .table()
-            .choose(parts, rand::random_range(0..100))
     }
 }

@@ -92,10 +92,6 @@ impl PrometheusClient {
         }
     }
 
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
     /// Runs an instant query that must produce one number. No series is `NoData`; several series
     /// or a non-number is an error that names the query.
     pub async fn query_number(
