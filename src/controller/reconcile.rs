@@ -237,7 +237,9 @@ async fn block(
     let mut next = status.clone();
     let changed = set_condition(&mut next, READY_CONDITION, "False", reason, &message);
     if changed {
-        publish(ctx, canary, AlertSeverity::Warn, reason, &message).await;
+        ctx.events
+            .publish(canary, AlertSeverity::Warn, reason, &message)
+            .await;
         tracing::warn!(canary = %canary.name_any(), reason, %message, "canary blocked");
     }
     write_status(api, &canary.name_any(), &status, &next).await?;
@@ -540,21 +542,13 @@ async fn apply(
             }
             Action::Event(event) => {
                 tracing::info!(canary = %canary.name_any(), namespace = %namespace, reason = event.reason, "{}", event.message);
-                publish(ctx, canary, event.severity, event.reason, &event.message).await;
+                ctx.events
+                    .publish(canary, event.severity, event.reason, &event.message)
+                    .await;
             }
         }
     }
     Ok(())
-}
-
-async fn publish(
-    ctx: &Context,
-    canary: &Canary,
-    severity: AlertSeverity,
-    reason: &str,
-    message: &str,
-) {
-    ctx.events.publish(canary, severity, reason, message).await;
 }
 
 /// Revert on deletion: bring the target back to the primary's size, point the apex Service at it
@@ -608,7 +602,7 @@ async fn finalize(
                 &Patch::Merge(json!({ "metadata": { "ownerReferences": null }, "spec": { "selector": { label: value } } })),
             )
             .await?;
-        publish(ctx, canary, AlertSeverity::Info, "Reverted", &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
+        ctx.events.publish(canary, AlertSeverity::Info, "Reverted", &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
     }
     let finalizers: Vec<String> = canary
         .finalizers()

@@ -61,10 +61,11 @@ impl Dialect {
         let scrape = prometheus_parse::Scrape::parse(lines)?;
         let mut snapshot = Snapshot::default();
         for sample in &scrape.samples {
-            match self {
-                Dialect::EmbeddedGateway => read_gateway_sample(&mut snapshot, sample),
-                Dialect::Envoy => read_envoy_sample(&mut snapshot, sample),
-            }
+            let shape = match self {
+                Dialect::EmbeddedGateway => &GATEWAY_SHAPE,
+                Dialect::Envoy => &ENVOY_SHAPE,
+            };
+            shape.read(&mut snapshot, sample);
         }
         for counts in snapshot.workloads.values_mut() {
             counts.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -80,7 +81,7 @@ fn scalar(value: &Value) -> Option<f64> {
     }
 }
 
-fn histogram_into(counts: &mut WorkloadCounts, value: &Value, sample: &Sample, le_name: &str) {
+fn histogram_into(counts: &mut WorkloadCounts, value: &Value, sample: &Sample) {
     match value {
         Value::Histogram(buckets) => {
             for bucket in buckets {
@@ -89,7 +90,7 @@ fn histogram_into(counts: &mut WorkloadCounts, value: &Value, sample: &Sample, l
         }
         other => {
             // Series read without a TYPE line arrive one bucket per sample.
-            if let (Some(count), Some(le)) = (scalar(other), sample.labels.get(le_name)) {
+            if let (Some(count), Some(le)) = (scalar(other), sample.labels.get("le")) {
                 let bound = if le == "+Inf" {
                     f64::INFINITY
                 } else {
@@ -101,49 +102,53 @@ fn histogram_into(counts: &mut WorkloadCounts, value: &Value, sample: &Sample, l
     }
 }
 
-fn read_gateway_sample(snapshot: &mut Snapshot, sample: &Sample) {
-    let Some(upstream) = sample.labels.get("upstream") else {
-        return;
-    };
-    let counts = snapshot.workloads.entry(upstream.to_string()).or_default();
-    match sample.metric.as_str() {
-        "aviary_gateway_requests_total" => {
-            let value = scalar(&sample.value).unwrap_or(0.0);
-            counts.total += value;
-            if sample.labels.get("code_class") == Some("5xx") {
-                counts.server_errors += value;
-            }
-        }
-        "aviary_gateway_upstream_connect_errors_total" => {
-            counts.connect_errors += scalar(&sample.value).unwrap_or(0.0);
-        }
-        "aviary_gateway_request_duration_ms" | "aviary_gateway_request_duration_ms_bucket" => {
-            histogram_into(counts, &sample.value, sample, "le");
-        }
-        _ => {}
-    }
+/// Which series and labels of a dialect carry each counter.
+struct Shape {
+    workload_label: &'static str,
+    requests: &'static str,
+    class_label: &'static str,
+    server_error_class: &'static str,
+    connect_errors: &'static str,
+    /// Histogram name; its `_bucket` series are read too when no TYPE line groups them.
+    latency: &'static str,
 }
 
-fn read_envoy_sample(snapshot: &mut Snapshot, sample: &Sample) {
-    let Some(cluster) = sample.labels.get("envoy_cluster_name") else {
-        return;
-    };
-    let counts = snapshot.workloads.entry(cluster.to_string()).or_default();
-    match sample.metric.as_str() {
-        "envoy_cluster_upstream_rq_xx" => {
+const GATEWAY_SHAPE: Shape = Shape {
+    workload_label: "upstream",
+    requests: "aviary_gateway_requests_total",
+    class_label: "code_class",
+    server_error_class: "5xx",
+    connect_errors: "aviary_gateway_upstream_connect_errors_total",
+    latency: "aviary_gateway_request_duration_ms",
+};
+
+const ENVOY_SHAPE: Shape = Shape {
+    workload_label: "envoy_cluster_name",
+    requests: "envoy_cluster_upstream_rq_xx",
+    class_label: "envoy_response_code_class",
+    server_error_class: "5",
+    connect_errors: "envoy_cluster_upstream_cx_connect_fail",
+    latency: "envoy_cluster_upstream_rq_time",
+};
+
+impl Shape {
+    fn read(&self, snapshot: &mut Snapshot, sample: &Sample) {
+        let Some(workload) = sample.labels.get(self.workload_label) else {
+            return;
+        };
+        let counts = snapshot.workloads.entry(workload.to_string()).or_default();
+        let metric = sample.metric.as_str();
+        if metric == self.requests {
             let value = scalar(&sample.value).unwrap_or(0.0);
             counts.total += value;
-            if sample.labels.get("envoy_response_code_class") == Some("5") {
+            if sample.labels.get(self.class_label) == Some(self.server_error_class) {
                 counts.server_errors += value;
             }
-        }
-        "envoy_cluster_upstream_cx_connect_fail" => {
+        } else if metric == self.connect_errors {
             counts.connect_errors += scalar(&sample.value).unwrap_or(0.0);
+        } else if metric.strip_suffix("_bucket").unwrap_or(metric) == self.latency {
+            histogram_into(counts, &sample.value, sample);
         }
-        "envoy_cluster_upstream_rq_time" | "envoy_cluster_upstream_rq_time_bucket" => {
-            histogram_into(counts, &sample.value, sample, "le");
-        }
-        _ => {}
     }
 }
 
