@@ -89,9 +89,13 @@ enum Command {
             default_value = "http://prometheus:9090"
         )]
         metrics_server: String,
-        /// Mesh provider: istio.
+        /// Router of Canaries without spec.provider: istio, linkerd (SMI) or gatewayapi:v1.
         #[arg(long, env = "AVIARY_MESH_PROVIDER", default_value = "istio")]
         mesh_provider: String,
+        /// Telemetry for the built-in checks of Gateway API canaries: istio or linkerd
+        /// (default: linkerd with --mesh-provider linkerd, else istio).
+        #[arg(long)]
+        telemetry: Option<String>,
         /// Address of /healthz, /readyz and /metrics.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: String,
@@ -189,6 +193,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             &files,
             Options {
                 allow_short_intervals,
+                ..Default::default()
             },
         ),
         Command::Run {
@@ -200,6 +205,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 file,
                 Options {
                     allow_short_intervals,
+                    ..Default::default()
                 },
                 load_rps,
             )
@@ -272,6 +278,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Controller {
             metrics_server,
             mesh_provider,
+            telemetry,
             listen,
             namespace,
             leader_lease,
@@ -295,6 +302,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             aviary::controller::run(aviary::controller::ControllerConfig {
                 metrics_server,
                 mesh: mesh_provider,
+                telemetry,
                 listen,
                 namespace,
                 lease,

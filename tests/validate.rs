@@ -34,6 +34,7 @@ fn assert_clean(label: &str, text: &str) {
         text,
         Options {
             allow_short_intervals: true,
+            ..Default::default()
         },
     );
     let errors: Vec<_> = report
@@ -134,6 +135,7 @@ fn interval_syntax_and_minimum() {
         &body("2s"),
         Options {
             allow_short_intervals: true,
+            ..Default::default()
         },
     );
     assert!(allowed.is_empty(), "{allowed:?}");

@@ -242,6 +242,14 @@ pub struct CanaryAnalysis {
     pub r#match: Vec<RequestMatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity: Option<SessionAffinity>,
+    /// Refuse to start a rollout unless the workload is under strict mTLS (Istio) or meshed
+    /// (Linkerd): `-primary` pods must not escape the mesh's identity checks.
+    #[serde(
+        default,
+        rename = "requireMTLS",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub require_mtls: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<CanaryMetric>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

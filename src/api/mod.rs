@@ -5,6 +5,7 @@ mod alert_provider;
 mod canary;
 mod duration;
 mod metric_template;
+mod provider;
 mod schema;
 mod status;
 
@@ -12,6 +13,7 @@ pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use canary::*;
 pub use duration::{parse_duration, DurationError};
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
+pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
 pub use status::{CanaryCondition, CanaryPhase, CanaryStatus};
 
 /// The API group shared by every Aviary kind.

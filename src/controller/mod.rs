@@ -6,9 +6,11 @@ pub mod configs;
 mod events;
 mod leader;
 pub mod objects;
+pub mod policies;
 mod readiness;
 mod reconcile;
 pub mod router;
+mod security;
 mod server;
 mod signals;
 
@@ -18,11 +20,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::Canary;
+use crate::api::{Canary, RouterKind};
 use crate::hooks::HookClient;
 use crate::metrics::prometheus::MeshTelemetry;
 
@@ -39,8 +42,11 @@ pub const FINALIZER: &str = "aviary.dev/revert-on-deletion";
 pub struct ControllerConfig {
     /// Prometheus address used when a Canary sets no `metricsServer`.
     pub metrics_server: String,
-    /// Mesh whose telemetry the built-in checks read and whose objects the router writes.
+    /// Router of canaries that set no `spec.provider` (istio, linkerd, gatewayapi:v1).
     pub mesh: String,
+    /// Telemetry the built-in checks of Gateway API canaries read (istio or linkerd); unset, it
+    /// follows `mesh` (Linkerd for linkerd, else Istio).
+    pub telemetry: Option<String>,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub listen: String,
     /// Only this namespace, or all.
@@ -54,8 +60,10 @@ pub struct ControllerConfig {
 pub enum ControllerError {
     #[error("cannot reach the Kubernetes API: {0}")]
     Client(#[source] kube::Error),
-    #[error("mesh provider {0:?} is not supported yet; use istio")]
-    UnsupportedMesh(String),
+    #[error("--mesh-provider: {0}")]
+    UnsupportedMesh(#[from] crate::api::UnknownProvider),
+    #[error("--telemetry {0:?} is not supported; use istio or linkerd")]
+    UnsupportedTelemetry(String),
     #[error("cannot serve {address}: {source}")]
     Serve {
         address: String,
@@ -72,17 +80,47 @@ pub struct Context {
     pub config_maps: reflector::Store<ConfigMap>,
     pub secrets: reflector::Store<Secret>,
     pub canaries: reflector::Store<Canary>,
-    pub router: Arc<dyn router::Router>,
+    pub routers: router::Routers,
+    /// The policy kinds this cluster serves, watched for `-primary` copies.
+    pub policies: Vec<security::WatchedPolicies>,
+    /// The router of canaries that set no `spec.provider`.
+    pub default_router: RouterKind,
     pub hooks: HookClient,
     pub events: events::EventWriter,
     pub metrics_server: String,
     /// One connection pool for every Prometheus query of every canary.
     pub prometheus_http: reqwest::Client,
-    pub mesh: MeshTelemetry,
+    /// The telemetry built-in checks of Gateway API canaries read.
+    pub gateway_telemetry: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
     pub min_interval: Duration,
     /// Canaries whose routes were read back from the mesh since this process started.
     pub resumed: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Context {
+    /// The router a canary's `spec.provider` names (validation has refused unknown names).
+    pub fn router_kind(&self, canary: &Canary) -> RouterKind {
+        canary
+            .spec
+            .provider
+            .as_deref()
+            .and_then(|name| RouterKind::parse(name).ok())
+            .unwrap_or(self.default_router)
+    }
+
+    pub fn router_for(&self, canary: &Canary) -> &dyn router::Router {
+        self.routers.get(self.router_kind(canary))
+    }
+
+    /// Whose proxy telemetry the built-in checks of `canary` read.
+    pub fn telemetry_for(&self, canary: &Canary) -> MeshTelemetry {
+        match self.router_kind(canary) {
+            RouterKind::Istio => MeshTelemetry::Istio,
+            RouterKind::Smi => MeshTelemetry::Linkerd,
+            RouterKind::GatewayApi => self.gateway_telemetry,
+        }
+    }
 }
 
 /// Runs the controller until a shutdown signal.
@@ -91,9 +129,12 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let client = Client::try_default()
         .await
         .map_err(ControllerError::Client)?;
-    let mesh = match config.mesh.as_str() {
-        "istio" => MeshTelemetry::Istio,
-        other => return Err(ControllerError::UnsupportedMesh(other.to_string())),
+    let default_router = RouterKind::parse(&config.mesh)?;
+    let gateway_telemetry = match (config.telemetry.as_deref(), default_router) {
+        (Some("istio"), _) => MeshTelemetry::Istio,
+        (Some("linkerd"), _) | (None, RouterKind::Smi) => MeshTelemetry::Linkerd,
+        (None, _) => MeshTelemetry::Istio,
+        (Some(other), _) => return Err(ControllerError::UnsupportedTelemetry(other.into())),
     };
     let metrics = Arc::new(ControllerMetrics::new(&config.mesh));
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -162,6 +203,43 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             .map(|c| ObjectRef::from_obj(&*c))
             .collect::<Vec<_>>()
     });
+    let mut policies = Vec::new();
+    let mut controller = controller;
+    for kind in policies::POLICY_KINDS {
+        if !security::served(&client, &kind, config.namespace.as_deref()).await {
+            continue;
+        }
+        let resource = kind.resource();
+        let api: Api<DynamicObject> = match &config.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let events = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default().any_semantic()).modify(slim),
+        )
+        .default_backoff()
+        .touched_objects();
+        let lookup = canaries.clone();
+        // A policy change may concern any canary of its namespace; their reconciles compare
+        // against the stores and write nothing when the copies are current.
+        controller = controller.watches_stream_with(
+            events,
+            move |policy: DynamicObject| {
+                let namespace = policy.namespace();
+                lookup
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == namespace)
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+            resource,
+        );
+        policies.push(security::WatchedPolicies { kind, store });
+    }
     let controller = controller
         .watches_stream(config_map_events, move |map: ConfigMap| {
             map_trigger(map.name_any(), map.namespace().unwrap_or_default())
@@ -175,14 +253,14 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         config_maps,
         secrets,
         canaries,
-        router: Arc::new(router::IstioRouter {
-            client: client.clone(),
-        }),
+        routers: router::Routers::new(&client),
+        policies,
+        default_router,
         hooks: HookClient::default(),
         events: events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id())),
         metrics_server: config.metrics_server.clone(),
         prometheus_http: crate::http_client::client(Duration::from_secs(30)),
-        mesh,
+        gateway_telemetry,
         metrics,
         min_interval: config.min_interval,
         resumed: Default::default(),

@@ -36,6 +36,9 @@ pub enum ReconcileError {
     Objects(#[from] ObjectError),
 }
 
+/// The condition that records the `requireMTLS` preflight that let a rollout start.
+const MTLS_CONDITION: &str = "MTLS";
+
 /// How long a reconcile waits for the watch-fed stores to be listed after start.
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -109,6 +112,21 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         return block(canary, ctx, &api, status, "InvalidSpec", message).await;
     }
 
+    let options = crate::validate::Options {
+        // The interval's floor is the controller's own, checked above.
+        allow_short_intervals: true,
+        default_router: Some(ctx.default_router),
+    };
+    let findings = crate::validate::check_canary_spec(&canary.spec, options);
+    if !findings.is_empty() {
+        let message = findings
+            .iter()
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return block(canary, ctx, &api, status, "InvalidSpec", message).await;
+    }
+
     if let Some(owner) = conflicting_owner(canary, ctx) {
         let message = format!(
             "Deployment {target_name} is already managed by Canary {owner}; this one is not run"
@@ -173,6 +191,15 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         ),
         ..Observations::default()
     };
+    let mtls = if analysis.require_mtls && !status.phase.is_active() {
+        let verdict = super::security::mtls_preflight(canary, ctx, &target).await?;
+        if !verdict.enforced {
+            return block(canary, ctx, &api, status, verdict.reason, verdict.message).await;
+        }
+        Some(verdict)
+    } else {
+        None
+    };
     resume_routes(canary, ctx, &status).await?;
     let revision = observations.target_revision.clone().unwrap_or_default();
     let (decision, metrics) = decide(canary, ctx, &status, observations).await;
@@ -184,6 +211,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         refs: &refs,
     };
     apply(canary, ctx, &workload, &decision, &status).await?;
+    super::security::sync_copies(canary, ctx, &target).await?;
     for metric in &metrics {
         if let Ok(value) = metric.value {
             ctx.metrics.analysis(&name, &namespace, &metric.name, value);
@@ -191,6 +219,15 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     }
     let mut next = decision.status;
     clear_condition(&mut next, READY_CONDITION);
+    if let Some(verdict) = mtls {
+        set_condition(
+            &mut next,
+            MTLS_CONDITION,
+            "True",
+            verdict.reason,
+            &verdict.message,
+        );
+    }
     if next.last_applied_spec.as_deref() == Some(revision.as_str()) {
         next.tracked_configs = checksums;
     }
@@ -325,7 +362,7 @@ async fn resume_routes(
         return Ok(());
     }
     if status.phase.is_active() {
-        if let Some(current) = ctx.router.current(canary).await? {
+        if let Some(current) = ctx.router_for(canary).current(canary).await? {
             if current.canary_weight != status.canary_weight {
                 tracing::warn!(canary = %key, mesh = current.canary_weight, status = status.canary_weight, "routes differ from the status after a restart; rewriting them");
                 let routes = Routes {
@@ -333,7 +370,7 @@ async fn resume_routes(
                     primary_weight: 100 - status.canary_weight,
                     ..current
                 };
-                ctx.router.apply(canary, routes).await?;
+                ctx.router_for(canary).apply(canary, routes).await?;
             }
         }
     }
@@ -384,7 +421,7 @@ impl crate::driver::Gatherer for Gather<'_> {
                     &address,
                     timeout,
                 ),
-                mesh: self.ctx.mesh,
+                mesh: self.ctx.telemetry_for(canary),
                 workload: WorkloadRef {
                     namespace: canary.namespace().unwrap_or_default(),
                     name: canary.spec.target_ref.name.clone(),
@@ -498,7 +535,7 @@ async fn apply(
                 if primary.is_none() {
                     write_primary(canary, ctx, workload, target_replicas.max(1)).await?;
                 }
-                ctx.router.ensure(canary).await?;
+                ctx.router_for(canary).ensure(canary).await?;
                 let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
                 for service in objects::services(canary, target)? {
                     services
@@ -506,7 +543,7 @@ async fn apply(
                         .await?;
                 }
             }
-            Action::SetRoutes(routes) => ctx.router.apply(canary, *routes).await?,
+            Action::SetRoutes(routes) => ctx.router_for(canary).apply(canary, *routes).await?,
             Action::ScaleTarget { up } => {
                 let replicas = if *up { primary_replicas } else { 0 };
                 if target.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
@@ -521,7 +558,7 @@ async fn apply(
             }
             Action::Promote => {
                 write_primary(canary, ctx, workload, primary_replicas).await?;
-                ctx.router.ensure(canary).await?;
+                ctx.router_for(canary).ensure(canary).await?;
             }
             Action::RunHooks(kind) => {
                 let hooks = crate::driver::webhooks(&canary.spec).to_vec();

@@ -81,6 +81,7 @@ impl Workloads for DemoWorkloads {
 pub fn demo_spec(fast: bool) -> Result<(String, String, CanarySpec), DemoError> {
     let options = Options {
         allow_short_intervals: true,
+        ..Default::default()
     };
     let report = validate::validate_text(DEMO_CANARY, options);
     if report.has_errors() {

@@ -52,6 +52,9 @@ impl fmt::Display for Finding {
 pub struct Options {
     /// Allow analysis intervals below 10s (only the standalone runner, for demos and tests).
     pub allow_short_intervals: bool,
+    /// The router of canaries that set no `spec.provider` (the controller's `--mesh-provider`;
+    /// Istio when unset, as in Flagger).
+    pub default_router: Option<crate::api::RouterKind>,
 }
 
 /// A manifest that passed: the typed objects, in stream order.
@@ -112,6 +115,22 @@ impl Sink<'_> {
             message,
         });
     }
+}
+
+/// The semantic checks of one Canary spec already read into its type (what the controller
+/// reports in the status): errors only, with their field paths.
+pub fn check_canary_spec(spec: &CanarySpec, options: Options) -> Vec<Finding> {
+    let lines = LineIndex::default();
+    let mut findings = Vec::new();
+    let mut sink = Sink {
+        document: 0,
+        object: "Canary".into(),
+        lines: &lines,
+        findings: &mut findings,
+    };
+    rules::check_canary(spec, options, &mut sink);
+    findings.retain(|f| f.severity == Severity::Error);
+    findings
 }
 
 /// Validates a multi-document YAML stream.

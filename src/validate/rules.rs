@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::api::{
-    parse_duration, AlertProviderSpec, CanaryAnalysis, CanarySpec, MetricTemplateSpec,
+    parse_duration, AlertProviderSpec, CanaryAnalysis, CanarySpec, MetricTemplateSpec, RouterKind,
     BUILTIN_DURATION, BUILTIN_SUCCESS_RATE,
 };
 
@@ -48,6 +48,9 @@ pub fn check_canary(spec: &CanarySpec, options: Options, sink: &mut Sink<'_>) {
     }
     if let Some(analysis) = &spec.analysis {
         check_analysis(analysis, options, sink);
+    }
+    if spec.standalone.is_none() {
+        check_router(spec, options, sink);
     }
     if let Some(standalone) = &spec.standalone {
         for (path, address) in [
@@ -265,6 +268,70 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
         }
         if hook.retries.is_some_and(|r| r < 0) {
             sink.error(&format!("{base}.retries"), "retries must not be negative");
+        }
+    }
+}
+
+/// What the canary's router can express: a field it cannot honour is refused, not ignored.
+fn check_router(spec: &CanarySpec, options: Options, sink: &mut Sink<'_>) {
+    let router = match &spec.provider {
+        Some(name) => match RouterKind::parse(name) {
+            Ok(router) => router,
+            Err(error) => {
+                sink.error("spec.provider", error.to_string());
+                return;
+            }
+        },
+        None => options.default_router.unwrap_or(RouterKind::Istio),
+    };
+    if router.needs_parent_refs() && spec.service.gateway_refs.as_ref().is_none_or(Vec::is_empty) {
+        sink.error(
+            "spec.service.gatewayRefs",
+            format!("provider {router} needs gatewayRefs: the Gateway (or, for mesh traffic, the Service) the HTTPRoute attaches to"),
+        );
+    }
+    for (index, parent) in spec.service.gateway_refs.iter().flatten().enumerate() {
+        if parent
+            .get("name")
+            .and_then(|n| n.as_str())
+            .is_none_or(str::is_empty)
+        {
+            sink.error(
+                &format!("spec.service.gatewayRefs[{index}].name"),
+                "each gatewayRef needs a name",
+            );
+        }
+    }
+    let Some(analysis) = &spec.analysis else {
+        return;
+    };
+    if analysis.mirror && !router.can_mirror() {
+        sink.error(
+            "spec.analysis.mirror",
+            format!("provider {router} cannot mirror traffic; use istio or gatewayapi:v1"),
+        );
+    }
+    if !analysis.r#match.is_empty() && !router.can_match() {
+        sink.error(
+            "spec.analysis.match",
+            format!("provider {router} cannot route by header or cookie; use istio or gatewayapi:v1 for A/B testing"),
+        );
+    }
+    if let Some(affinity) = &analysis.session_affinity {
+        if !router.can_pin_sessions() {
+            sink.error(
+                "spec.analysis.sessionAffinity",
+                format!("provider {router} cannot keep sessions on the canary; use istio or gatewayapi:v1"),
+            );
+        }
+        if affinity.primary_cookie_name.as_deref() == Some(affinity.cookie_name.as_str()) {
+            sink.error(
+                "spec.analysis.sessionAffinity.primaryCookieName",
+                format!(
+                    "primaryCookieName {:?} equals cookieName: the two cookies must differ or no session could be told apart",
+                    affinity.cookie_name
+                ),
+            );
         }
     }
 }

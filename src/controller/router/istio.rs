@@ -2,15 +2,14 @@
 //! `<svc>-primary` and `<svc>-canary` carrying the service's traffic policy.
 
 use futures::future::BoxFuture;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
-use super::{Router, RouterError};
+use super::session::{session_cookies, Cookie};
+use super::{read_spec, write, Router, RouterError};
 use crate::api::{Canary, RequestMatch, StringMatch};
 use crate::controller::objects::{owner_reference, service_name};
-use crate::controller::FIELD_MANAGER;
 use crate::engine::Routes;
 
 fn resource(kind: &str) -> ApiResource {
@@ -71,6 +70,15 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
     let primary_host = format!("{name}-primary");
     let canary_host = format!("{name}-canary");
     let destination = |host: &str, weight: i32| json!({ "destination": { "host": host, "port": { "number": service.port } }, "weight": weight });
+    let cookies = session_cookies(canary, routes);
+    // A destination whose responses set a session cookie.
+    let setting = |host: &str, weight: i32, cookie: Option<&Cookie>| {
+        let mut out = destination(host, weight);
+        if let Some(cookie) = cookie {
+            out["headers"] = json!({ "response": { "add": { "Set-Cookie": cookie.set_cookie } } });
+        }
+        out
+    };
     // Settings every route carries, from spec.service.
     let mut common = serde_json::Map::new();
     if let Some(timeout) = &service.timeout {
@@ -96,6 +104,23 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
     }
     let service_matches = service.r#match.clone().unwrap_or_default();
     let mut http = Vec::new();
+    if let Some(cookies) = &cookies {
+        let sessions = [
+            ("canary-session", Some(&cookies.canary), &canary_host),
+            ("primary-session", cookies.primary.as_ref(), &primary_host),
+        ];
+        for (rule, cookie, host) in sessions {
+            let Some(cookie) = cookie else { continue };
+            let mut pinned = common.clone();
+            pinned.insert("name".into(), json!(rule));
+            pinned.insert(
+                "match".into(),
+                json!([{ "headers": { "Cookie": { "regex": cookie.request_pattern } } }]),
+            );
+            pinned.insert("route".into(), json!([destination(host, 100)]));
+            http.push(Value::Object(pinned));
+        }
+    }
     let ab_matches = canary
         .spec
         .analysis
@@ -126,8 +151,16 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
     main.insert(
         "route".into(),
         json!([
-            destination(&primary_host, routes.primary_weight),
-            destination(&canary_host, routes.canary_weight)
+            setting(
+                &primary_host,
+                routes.primary_weight,
+                cookies.as_ref().and_then(|c| c.primary.as_ref())
+            ),
+            setting(
+                &canary_host,
+                routes.canary_weight,
+                cookies.as_ref().map(|c| &c.canary)
+            )
         ]),
     );
     if let Some(percent) = routes.mirror_percent {
@@ -207,37 +240,19 @@ pub struct IstioRouter {
     pub client: Client,
 }
 
-impl IstioRouter {
-    async fn apply_object(
-        &self,
-        namespace: &str,
-        kind: &'static str,
-        object: Value,
-    ) -> Result<(), RouterError> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &resource(kind));
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|source| RouterError::Write { kind, name, source })
-    }
-}
-
 impl Router for IstioRouter {
     fn ensure<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
             for rule in destination_rules(canary) {
-                self.apply_object(&namespace, "DestinationRule", rule)
-                    .await?;
+                write(
+                    &self.client,
+                    &resource("DestinationRule"),
+                    "DestinationRule",
+                    &namespace,
+                    rule,
+                )
+                .await?;
             }
             Ok(())
         })
@@ -250,9 +265,11 @@ impl Router for IstioRouter {
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
-            self.apply_object(
-                &namespace,
+            write(
+                &self.client,
+                &resource("VirtualService"),
                 "VirtualService",
+                &namespace,
                 virtual_service(canary, routes),
             )
             .await
@@ -266,17 +283,9 @@ impl Router for IstioRouter {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
             let name = service_name(canary);
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), &namespace, &resource("VirtualService"));
-            let found = api
-                .get_opt(&name)
-                .await
-                .map_err(|source| RouterError::Read {
-                    kind: "VirtualService",
-                    name: name.clone(),
-                    source,
-                })?;
-            Ok(found.and_then(|vs| routes_of_virtual_service(canary, &vs.data["spec"])))
+            let kind = "VirtualService";
+            let spec = read_spec(&self.client, &resource(kind), kind, &namespace, &name).await?;
+            Ok(spec.and_then(|spec| routes_of_virtual_service(canary, &spec)))
         })
     }
 }

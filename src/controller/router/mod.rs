@@ -1,13 +1,24 @@
-//! Routers write a mesh's routing objects. One trait, one implementation per mesh.
+//! Routers write a mesh's routing objects. One trait, one implementation per routing API; the
+//! object each writes is built by a pure function so it can be tested without a cluster.
 
+mod gateway_api;
 mod istio;
+mod session;
+mod smi;
 
 use futures::future::BoxFuture;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::ApiResource;
+use kube::Client;
+use serde_json::Value;
 
-use crate::api::Canary;
+use crate::api::{Canary, RouterKind};
+use crate::controller::FIELD_MANAGER;
 use crate::engine::Routes;
 
+pub use gateway_api::{http_route, routes_of_http_route, GatewayApiRouter};
 pub use istio::{destination_rules, routes_of_virtual_service, virtual_service, IstioRouter};
+pub use smi::{routes_of_traffic_split, traffic_split, SmiRouter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -41,4 +52,78 @@ pub trait Router: Send + Sync {
         &'a self,
         canary: &'a Canary,
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>>;
+}
+
+/// One router per routing API, chosen per canary by `spec.provider`.
+pub struct Routers {
+    pub istio: IstioRouter,
+    pub smi: SmiRouter,
+    pub gateway_api: GatewayApiRouter,
+}
+
+impl Routers {
+    pub fn new(client: &Client) -> Routers {
+        Routers {
+            istio: IstioRouter {
+                client: client.clone(),
+            },
+            smi: SmiRouter {
+                client: client.clone(),
+            },
+            gateway_api: GatewayApiRouter {
+                client: client.clone(),
+            },
+        }
+    }
+
+    pub fn get(&self, kind: RouterKind) -> &dyn Router {
+        match kind {
+            RouterKind::Istio => &self.istio,
+            RouterKind::Smi => &self.smi,
+            RouterKind::GatewayApi => &self.gateway_api,
+        }
+    }
+}
+
+/// Server-side applies `object` (its kind given by `resource`), taking over fields others set.
+async fn write(
+    client: &Client,
+    resource: &ApiResource,
+    kind: &'static str,
+    namespace: &str,
+    object: Value,
+) -> Result<(), RouterError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| RouterError::Write { kind, name, source })
+}
+
+/// The `spec` of a routing object, or `None` when it does not exist.
+async fn read_spec(
+    client: &Client,
+    resource: &ApiResource,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, RouterError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|source| RouterError::Read {
+            kind,
+            name: name.to_string(),
+            source,
+        })?;
+    Ok(found.map(|object| object.data["spec"].clone()))
 }

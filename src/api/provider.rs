@@ -1,0 +1,81 @@
+//! `spec.provider`: which routing objects a canary is steered with, and what each can express.
+//! Validation and the controller read the same table, so a canary that a router cannot serve is
+//! refused before anything is written.
+
+use std::fmt;
+
+/// The routers Aviary can drive in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouterKind {
+    /// Istio VirtualService and DestinationRules.
+    Istio,
+    /// Linkerd through an SMI TrafficSplit (`split.smi-spec.io/v1alpha2`).
+    Smi,
+    /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`), for Gateway implementations
+    /// and for GAMMA meshes (Linkerd, Istio) when the parent is the Service itself.
+    GatewayApi,
+}
+
+/// The provider names accepted in `spec.provider` and `--mesh-provider`.
+pub const PROVIDER_NAMES: &str = "istio, linkerd, smi:v1alpha2, gatewayapi:v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("provider {0:?} is not supported; use one of {PROVIDER_NAMES}")]
+pub struct UnknownProvider(pub String);
+
+impl RouterKind {
+    pub fn parse(name: &str) -> Result<RouterKind, UnknownProvider> {
+        match name {
+            "istio" => Ok(RouterKind::Istio),
+            "linkerd" | "smi" | "smi:v1alpha2" => Ok(RouterKind::Smi),
+            "gatewayapi" | "gatewayapi:v1" => Ok(RouterKind::GatewayApi),
+            other => Err(UnknownProvider(other.to_string())),
+        }
+    }
+
+    /// Whether requests can be copied to the canary (`analysis.mirror`).
+    pub fn can_mirror(self) -> bool {
+        !matches!(self, RouterKind::Smi)
+    }
+
+    /// Whether requests can be routed by header, cookie or path (`analysis.match`).
+    pub fn can_match(self) -> bool {
+        !matches!(self, RouterKind::Smi)
+    }
+
+    /// Whether sticky sessions by cookie can be expressed (`analysis.sessionAffinity`).
+    pub fn can_pin_sessions(self) -> bool {
+        matches!(self, RouterKind::GatewayApi)
+    }
+
+    /// Whether `spec.service.gatewayRefs` is required.
+    pub fn needs_parent_refs(self) -> bool {
+        matches!(self, RouterKind::GatewayApi)
+    }
+}
+
+impl fmt::Display for RouterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RouterKind::Istio => "istio",
+            RouterKind::Smi => "smi:v1alpha2",
+            RouterKind::GatewayApi => "gatewayapi:v1",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flagger_provider_names_map_to_routers() {
+        assert_eq!(RouterKind::parse("linkerd"), Ok(RouterKind::Smi));
+        assert_eq!(
+            RouterKind::parse("gatewayapi:v1"),
+            Ok(RouterKind::GatewayApi)
+        );
+        let refused = RouterKind::parse("appmesh").unwrap_err().to_string();
+        assert!(refused.contains("appmesh") && refused.contains("gatewayapi:v1"));
+    }
+}

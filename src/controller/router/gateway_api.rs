@@ -1,0 +1,436 @@
+//! Gateway API: one HTTPRoute `<svc>` attached to `spec.service.gatewayRefs` (a Gateway, or the
+//! Service itself for mesh traffic, GAMMA style) with weighted backendRefs to `<svc>-primary` and
+//! `<svc>-canary`. Rules are ordered most specific first: session cookies, then the A/B matches,
+//! then the weighted rule, which is always last so the weights can be read back from it.
+
+use futures::future::BoxFuture;
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+
+use super::session::{session_cookies, Cookie};
+use super::{read_spec, write, Router, RouterError};
+use crate::api::{Canary, HeaderOperations, RequestMatch, StringMatch};
+use crate::controller::objects::{owner_reference, service_name};
+use crate::engine::Routes;
+
+const KIND: &str = "HTTPRoute";
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        KIND,
+    ))
+}
+
+/// A string condition as Gateway API's `{type, value}`: prefix and suffix become anchored
+/// regular expressions, since HTTPRoute headers only know Exact and RegularExpression.
+fn typed_value(condition: &StringMatch) -> Option<(&'static str, String)> {
+    if let Some(exact) = &condition.exact {
+        return Some(("Exact", exact.clone()));
+    }
+    if let Some(regex) = &condition.regex {
+        return Some(("RegularExpression", regex.clone()));
+    }
+    if let Some(prefix) = &condition.prefix {
+        return Some(("RegularExpression", format!("^{}.*", regex::escape(prefix))));
+    }
+    condition
+        .suffix
+        .as_ref()
+        .map(|suffix| ("RegularExpression", format!(".*{}$", regex::escape(suffix))))
+}
+
+fn named_matches(conditions: &std::collections::BTreeMap<String, StringMatch>) -> Vec<Value> {
+    conditions
+        .iter()
+        .filter_map(|(name, condition)| {
+            let (kind, value) = typed_value(condition)?;
+            Some(json!({ "type": kind, "name": name, "value": value }))
+        })
+        .collect()
+}
+
+/// An HTTPRouteMatch from an A/B condition (Istio's vocabulary, which Flagger manifests use).
+fn route_match(condition: &RequestMatch) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(uri) = &condition.uri {
+        let path = match (&uri.exact, &uri.prefix) {
+            (Some(exact), _) => Some(json!({ "type": "Exact", "value": exact })),
+            (None, Some(prefix)) => Some(json!({ "type": "PathPrefix", "value": prefix })),
+            _ => typed_value(uri).map(|(kind, value)| json!({ "type": kind, "value": value })),
+        };
+        if let Some(path) = path {
+            out.insert("path".into(), path);
+        }
+    }
+    let headers = named_matches(&condition.headers);
+    if !headers.is_empty() {
+        out.insert("headers".into(), Value::Array(headers));
+    }
+    let params = named_matches(&condition.query_params);
+    if !params.is_empty() {
+        out.insert("queryParams".into(), Value::Array(params));
+    }
+    if let Some(method) = condition.method.as_ref().and_then(|m| m.exact.clone()) {
+        out.insert("method".into(), json!(method));
+    }
+    Value::Object(out)
+}
+
+fn cookie_match(cookie: &Cookie) -> Value {
+    json!({ "headers": [{ "type": "RegularExpression", "name": "Cookie", "value": cookie.request_pattern }] })
+}
+
+fn header_filter(kind: &str, field: &str, operations: &HeaderOperations) -> Value {
+    let pairs = |map: &std::collections::BTreeMap<String, String>| {
+        map.iter()
+            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .collect::<Vec<_>>()
+    };
+    let mut modifier = serde_json::Map::new();
+    if !operations.set.is_empty() {
+        modifier.insert("set".into(), json!(pairs(&operations.set)));
+    }
+    if !operations.add.is_empty() {
+        modifier.insert("add".into(), json!(pairs(&operations.add)));
+    }
+    if !operations.remove.is_empty() {
+        modifier.insert("remove".into(), json!(operations.remove));
+    }
+    json!({ "type": kind, field: modifier })
+}
+
+fn set_cookie_filter(cookie: &Cookie) -> Value {
+    json!({ "type": "ResponseHeaderModifier", "responseHeaderModifier": { "add": [{ "name": "Set-Cookie", "value": cookie.set_cookie }] } })
+}
+
+/// The A/B matches of the canary, as the route carries them.
+fn ab_matches(canary: &Canary) -> Vec<Value> {
+    canary
+        .spec
+        .analysis
+        .as_ref()
+        .map(|a| a.r#match.iter().map(route_match).collect())
+        .unwrap_or_default()
+}
+
+/// The HTTPRoute for `routes`.
+pub fn http_route(canary: &Canary, routes: Routes) -> Value {
+    let name = service_name(canary);
+    let namespace = canary.namespace().unwrap_or_default();
+    let service = &canary.spec.service;
+    let port = service.port;
+    let (primary_host, canary_host) = (format!("{name}-primary"), format!("{name}-canary"));
+    let backend = |host: &str, weight: i32, filters: Vec<Value>| {
+        let mut out =
+            json!({ "group": "", "kind": "Service", "name": host, "port": port, "weight": weight });
+        if !filters.is_empty() {
+            out["filters"] = Value::Array(filters);
+        }
+        out
+    };
+    // What every rule carries, from spec.service.
+    let mut filters = Vec::new();
+    if let Some(headers) = &service.headers {
+        if let Some(request) = &headers.request {
+            filters.push(header_filter(
+                "RequestHeaderModifier",
+                "requestHeaderModifier",
+                request,
+            ));
+        }
+        if let Some(response) = &headers.response {
+            filters.push(header_filter(
+                "ResponseHeaderModifier",
+                "responseHeaderModifier",
+                response,
+            ));
+        }
+    }
+    let rule = |matches: Vec<Value>, filters: Vec<Value>, backends: Vec<Value>| {
+        let mut out = serde_json::Map::new();
+        if !matches.is_empty() {
+            out.insert("matches".into(), Value::Array(matches));
+        }
+        if !filters.is_empty() {
+            out.insert("filters".into(), Value::Array(filters));
+        }
+        out.insert("backendRefs".into(), Value::Array(backends));
+        if let Some(timeout) = &service.timeout {
+            out.insert("timeouts".into(), json!({ "request": timeout }));
+        }
+        Value::Object(out)
+    };
+    let cookies = session_cookies(canary, routes);
+    let mut rules = Vec::new();
+    if let Some(cookies) = &cookies {
+        rules.push(rule(
+            vec![cookie_match(&cookies.canary)],
+            filters.clone(),
+            vec![backend(&canary_host, 100, vec![])],
+        ));
+        if let Some(primary) = &cookies.primary {
+            rules.push(rule(
+                vec![cookie_match(primary)],
+                filters.clone(),
+                vec![backend(&primary_host, 100, vec![])],
+            ));
+        }
+    }
+    let ab = ab_matches(canary);
+    if routes.match_to_canary && !ab.is_empty() {
+        rules.push(rule(
+            ab,
+            filters.clone(),
+            vec![
+                backend(&primary_host, 0, vec![]),
+                backend(&canary_host, 100, vec![]),
+            ],
+        ));
+    }
+    let mut main_filters = filters;
+    if let Some(percent) = routes.mirror_percent {
+        main_filters.push(json!({
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": { "group": "", "kind": "Service", "name": canary_host, "port": port },
+                "percent": percent
+            }
+        }));
+    }
+    let primary_filters = cookies
+        .as_ref()
+        .and_then(|c| c.primary.as_ref())
+        .map(|c| vec![set_cookie_filter(c)])
+        .unwrap_or_default();
+    let canary_filters = cookies
+        .as_ref()
+        .map(|c| vec![set_cookie_filter(&c.canary)])
+        .unwrap_or_default();
+    rules.push(rule(
+        vec![],
+        main_filters,
+        vec![
+            backend(&primary_host, routes.primary_weight, primary_filters),
+            backend(&canary_host, routes.canary_weight, canary_filters),
+        ],
+    ));
+    let mut spec = json!({
+        "parentRefs": service.gateway_refs.clone().unwrap_or_default(),
+        "rules": rules,
+    });
+    if !service.hosts.is_empty() {
+        spec["hostnames"] = json!(service.hosts);
+    }
+    let owner = owner_reference(canary).ok();
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": KIND,
+        "metadata": { "name": name, "namespace": namespace, "ownerReferences": owner.map(|o| vec![o]) },
+        "spec": spec
+    })
+}
+
+/// The routes an HTTPRoute written by [`http_route`] expresses.
+pub fn routes_of_http_route(canary: &Canary, spec: &Value) -> Option<Routes> {
+    let canary_host = format!("{}-canary", service_name(canary));
+    let rules = spec.get("rules")?.as_array()?;
+    let main = rules.last()?;
+    let canary_weight = main["backendRefs"]
+        .as_array()?
+        .iter()
+        .find(|b| b["name"] == json!(canary_host))
+        .and_then(|b| b["weight"].as_i64())
+        .unwrap_or(0) as i32;
+    let ab = ab_matches(canary);
+    let mirror_percent = main["filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["type"] == "RequestMirror")
+        .map(|f| f["requestMirror"]["percent"].as_i64().unwrap_or(100) as i32);
+    Some(Routes {
+        primary_weight: 100 - canary_weight,
+        canary_weight,
+        match_to_canary: !ab.is_empty()
+            && rules[..rules.len() - 1]
+                .iter()
+                .any(|r| r["matches"] == Value::Array(ab.clone())),
+        mirror_percent,
+    })
+}
+
+pub struct GatewayApiRouter {
+    pub client: Client,
+}
+
+impl Router for GatewayApiRouter {
+    fn ensure<'a>(&'a self, _: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        canary: &'a Canary,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().unwrap_or_default();
+            let route = http_route(canary, routes);
+            write(&self.client, &resource(), KIND, &namespace, route).await
+        })
+    }
+
+    fn current<'a>(
+        &'a self,
+        canary: &'a Canary,
+    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().unwrap_or_default();
+            let name = service_name(canary);
+            let spec = read_spec(&self.client, &resource(), KIND, &namespace, &name).await?;
+            Ok(spec.and_then(|spec| routes_of_http_route(canary, &spec)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::api::{
+        CanaryAnalysis, CanaryService, CanarySpec, HeaderPolicy, SessionAffinity, TargetRef,
+    };
+
+    fn canary(analysis: CanaryAnalysis) -> Canary {
+        let mut canary = Canary::new(
+            "podinfo",
+            CanarySpec {
+                target_ref: TargetRef {
+                    name: "podinfo".into(),
+                    ..Default::default()
+                },
+                service: CanaryService {
+                    port: 9898,
+                    timeout: Some("15s".into()),
+                    gateway_refs: Some(vec![
+                        json!({ "group": "", "kind": "Service", "name": "podinfo", "port": 9898 }),
+                    ]),
+                    headers: Some(HeaderPolicy {
+                        request: Some(HeaderOperations {
+                            add: BTreeMap::from([("x-via".into(), "aviary".into())]),
+                            ..Default::default()
+                        }),
+                        response: None,
+                    }),
+                    ..Default::default()
+                },
+                analysis: Some(analysis),
+                ..Default::default()
+            },
+        );
+        canary.metadata.namespace = Some("test".into());
+        canary.metadata.uid = Some("uid-1".into());
+        canary
+    }
+
+    fn insider() -> RequestMatch {
+        RequestMatch {
+            headers: BTreeMap::from([(
+                "x-canary".into(),
+                StringMatch {
+                    exact: Some("insider".into()),
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn weighted_route_with_mirror_round_trips() {
+        let canary = canary(CanaryAnalysis::default());
+        let routes = Routes {
+            mirror_percent: Some(40),
+            ..Routes::weighted(20)
+        };
+        let route = http_route(&canary, routes);
+        let spec = &route["spec"];
+        assert_eq!(spec["parentRefs"][0]["kind"], json!("Service"));
+        let main = &spec["rules"][0];
+        assert_eq!(main["backendRefs"][0]["name"], json!("podinfo-primary"));
+        assert_eq!(main["backendRefs"][0]["weight"], json!(80));
+        assert_eq!(main["backendRefs"][1]["weight"], json!(20));
+        assert_eq!(main["timeouts"]["request"], json!("15s"));
+        assert_eq!(main["filters"][0]["type"], json!("RequestHeaderModifier"));
+        assert_eq!(main["filters"][1]["requestMirror"]["percent"], json!(40));
+        assert_eq!(routes_of_http_route(&canary, spec), Some(routes));
+    }
+
+    #[test]
+    fn ab_rule_comes_first_and_reads_back() {
+        let mut cookie = insider();
+        cookie.headers = BTreeMap::from([(
+            "cookie".into(),
+            StringMatch {
+                regex: Some("^(.*?;)?(canary=always)(;.*)?$".into()),
+                ..Default::default()
+            },
+        )]);
+        let canary = canary(CanaryAnalysis {
+            r#match: vec![insider(), cookie],
+            ..Default::default()
+        });
+        let routes = Routes {
+            match_to_canary: true,
+            ..Routes::primary_only()
+        };
+        let route = http_route(&canary, routes);
+        let first = &route["spec"]["rules"][0];
+        assert_eq!(
+            first["matches"][0]["headers"][0],
+            json!({ "type": "Exact", "name": "x-canary", "value": "insider" })
+        );
+        assert_eq!(
+            first["matches"][1]["headers"][0]["type"],
+            json!("RegularExpression")
+        );
+        assert_eq!(first["backendRefs"][1]["weight"], json!(100));
+        assert_eq!(routes_of_http_route(&canary, &route["spec"]), Some(routes));
+    }
+
+    #[test]
+    fn session_affinity_pins_both_sides_while_split() {
+        let canary = canary(CanaryAnalysis {
+            session_affinity: Some(SessionAffinity {
+                cookie_name: "canary-session".into(),
+                primary_cookie_name: Some("primary-session".into()),
+                max_age: Some(600),
+            }),
+            ..Default::default()
+        });
+        let route = http_route(&canary, Routes::weighted(10));
+        let rules = route["spec"]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(
+            rules[0]["backendRefs"],
+            json!([{ "group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 100 }])
+        );
+        assert_eq!(rules[1]["backendRefs"][0]["name"], json!("podinfo-primary"));
+        let canary_backend = &rules[2]["backendRefs"][1];
+        assert_eq!(
+            canary_backend["filters"][0]["responseHeaderModifier"]["add"][0]["value"],
+            json!("canary-session=1; Max-Age=600; Path=/")
+        );
+        assert_eq!(
+            routes_of_http_route(&canary, &route["spec"]),
+            Some(Routes::weighted(10))
+        );
+        // Once promoted, no cookie is set or honoured.
+        let promoted = http_route(&canary, Routes::primary_only());
+        assert_eq!(promoted["spec"]["rules"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,119 @@
+//! Linkerd through SMI: a TrafficSplit `<svc>` (`split.smi-spec.io/v1alpha2`) whose root service
+//! is the apex and whose backends are `<svc>-primary` and `<svc>-canary` with their weights.
+//! SMI splits by weight only: no header matches and no mirroring (validation refuses both).
+
+use futures::future::BoxFuture;
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+
+use super::{read_spec, write, Router, RouterError};
+use crate::api::Canary;
+use crate::controller::objects::{owner_reference, service_name};
+use crate::engine::Routes;
+
+const KIND: &str = "TrafficSplit";
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "split.smi-spec.io",
+        "v1alpha2",
+        KIND,
+    ))
+}
+
+/// The TrafficSplit for `routes`.
+pub fn traffic_split(canary: &Canary, routes: Routes) -> Value {
+    let name = service_name(canary);
+    let namespace = canary.namespace().unwrap_or_default();
+    let owner = owner_reference(canary).ok();
+    json!({
+        "apiVersion": "split.smi-spec.io/v1alpha2",
+        "kind": KIND,
+        "metadata": { "name": name, "namespace": namespace, "ownerReferences": owner.map(|o| vec![o]) },
+        "spec": {
+            "service": name,
+            "backends": [
+                { "service": format!("{name}-primary"), "weight": routes.primary_weight },
+                { "service": format!("{name}-canary"), "weight": routes.canary_weight }
+            ]
+        }
+    })
+}
+
+/// The routes a TrafficSplit written by [`traffic_split`] expresses.
+pub fn routes_of_traffic_split(canary: &Canary, spec: &Value) -> Option<Routes> {
+    let canary_service = format!("{}-canary", service_name(canary));
+    let canary_weight = spec["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["service"] == json!(canary_service))?["weight"]
+        .as_i64()? as i32;
+    Some(Routes::weighted(canary_weight))
+}
+
+pub struct SmiRouter {
+    pub client: Client,
+}
+
+impl Router for SmiRouter {
+    fn ensure<'a>(&'a self, _: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        canary: &'a Canary,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().unwrap_or_default();
+            let split = traffic_split(canary, routes);
+            write(&self.client, &resource(), KIND, &namespace, split).await
+        })
+    }
+
+    fn current<'a>(
+        &'a self,
+        canary: &'a Canary,
+    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().unwrap_or_default();
+            let name = service_name(canary);
+            let spec = read_spec(&self.client, &resource(), KIND, &namespace, &name).await?;
+            Ok(spec.and_then(|spec| routes_of_traffic_split(canary, &spec)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CanaryService, CanarySpec, TargetRef};
+
+    #[test]
+    fn split_round_trips() {
+        let mut canary = Canary::new(
+            "podinfo",
+            CanarySpec {
+                target_ref: TargetRef {
+                    name: "podinfo".into(),
+                    ..Default::default()
+                },
+                service: CanaryService {
+                    port: 9898,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        canary.metadata.namespace = Some("test".into());
+        let split = traffic_split(&canary, Routes::weighted(35));
+        assert_eq!(split["spec"]["service"], json!("podinfo"));
+        assert_eq!(split["spec"]["backends"][0]["weight"], json!(65));
+        assert_eq!(
+            routes_of_traffic_split(&canary, &split["spec"]),
+            Some(Routes::weighted(35))
+        );
+    }
+}
