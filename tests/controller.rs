@@ -7,198 +7,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
 
-use aviary::api::{Canary, CanaryPhase, CanaryStatus};
-use support::telemetry::{Health, IstioTelemetry};
+use aviary::api::{CanaryPhase, CanaryStatus};
+use support::telemetry::{Health, ProxyTelemetry};
+use support::fixture::Fixture;
 use support::{eventually, ControllerProcess};
-
-struct Fixture {
-    client: Client,
-    ns: String,
-    telemetry: &'static IstioTelemetry,
-    controller: ControllerProcess,
-}
-
-impl Fixture {
-    async fn new(prefix: &str) -> Fixture {
-        let client = support::admin().await;
-        let ns = support::namespace(&client, prefix).await;
-        let (telemetry, prometheus) = IstioTelemetry::shared();
-        let controller = ControllerProcess::start(&ns, prometheus).await;
-        Fixture {
-            client,
-            ns,
-            telemetry,
-            controller,
-        }
-    }
-
-    fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn canaries(&self) -> Api<Canary> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    fn virtual_services(&self) -> Api<DynamicObject> {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "networking.istio.io",
-            "v1",
-            "VirtualService",
-        ));
-        Api::namespaced_with(self.client.clone(), &self.ns, &resource)
-    }
-
-    async fn create_target(&self, name: &str, image: &str) {
-        let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": { "name": name },
-            "spec": {
-                "replicas": 2,
-                "selector": { "matchLabels": { "app": name } },
-                "template": {
-                    "metadata": { "labels": { "app": name } },
-                    "spec": { "containers": [{ "name": "app", "image": image }] }
-                }
-            }
-        }))
-        .unwrap();
-        self.deployments()
-            .create(&PostParams::default(), &deployment)
-            .await
-            .unwrap();
-    }
-
-    async fn set_image(&self, name: &str, image: &str) {
-        let patch = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": image }] } } } });
-        self.deployments()
-            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .unwrap();
-    }
-
-    async fn image_of(&self, name: &str) -> String {
-        let d = self.deployments().get(name).await.unwrap();
-        d.spec.unwrap().template.spec.unwrap().containers[0]
-            .image
-            .clone()
-            .unwrap()
-    }
-
-    async fn replicas_of(&self, name: &str) -> i32 {
-        self.deployments()
-            .get(name)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .replicas
-            .unwrap_or(1)
-    }
-
-    async fn create_canary(&self, name: &str, target: &str, analysis: Value, extra: Value) {
-        let mut manifest = json!({
-            "apiVersion": "aviary.dev/v1beta1",
-            "kind": "Canary",
-            "metadata": { "name": name },
-            "spec": {
-                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": target },
-                "progressDeadlineSeconds": 60,
-                "service": { "port": 9898 },
-                "analysis": analysis
-            }
-        });
-        if let (Some(spec), Some(extra)) = (manifest["spec"].as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        let canary: Canary = serde_json::from_value(manifest).unwrap();
-        self.canaries()
-            .create(&PostParams::default(), &canary)
-            .await
-            .unwrap();
-    }
-
-    async fn status(&self, name: &str) -> CanaryStatus {
-        self.canaries()
-            .get(name)
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default()
-    }
-
-    async fn wait_phase(&self, name: &str, phase: CanaryPhase, limit: Duration) -> CanaryStatus {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let status = self.status(name).await;
-            if status.phase == phase {
-                return status;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("{name} did not reach {phase} within {limit:?}; status {status:#?}\ncontroller log:\n{}", self.controller.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// The canary weight the VirtualService routes, if it exists.
-    async fn routed_weight(&self, service: &str) -> Option<i64> {
-        let vs = self.virtual_services().get_opt(service).await.unwrap()?;
-        let http = vs.data["spec"]["http"].as_array()?.clone();
-        let main = http.iter().find(|r| r["name"] == "primary")?;
-        main["route"]
-            .as_array()?
-            .iter()
-            .find(|d| d["destination"]["host"] == json!(format!("{service}-canary")))?["weight"]
-            .as_i64()
-    }
-
-    /// Records every distinct VirtualService weight until `phase` is reached.
-    async fn weights_until(
-        &self,
-        canary: &str,
-        service: &str,
-        phases: &[CanaryPhase],
-        limit: Duration,
-    ) -> (Vec<i64>, CanaryStatus) {
-        let mut weights = Vec::new();
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(weight) = self.routed_weight(service).await {
-                if weights.last() != Some(&weight) {
-                    weights.push(weight);
-                }
-            }
-            let status = self.status(canary).await;
-            if phases.contains(&status.phase) {
-                return (weights, status);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no end phase within {limit:?}; weights {weights:?}; status {status:#?}\n{}",
-                self.controller.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    }
-
-    async fn event_reasons(&self) -> Vec<(String, String)> {
-        let events: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), &self.ns);
-        events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-            .collect()
-    }
-}
 
 fn stepped() -> Value {
     json!({
@@ -458,7 +273,7 @@ async fn a_killed_controller_resumes_at_the_same_weight() {
     .await;
     f.controller.kill().await;
     let before = f.status("cart").await;
-    let (_, prometheus) = IstioTelemetry::shared();
+    let (_, prometheus) = ProxyTelemetry::shared();
     f.controller = ControllerProcess::start(&f.ns, prometheus).await;
     let (weights, status) = f
         .weights_until(
@@ -636,7 +451,7 @@ async fn bad_input_is_reported_and_other_canaries_keep_progressing() {
 async fn a_second_replica_takes_over_when_the_leader_dies() {
     let mut f = Fixture::new("leader").await;
     f.controller.kill().await;
-    let (_, prometheus) = IstioTelemetry::shared();
+    let (_, prometheus) = ProxyTelemetry::shared();
     let lease = format!("{}/aviary-leader", f.ns);
     let lease_args = ["--leader-lease", lease.as_str(), "--lease-duration", "4s"];
     let mut leader = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;

@@ -150,6 +150,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+pub mod fixture;
 pub mod telemetry;
 
 /// A running `aviary controller` process, killed when dropped.

@@ -1,5 +1,6 @@
-//! Proxy telemetry in the exact shape Istio's sidecars export, for workloads whose health a test
-//! sets: served on a local /metrics for a real Prometheus to scrape.
+//! Proxy telemetry in the exact shapes Istio's sidecars and Linkerd's proxies export, for
+//! workloads whose health a test sets: served on a local /metrics for a real Prometheus to
+//! scrape. Every workload appears in both shapes, so one exporter serves tests of either mesh.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -45,17 +46,17 @@ struct State {
 }
 
 #[derive(Clone, Default)]
-pub struct IstioTelemetry {
+pub struct ProxyTelemetry {
     state: Arc<Mutex<State>>,
 }
 
-impl IstioTelemetry {
+impl ProxyTelemetry {
     /// One exporter and one Prometheus scraping it, shared by every test of the binary. They run
     /// on a thread of their own because each test has its own runtime.
-    pub fn shared() -> &'static (IstioTelemetry, String) {
-        static SHARED: std::sync::OnceLock<(IstioTelemetry, String)> = std::sync::OnceLock::new();
+    pub fn shared() -> &'static (ProxyTelemetry, String) {
+        static SHARED: std::sync::OnceLock<(ProxyTelemetry, String)> = std::sync::OnceLock::new();
         SHARED.get_or_init(|| {
-            let telemetry = IstioTelemetry::default();
+            let telemetry = ProxyTelemetry::default();
             let (sender, receiver) = std::sync::mpsc::channel();
             let serving = telemetry.clone();
             std::thread::spawn(move || {
@@ -158,7 +159,49 @@ impl IstioTelemetry {
                 c.count.floor()
             );
         }
+        self.render_linkerd(&state, &mut out);
         out
+    }
+
+    /// Linkerd's inbound proxy metrics: `response_total` classified success or failure, and
+    /// `response_latency_ms` buckets, labelled with the pod's namespace and Deployment.
+    fn render_linkerd(&self, state: &State, out: &mut String) {
+        out.push_str("# TYPE response_total counter\n");
+        for ((namespace, workload), c) in &state.counters {
+            let labels = format!("direction=\"inbound\",namespace=\"{namespace}\",deployment=\"{workload}\",pod=\"{workload}-7d4b9c-x2x9q\",tls=\"true\"");
+            let _ = writeln!(
+                out,
+                "response_total{{{labels},classification=\"success\",status_code=\"200\"}} {}",
+                c.ok.floor()
+            );
+            let _ = writeln!(
+                out,
+                "response_total{{{labels},classification=\"failure\",status_code=\"503\"}} {}",
+                c.errors.floor()
+            );
+        }
+        out.push_str("# TYPE response_latency_ms histogram\n");
+        for ((namespace, workload), c) in &state.counters {
+            let labels = format!("direction=\"inbound\",namespace=\"{namespace}\",deployment=\"{workload}\",pod=\"{workload}-7d4b9c-x2x9q\"");
+            for (bound, count) in BUCKETS.iter().zip(c.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "response_latency_ms_bucket{{{labels},le=\"{bound}\"}} {}",
+                    count.floor()
+                );
+            }
+            let _ = writeln!(
+                out,
+                "response_latency_ms_bucket{{{labels},le=\"+Inf\"}} {}",
+                c.count.floor()
+            );
+            let _ = writeln!(out, "response_latency_ms_sum{{{labels}}} {}", c.sum);
+            let _ = writeln!(
+                out,
+                "response_latency_ms_count{{{labels}}} {}",
+                c.count.floor()
+            );
+        }
     }
 }
 
