@@ -11,8 +11,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
 
 use aviary::api::{CanaryPhase, CanaryStatus};
-use support::telemetry::{Health, ProxyTelemetry};
 use support::fixture::Fixture;
+use support::telemetry::{Health, ProxyTelemetry};
 use support::{eventually, ControllerProcess};
 
 fn stepped() -> Value {

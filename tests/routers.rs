@@ -183,13 +183,16 @@ impl Suite {
         if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
             spec.extend(extra.clone());
         }
-        self.f
-            .create_canary(SERVICE, SERVICE, analysis, spec)
-            .await;
+        self.f.create_canary(SERVICE, SERVICE, analysis, spec).await;
     }
 
     async fn observed(&self) -> Option<Observed> {
-        let object = self.mesh.route_api(&self.f).get_opt(SERVICE).await.unwrap()?;
+        let object = self
+            .mesh
+            .route_api(&self.f)
+            .get_opt(SERVICE)
+            .await
+            .unwrap()?;
         self.mesh.observe(&object.data["spec"])
     }
 
@@ -275,8 +278,7 @@ fn weights(seen: &[Observed]) -> Vec<i64> {
 
 async fn promote(mesh: Mesh) {
     let s = Suite::new(mesh, "promote").await;
-    let analysis =
-        json!({ "interval": "2s", "threshold": 2, "stepWeight": 25, "maxWeight": 50 });
+    let analysis = json!({ "interval": "2s", "threshold": 2, "stepWeight": 25, "maxWeight": 50 });
     s.start_rollout(analysis, json!({})).await;
     let (seen, status) = s.record_until_done().await;
     assert_eq!(status.phase, CanaryPhase::Succeeded, "{mesh:?} {seen:?}");
@@ -358,8 +360,7 @@ async fn mirror(mesh: Mesh) {
 
 async fn restart_mid_rollout(mesh: Mesh) {
     let mut s = Suite::new(mesh, "restart").await;
-    let analysis =
-        json!({ "interval": "3s", "threshold": 2, "stepWeight": 20, "maxWeight": 60 });
+    let analysis = json!({ "interval": "3s", "threshold": 2, "stepWeight": 20, "maxWeight": 60 });
     s.start_rollout(analysis, json!({})).await;
     eventually(LIMIT, || async {
         s.observed().await.is_some_and(|o| o.canary_weight == 20)
@@ -392,7 +393,8 @@ async fn restart_mid_rollout(mesh: Mesh) {
 async fn revert_on_deletion(mesh: Mesh) {
     let s = Suite::new(mesh, "revert").await;
     let analysis = json!({ "interval": "1s", "threshold": 2, "stepWeight": 50 });
-    s.create(analysis, json!({ "revertOnDeletion": true })).await;
+    s.create(analysis, json!({ "revertOnDeletion": true }))
+        .await;
     s.f.wait_phase(SERVICE, CanaryPhase::Initialized, LIMIT)
         .await;
     eventually(LIMIT, || async { s.f.replicas_of(SERVICE).await == 0 }).await;
@@ -405,7 +407,11 @@ async fn revert_on_deletion(mesh: Mesh) {
         s.f.canaries().get_opt(SERVICE).await.unwrap().is_none()
     })
     .await;
-    assert_eq!(s.f.replicas_of(SERVICE).await, 2, "{mesh:?}: target restored");
+    assert_eq!(
+        s.f.replicas_of(SERVICE).await,
+        2,
+        "{mesh:?}: target restored"
+    );
     let services: kube::Api<k8s_openapi::api::core::v1::Service> =
         kube::Api::namespaced(s.f.client.clone(), &s.f.ns);
     let apex = services.get(SERVICE).await.unwrap();

@@ -229,3 +229,39 @@ fn metric_template_with_unknown_variable_is_refused() {
     assert_eq!((error.path.as_str(), error.line), ("spec.query", 8));
     assert!(error.message.contains("namespce"));
 }
+
+#[test]
+fn what_a_router_cannot_serve_is_refused_with_the_field() {
+    assert_refused(
+        &format!("  provider: gatewayapi:v1\n{VALID_START}"),
+        "spec.service.gatewayRefs",
+        9,
+        "needs gatewayRefs",
+    );
+    assert_refused(
+        &format!(
+            "  provider: linkerd\n{VALID_START}  analysis:\n    iterations: 2\n    mirror: true\n"
+        ),
+        "spec.analysis.mirror",
+        13,
+        "cannot mirror",
+    );
+    assert_refused(
+        &format!("  provider: linkerd\n{VALID_START}  analysis:\n    iterations: 2\n    match:\n      - headers:\n          x-canary:\n            exact: insider\n"),
+        "spec.analysis.match",
+        13,
+        "cannot route by header",
+    );
+    assert_refused(
+        &format!("{VALID_START}  analysis:\n    sessionAffinity:\n      cookieName: flavor\n      primaryCookieName: flavor\n"),
+        "spec.analysis.sessionAffinity.primaryCookieName",
+        13,
+        "equals cookieName",
+    );
+    assert_refused(
+        &format!("  provider: appmesh\n{VALID_START}"),
+        "spec.provider",
+        6,
+        "gatewayapi:v1",
+    );
+}

@@ -156,7 +156,12 @@ impl Fixture {
             .unwrap_or_default()
     }
 
-    pub async fn wait_phase(&self, name: &str, phase: CanaryPhase, limit: Duration) -> CanaryStatus {
+    pub async fn wait_phase(
+        &self,
+        name: &str,
+        phase: CanaryPhase,
+        limit: Duration,
+    ) -> CanaryStatus {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let status = self.status(name).await;
