@@ -1,5 +1,6 @@
 //! The controller end to end on the real control plane, with Istio-shaped telemetry in a real
-//! Prometheus. Each test has its own namespace and its own controller process.
+//! Prometheus. Each test has its own namespace and its own controller process. The scenarios every
+//! router shares (A/B, mirror, restart with a tampered route) are in tests/routers.rs.
 
 mod support;
 
@@ -173,48 +174,6 @@ async fn a_failing_revision_is_rolled_back_and_not_retried_until_it_changes() {
 }
 
 #[tokio::test]
-async fn ab_testing_routes_the_header_match_then_promotes() {
-    let f = Fixture::new("ab").await;
-    f.telemetry.set(&f.ns, "shop", Health::GOOD);
-    f.create_target("shop", "shop:1").await;
-    let analysis = json!({
-        "interval": "2s", "threshold": 2, "iterations": 3,
-        "match": [{ "headers": { "x-canary": { "exact": "insider" } } }],
-        "metrics": [{ "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } }]
-    });
-    f.create_canary("shop", "shop", analysis, json!({})).await;
-    f.wait_phase("shop", CanaryPhase::Initialized, LIMIT).await;
-    f.set_image("shop", "shop:2").await;
-    let mut saw_match = false;
-    for _ in 0..200 {
-        if let Some(vs) = f.virtual_services().get_opt("shop").await.unwrap() {
-            let first = &vs.data["spec"]["http"][0];
-            if first["name"] == "canary-match" {
-                assert_eq!(first["match"][0]["headers"]["x-canary"]["exact"], "insider");
-                assert_eq!(first["route"][1]["destination"]["host"], "shop-canary");
-                assert_eq!(first["route"][1]["weight"], 100);
-                saw_match = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        saw_match,
-        "the A/B route never appeared\n{}",
-        f.controller.logs()
-    );
-    let status = f.wait_phase("shop", CanaryPhase::Succeeded, LIMIT).await;
-    assert_eq!(status.canary_weight, 0);
-    assert_eq!(f.image_of("shop-primary").await, "shop:2");
-    let vs = f.virtual_services().get("shop").await.unwrap();
-    assert_ne!(
-        vs.data["spec"]["http"][0]["name"], "canary-match",
-        "A/B route removed after promotion"
-    );
-}
-
-#[tokio::test]
 async fn blue_green_and_a_new_revision_mid_analysis_restarts() {
     let f = Fixture::new("bluegreen").await;
     f.telemetry.set(&f.ns, "api", Health::GOOD);
@@ -253,46 +212,6 @@ async fn blue_green_and_a_new_revision_mid_analysis_restarts() {
         "{weights:?}"
     );
     assert_eq!(f.image_of("api-primary").await, "api:3");
-}
-
-#[tokio::test]
-async fn a_killed_controller_resumes_at_the_same_weight() {
-    let mut f = Fixture::new("restart").await;
-    f.telemetry.set(&f.ns, "cart", Health::GOOD);
-    f.create_target("cart", "cart:1").await;
-    let mut analysis = stepped();
-    analysis["interval"] = json!("3s");
-    analysis["stepWeight"] = json!(10);
-    analysis["maxWeight"] = json!(50);
-    f.create_canary("cart", "cart", analysis, json!({})).await;
-    f.wait_phase("cart", CanaryPhase::Initialized, LIMIT).await;
-    f.set_image("cart", "cart:2").await;
-    eventually(LIMIT, || async {
-        f.routed_weight("cart").await == Some(20)
-    })
-    .await;
-    f.controller.kill().await;
-    let before = f.status("cart").await;
-    let (_, prometheus) = ProxyTelemetry::shared();
-    f.controller = ControllerProcess::start(&f.ns, prometheus).await;
-    let (weights, status) = f
-        .weights_until(
-            "cart",
-            "cart",
-            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
-            LIMIT,
-        )
-        .await;
-    assert_eq!(status.phase, CanaryPhase::Succeeded, "{weights:?}");
-    let expected_from: Vec<i64> = (before.canary_weight as i64 / 10..=5)
-        .map(|step| step * 10)
-        .chain([0])
-        .collect();
-    assert_eq!(
-        weights, expected_from,
-        "no step repeated or skipped after the restart (status weight before: {})",
-        before.canary_weight
-    );
 }
 
 #[tokio::test]
