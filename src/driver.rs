@@ -53,11 +53,14 @@ pub async fn measure_all(spec: &CanarySpec, provider: &dyn MetricProvider) -> Ve
         let query = MetricQuery {
             name: metric.name.clone(),
             window: metric.interval(),
+            min_samples: metric.min_samples,
         };
         let value = provider.measure(&query).await.map_err(|error| {
             let reason = error.to_string();
             match error {
-                MetricError::NoData { .. } => Unmeasured::NoData(reason),
+                MetricError::NoData { .. } | MetricError::TooFewSamples { .. } => {
+                    Unmeasured::NoData(reason)
+                }
                 MetricError::Provider { .. } => Unmeasured::ProviderDown(reason),
                 MetricError::Unreachable { .. } | MetricError::Unsupported(..) => {
                     Unmeasured::Failed(reason)

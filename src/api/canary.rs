@@ -365,6 +365,10 @@ pub struct CanaryMetric {
     /// Aviary extension: what a window without traffic means (default `fail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_no_data: Option<NoDataPolicy>,
+    /// Aviary extension: fewer requests than this over the window is treated as no data
+    /// (built-in checks, which know the request count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Option<u64>,
 }
 
 /// What a metric window without data means.

@@ -25,7 +25,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::{Canary, RouterKind};
+use crate::api::{Canary, MetricTemplate, RouterKind};
 use crate::hooks::HookClient;
 use crate::metrics::prometheus::MeshTelemetry;
 
@@ -62,7 +62,7 @@ pub enum ControllerError {
     Client(#[source] kube::Error),
     #[error("--mesh-provider: {0}")]
     UnsupportedMesh(#[from] crate::api::UnknownProvider),
-    #[error("--telemetry {0:?} is not supported; use istio or linkerd")]
+    #[error("--telemetry {0:?} is not supported; use istio, linkerd or envoy")]
     UnsupportedTelemetry(String),
     #[error("cannot serve {address}: {source}")]
     Serve {
@@ -80,6 +80,9 @@ pub struct Context {
     pub config_maps: reflector::Store<ConfigMap>,
     pub secrets: reflector::Store<Secret>,
     pub canaries: reflector::Store<Canary>,
+    pub templates: reflector::Store<MetricTemplate>,
+    /// HTTP clients for MetricTemplate providers, one per TLS trust.
+    pub template_pool: crate::metrics::templates::PrometheusPool,
     pub routers: router::Routers,
     /// The policy kinds this cluster serves, watched for `-primary` copies.
     pub policies: Vec<security::WatchedPolicies>,
@@ -131,10 +134,10 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         .map_err(ControllerError::Client)?;
     let default_router = RouterKind::parse(&config.mesh)?;
     let gateway_telemetry = match (config.telemetry.as_deref(), default_router) {
-        (Some("istio"), _) => MeshTelemetry::Istio,
-        (Some("linkerd"), _) | (None, RouterKind::Smi) => MeshTelemetry::Linkerd,
+        (Some(name), _) => MeshTelemetry::parse(name)
+            .ok_or_else(|| ControllerError::UnsupportedTelemetry(name.into()))?,
+        (None, RouterKind::Smi) => MeshTelemetry::Linkerd,
         (None, _) => MeshTelemetry::Istio,
-        (Some(other), _) => return Err(ControllerError::UnsupportedTelemetry(other.into())),
     };
     let metrics = Arc::new(ControllerMetrics::new(&config.mesh));
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -155,6 +158,8 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let (config_maps, config_map_events) =
         reflected::<ConfigMap>(&client, config.namespace.as_deref());
     let (secrets, secret_events) = reflected::<Secret>(&client, config.namespace.as_deref());
+    let (templates, template_events) =
+        reflected::<MetricTemplate>(&client, config.namespace.as_deref());
     let (canaries, canary_writer) = reflector::store();
     let canary_events = reflector::reflector(
         canary_writer,
@@ -240,6 +245,28 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         );
         policies.push(security::WatchedPolicies { kind, store });
     }
+    let lookup = canaries.clone();
+    // A template change concerns the canaries whose metrics refer to it.
+    let controller = controller.watches_stream(template_events, move |template: MetricTemplate| {
+        let (name, namespace) = (template.name_any(), template.namespace());
+        lookup
+            .state()
+            .into_iter()
+            .filter(|c| {
+                c.spec
+                    .analysis
+                    .iter()
+                    .flat_map(|a| a.metrics.iter())
+                    .any(|m| {
+                        m.template_ref.as_ref().is_some_and(|r| {
+                            r.name == name
+                                && r.namespace.clone().or_else(|| c.namespace()) == namespace
+                        })
+                    })
+            })
+            .map(|c| ObjectRef::from_obj(&*c))
+            .collect::<Vec<_>>()
+    });
     let controller = controller
         .watches_stream(config_map_events, move |map: ConfigMap| {
             map_trigger(map.name_any(), map.namespace().unwrap_or_default())
@@ -253,6 +280,8 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         config_maps,
         secrets,
         canaries,
+        templates,
+        template_pool: crate::metrics::templates::PrometheusPool::new(Duration::from_secs(30)),
         routers: router::Routers::new(&client),
         policies,
         default_router,

@@ -24,6 +24,7 @@ use crate::api::{
 use crate::engine::{self, Action, Decision, MetricOutcome, Observations, Routes};
 use crate::hooks::HookPayload;
 use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
+use crate::metrics::templates::{Resolution, TemplateSource, TemplateVars, WithTemplates};
 use futures::future::BoxFuture;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         let _ = ctx.deployments.wait_until_ready().await;
         let _ = ctx.config_maps.wait_until_ready().await;
         let _ = ctx.secrets.wait_until_ready().await;
+        let _ = ctx.templates.wait_until_ready().await;
     };
     if tokio::time::timeout(STORE_PATIENCE, stores_ready)
         .await
@@ -126,6 +128,18 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .join("; ");
         return block(canary, ctx, &api, status, "InvalidSpec", message).await;
     }
+
+    let checks = match resolve_checks(canary, ctx) {
+        Ok(checks) => checks,
+        Err(problems) => {
+            let message = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return block(canary, ctx, &api, status, "InvalidMetric", message).await;
+        }
+    };
 
     if let Some(owner) = conflicting_owner(canary, ctx) {
         let message = format!(
@@ -202,7 +216,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     };
     resume_routes(canary, ctx, &status).await?;
     let revision = observations.target_revision.clone().unwrap_or_default();
-    let (decision, metrics) = decide(canary, ctx, &status, observations).await;
+    let (decision, metrics) = decide(canary, ctx, &status, observations, &checks).await;
     let workload = Workload {
         target: &target,
         primary: primary.as_deref(),
@@ -396,6 +410,68 @@ struct Gather<'a> {
     canary: &'a Canary,
     ctx: &'a Context,
     payload: HookPayload,
+    checks: &'a [(String, Resolution)],
+}
+
+/// MetricTemplates and Secrets as the watch-fed stores hold them.
+struct StoreSource<'a>(&'a Context);
+
+impl TemplateSource for StoreSource<'_> {
+    fn template(&self, namespace: &str, name: &str) -> Option<crate::api::MetricTemplateSpec> {
+        self.0
+            .templates
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|t| t.spec.clone())
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        let secret = self
+            .0
+            .secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
+        Ok(secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, value.0))
+            .collect())
+    }
+}
+
+fn metrics_address(canary: &Canary, ctx: &Context) -> String {
+    canary
+        .spec
+        .metrics_server
+        .clone()
+        .unwrap_or_else(|| ctx.metrics_server.clone())
+}
+
+/// Every metric resolved to a built-in or a rendered query, or the problems by field path.
+fn resolve_checks(
+    canary: &Canary,
+    ctx: &Context,
+) -> Result<Vec<(String, Resolution)>, Vec<crate::metrics::templates::TemplateProblem>> {
+    let vars = TemplateVars {
+        name: canary.name_any(),
+        namespace: canary.namespace().unwrap_or_default(),
+        target: canary.spec.target_ref.name.clone(),
+        service: objects::service_name(canary),
+        ingress: canary
+            .spec
+            .ingress_ref
+            .as_ref()
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+        ..TemplateVars::default()
+    };
+    crate::metrics::templates::resolve(
+        &canary.spec,
+        &vars,
+        &metrics_address(canary, ctx),
+        &StoreSource(ctx),
+    )
 }
 
 impl crate::driver::Gatherer for Gather<'_> {
@@ -407,11 +483,7 @@ impl crate::driver::Gatherer for Gather<'_> {
     fn metrics(&self) -> BoxFuture<'_, Vec<MetricOutcome>> {
         Box::pin(async move {
             let canary = self.canary;
-            let address = canary
-                .spec
-                .metrics_server
-                .clone()
-                .unwrap_or_else(|| self.ctx.metrics_server.clone());
+            let address = metrics_address(canary, self.ctx);
             // A query must answer well within the interval, or the step would be late.
             let timeout =
                 (interval(canary) / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
@@ -427,6 +499,13 @@ impl crate::driver::Gatherer for Gather<'_> {
                     name: canary.spec.target_ref.name.clone(),
                 },
             };
+            let provider = WithTemplates {
+                builtins: &provider,
+                resolved: self.checks,
+                pool: &self.ctx.template_pool,
+                workload: canary.spec.target_ref.name.clone(),
+                timeout,
+            };
             crate::driver::measure_all(&canary.spec, &provider).await
         })
     }
@@ -437,6 +516,7 @@ async fn decide(
     ctx: &Context,
     status: &CanaryStatus,
     observations: Observations,
+    checks: &[(String, Resolution)],
 ) -> (Decision, Vec<MetricOutcome>) {
     let label = format!(
         "{}.{}",
@@ -448,6 +528,7 @@ async fn decide(
         canary,
         ctx,
         payload: payload(canary, status, &checksum),
+        checks,
     };
     crate::driver::decide(
         &label,

@@ -146,7 +146,21 @@ pub async fn mtls_preflight(
         .and_then(|s| s.template.metadata.clone())
         .unwrap_or_default();
     match ctx.telemetry_for(canary) {
-        MeshTelemetry::Istio => {
+        MeshTelemetry::Linkerd => {
+            let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+            let annotations = namespaces
+                .get_opt(&namespace)
+                .await?
+                .map(|n| n.annotations().clone())
+                .unwrap_or_default();
+            Ok(policies::linkerd_meshed(
+                &namespace,
+                &annotations,
+                &template_meta.annotations.unwrap_or_default(),
+            ))
+        }
+        // Istio, and Gateway API canaries on an Istio (or Envoy) data plane.
+        _ => {
             let Some(watched) = ctx
                 .policies
                 .iter()
@@ -167,19 +181,6 @@ pub async fn mtls_preflight(
             };
             let found = in_namespace(&watched.store, &namespace);
             Ok(policies::istio_mtls(&namespace, &found, &pods))
-        }
-        MeshTelemetry::Linkerd => {
-            let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-            let annotations = namespaces
-                .get_opt(&namespace)
-                .await?
-                .map(|n| n.annotations().clone())
-                .unwrap_or_default();
-            Ok(policies::linkerd_meshed(
-                &namespace,
-                &annotations,
-                &template_meta.annotations.unwrap_or_default(),
-            ))
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod prometheus;
 mod scrape;
 mod snapshot;
+pub mod templates;
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub struct MetricQuery {
     pub name: String,
     /// The window to measure over.
     pub window: Duration,
+    /// Fewer requests than this over the window is no data (`minSamples`).
+    pub min_samples: Option<u64>,
 }
 
 /// Why a check has no value. Never a pass.
@@ -28,6 +31,13 @@ pub struct MetricQuery {
 pub enum MetricError {
     #[error("no traffic reached {workload} in the last {window}s")]
     NoData { workload: String, window: u64 },
+    #[error("only {count} requests reached {workload} in the last {window}s; minSamples is {min}")]
+    TooFewSamples {
+        workload: String,
+        count: u64,
+        min: u64,
+        window: u64,
+    },
     #[error("{upstream} upstream {address} refused or dropped {failed} of {total} requests in the last {window}s")]
     Unreachable {
         upstream: String,

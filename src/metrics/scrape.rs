@@ -141,6 +141,16 @@ impl ScrapeProvider {
         if counts.total <= 0.0 {
             return Err(no_data());
         }
+        if let Some(min) = query.min_samples {
+            if counts.total < min as f64 {
+                return Err(MetricError::TooFewSamples {
+                    workload: self.canary.name.clone(),
+                    count: counts.total as u64,
+                    min,
+                    window: query.window.as_secs(),
+                });
+            }
+        }
         match query.name.as_str() {
             BUILTIN_SUCCESS_RATE => {
                 Ok(100.0 * (counts.total - counts.server_errors) / counts.total)

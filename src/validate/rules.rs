@@ -15,7 +15,14 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_STANDALONE_INTERVAL: Duration = Duration::from_millis(200);
 
 const ALERT_TYPES: [&str; 6] = ["slack", "msteams", "discord", "rocket", "gchat", "generic"];
-const TEMPLATE_VARIABLES: [&str; 5] = ["name", "namespace", "target", "service", "interval"];
+const TEMPLATE_VARIABLES: [&str; 6] = [
+    "name",
+    "namespace",
+    "target",
+    "service",
+    "ingress",
+    "interval",
+];
 
 pub fn check_canary(spec: &CanarySpec, options: Options, sink: &mut Sink<'_>) {
     if spec.target_ref.name.trim().is_empty() {

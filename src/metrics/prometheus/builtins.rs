@@ -1,0 +1,182 @@
+//! The built-in checks as PromQL over each data plane's own proxy telemetry. Every data plane
+//! answers the same three questions for a workload over a window: the percent of non-5xx
+//! responses, the P99 latency in milliseconds, and how many requests there were (for
+//! `minSamples`).
+
+use crate::api::{BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
+
+/// Whose proxies' telemetry the built-in checks read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshTelemetry {
+    /// Istio sidecars: `istio_requests_total`, `istio_request_duration_milliseconds`.
+    Istio,
+    /// Linkerd proxies: `response_total`, `response_latency_ms`, inbound side.
+    Linkerd,
+    /// Envoy (standalone, or Envoy-based Gateway API implementations): per-cluster
+    /// `envoy_cluster_upstream_rq_xx` and `envoy_cluster_upstream_rq_time`; the workload is a
+    /// regular expression over cluster names.
+    Envoy,
+    /// Aviary's embedded gateway: `aviary_gateway_requests_total` by upstream.
+    EmbeddedGateway,
+}
+
+impl MeshTelemetry {
+    pub fn parse(name: &str) -> Option<MeshTelemetry> {
+        match name {
+            "istio" => Some(MeshTelemetry::Istio),
+            "linkerd" => Some(MeshTelemetry::Linkerd),
+            "envoy" => Some(MeshTelemetry::Envoy),
+            "gateway" | "embedded" => Some(MeshTelemetry::EmbeddedGateway),
+            _ => None,
+        }
+    }
+}
+
+/// The workload a built-in check is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadRef {
+    pub namespace: String,
+    /// The Deployment whose pods serve the canary (the target); for Envoy a cluster-name
+    /// pattern, for the embedded gateway the upstream (`primary` or `canary`).
+    pub name: String,
+}
+
+/// Where one data plane keeps its request counter, error marker and latency histogram.
+struct Shape {
+    requests: &'static str,
+    /// Label matchers selecting the workload's requests; `{ns}` and `{name}` are filled in.
+    selector: &'static str,
+    /// The extra matcher that keeps only non-5xx responses.
+    non_errors: &'static str,
+    latency_buckets: &'static str,
+}
+
+const ISTIO: Shape = Shape {
+    requests: "istio_requests_total",
+    selector: "reporter=\"destination\",destination_workload_namespace=\"{ns}\",destination_workload=~\"{name}\"",
+    non_errors: "response_code!~\"5.*\"",
+    latency_buckets: "istio_request_duration_milliseconds_bucket",
+};
+
+const LINKERD: Shape = Shape {
+    requests: "response_total",
+    selector: "namespace=\"{ns}\",deployment=~\"{name}\",direction=\"inbound\"",
+    non_errors: "classification!=\"failure\"",
+    latency_buckets: "response_latency_ms_bucket",
+};
+
+const ENVOY: Shape = Shape {
+    requests: "envoy_cluster_upstream_rq_xx",
+    selector: "envoy_cluster_name=~\"{name}\"",
+    non_errors: "envoy_response_code_class!=\"5\"",
+    latency_buckets: "envoy_cluster_upstream_rq_time_bucket",
+};
+
+const EMBEDDED: Shape = Shape {
+    requests: "aviary_gateway_requests_total",
+    selector: "upstream=\"{name}\"",
+    non_errors: "code_class!=\"5xx\"",
+    latency_buckets: "aviary_gateway_request_duration_ms_bucket",
+};
+
+impl MeshTelemetry {
+    fn shape(self) -> &'static Shape {
+        match self {
+            MeshTelemetry::Istio => &ISTIO,
+            MeshTelemetry::Linkerd => &LINKERD,
+            MeshTelemetry::Envoy => &ENVOY,
+            MeshTelemetry::EmbeddedGateway => &EMBEDDED,
+        }
+    }
+
+    fn selector(self, workload: &WorkloadRef) -> String {
+        self.shape()
+            .selector
+            .replace("{ns}", &workload.namespace)
+            .replace("{name}", &workload.name)
+    }
+
+    /// PromQL for a built-in check, or `None` when `check` is not one.
+    pub fn builtin_query(
+        self,
+        check: &str,
+        workload: &WorkloadRef,
+        window: &str,
+    ) -> Option<String> {
+        let shape = self.shape();
+        let selector = self.selector(workload);
+        let query = match check {
+            BUILTIN_SUCCESS_RATE => format!(
+                "sum(rate({requests}{{{selector},{ok}}}[{window}])) / sum(rate({requests}{{{selector}}}[{window}])) * 100",
+                requests = shape.requests,
+                ok = shape.non_errors,
+            ),
+            BUILTIN_DURATION => self.latency_quantile(0.99, workload, window),
+            _ => return None,
+        };
+        Some(query)
+    }
+
+    /// PromQL for a latency quantile (0.99 is the built-in `request-duration`).
+    pub fn latency_quantile(self, quantile: f64, workload: &WorkloadRef, window: &str) -> String {
+        format!(
+            "histogram_quantile({quantile}, sum(rate({buckets}{{{selector}}}[{window}])) by (le))",
+            buckets = self.shape().latency_buckets,
+            selector = self.selector(workload),
+        )
+    }
+
+    /// PromQL for the number of requests the workload answered over the window.
+    pub fn request_count(self, workload: &WorkloadRef, window: &str) -> String {
+        format!(
+            "sum(increase({requests}{{{selector}}}[{window}]))",
+            requests = self.shape().requests,
+            selector = self.selector(workload),
+        )
+    }
+
+    /// PromQL for the number of 5xx responses over the window (for the sequential test).
+    pub fn error_count(self, workload: &WorkloadRef, window: &str) -> String {
+        let shape = self.shape();
+        let selector = self.selector(workload);
+        format!(
+            "sum(increase({requests}{{{selector}}}[{window}])) - (sum(increase({requests}{{{selector},{ok}}}[{window}])) or vector(0))",
+            requests = shape.requests,
+            ok = shape.non_errors,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_data_plane_has_both_builtins() {
+        let workload = WorkloadRef {
+            namespace: "shop".into(),
+            name: "cart".into(),
+        };
+        for telemetry in [
+            MeshTelemetry::Istio,
+            MeshTelemetry::Linkerd,
+            MeshTelemetry::Envoy,
+            MeshTelemetry::EmbeddedGateway,
+        ] {
+            for check in [BUILTIN_SUCCESS_RATE, BUILTIN_DURATION] {
+                let query = telemetry.builtin_query(check, &workload, "60s").unwrap();
+                assert!(query.contains("[60s]"), "{query}");
+                assert!(
+                    !query.contains("{name}") && !query.contains("{ns}"),
+                    "{query}"
+                );
+            }
+        }
+        let linkerd = MeshTelemetry::Linkerd
+            .builtin_query(BUILTIN_SUCCESS_RATE, &workload, "1m")
+            .unwrap();
+        assert!(linkerd.contains(
+            "response_total{namespace=\"shop\",deployment=~\"cart\",direction=\"inbound\",classification!=\"failure\"}[1m]"
+        ));
+    }
+}

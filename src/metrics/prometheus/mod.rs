@@ -1,0 +1,274 @@
+//! The Prometheus HTTP API provider, and the built-in checks written as PromQL over each mesh's
+//! own proxy telemetry.
+
+mod builtins;
+mod connection;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{MetricError, MetricProvider, MetricQuery};
+
+pub use builtins::{MeshTelemetry, WorkloadRef};
+pub use connection::{Auth, Connection, ConnectionError};
+
+/// Attempts per query when the transport fails (connection refused or reset); an answer from
+/// Prometheus, even an error, is not retried.
+const ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// A Prometheus server reached over its HTTP API.
+#[derive(Clone)]
+pub struct PrometheusClient {
+    address: String,
+    http: reqwest::Client,
+    timeout: Duration,
+    auth: Auth,
+}
+
+#[derive(Deserialize)]
+struct ApiAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+impl PrometheusClient {
+    pub fn new(address: &str, timeout: Duration) -> Self {
+        Self::with_http(crate::http_client::client(timeout), address, timeout)
+    }
+
+    /// A client sharing `http`'s connection pool; cheap, so it can be made per query.
+    pub fn with_http(http: reqwest::Client, address: &str, timeout: Duration) -> Self {
+        PrometheusClient {
+            address: address.trim_end_matches('/').to_string(),
+            http,
+            timeout,
+            auth: Auth::None,
+        }
+    }
+
+    /// Sends these credentials with every query.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    fn failed(&self, reason: String) -> MetricError {
+        MetricError::Provider {
+            provider: "prometheus",
+            reason: format!("{} ({reason})", self.address),
+        }
+    }
+
+    /// One API call, retried on transport errors within the timeout.
+    async fn call(&self, path: &str, params: &[(&str, String)]) -> Result<ApiAnswer, MetricError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            let mut request = self
+                .http
+                .get(format!("{}{path}", self.address))
+                .timeout(
+                    self.timeout
+                        .saturating_sub(started.elapsed())
+                        .max(Duration::from_millis(100)),
+                )
+                .query(params);
+            request = match &self.auth {
+                Auth::None => request,
+                Auth::Bearer(token) => request.bearer_auth(token),
+                Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
+            };
+            match request.send().await {
+                Ok(response) => break response,
+                Err(error)
+                    if attempt < ATTEMPTS
+                        && !error.is_timeout()
+                        && started.elapsed() + RETRY_PAUSE < self.timeout =>
+                {
+                    tracing::debug!(address = %self.address, attempt, %error, "Prometheus unreachable; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(error) => {
+                    return Err(
+                        self.failed(format!("unreachable after {attempt} attempts: {error}"))
+                    )
+                }
+            }
+        };
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(self.failed(format!("refused the credentials: HTTP {status}")));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| self.failed(format!("unreadable answer (HTTP {status}): {e}")))
+    }
+
+    /// A range query: the values of a one-series expression at each `step` between `start` and
+    /// `end` (Unix seconds). No series is an empty list.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<(f64, f64)>, MetricError> {
+        let params = [
+            ("query", promql.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{}s", step.as_secs_f64().max(0.001))),
+        ];
+        let answer = self.call("/api/v1/query_range", &params).await?;
+        if answer.status != "success" {
+            return Err(self.failed(format!(
+                "query {promql:?} refused: {}",
+                answer.error.unwrap_or_default()
+            )));
+        }
+        let data = answer
+            .data
+            .ok_or_else(|| self.failed("answer without data".into()))?;
+        let series = data.result.as_array().cloned().unwrap_or_default();
+        let values = match series.len() {
+            0 => return Ok(Vec::new()),
+            1 => series[0]["values"].as_array().cloned().unwrap_or_default(),
+            n => {
+                return Err(self.failed(format!(
+                    "query {promql:?} returned {n} series; it must return one"
+                )))
+            }
+        };
+        Ok(values
+            .iter()
+            .filter_map(|pair| {
+                let at = pair.get(0)?.as_f64()?;
+                let value: f64 = pair.get(1)?.as_str()?.parse().ok()?;
+                value.is_finite().then_some((at, value))
+            })
+            .collect())
+    }
+
+    /// Runs an instant query that must produce one number. No series is `NoData`; several series
+    /// or a non-number is an error that names the query.
+    pub async fn query_number(
+        &self,
+        promql: &str,
+        workload: &str,
+        window: u64,
+    ) -> Result<f64, MetricError> {
+        let failed = |reason: String| self.failed(reason);
+        let answer = self
+            .call("/api/v1/query", &[("query", promql.to_string())])
+            .await?;
+        if answer.status != "success" {
+            return Err(failed(format!(
+                "query {promql:?} refused: {}",
+                answer.error.unwrap_or_default()
+            )));
+        }
+        let data = answer
+            .data
+            .ok_or_else(|| failed("answer without data".into()))?;
+        let value = match data.result_type.as_str() {
+            "scalar" => data.result.get(1).cloned(),
+            "vector" => {
+                let samples = data.result.as_array().cloned().unwrap_or_default();
+                match samples.len() {
+                    0 => None,
+                    1 => samples[0].get("value").and_then(|v| v.get(1)).cloned(),
+                    n => {
+                        return Err(failed(format!(
+                            "query {promql:?} returned {n} series; it must return one number"
+                        )))
+                    }
+                }
+            }
+            other => {
+                return Err(failed(format!(
+                    "query {promql:?} returned a {other}; it must return one number"
+                )))
+            }
+        };
+        let Some(value) = value else {
+            return Err(MetricError::NoData {
+                workload: workload.to_string(),
+                window,
+            });
+        };
+        let number: f64 = value
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| failed(format!("query {promql:?} returned {value}, not a number")))?;
+        // 0/0 over an idle window is NaN: there was no traffic, which is not a pass.
+        if number.is_nan() {
+            return Err(MetricError::NoData {
+                workload: workload.to_string(),
+                window,
+            });
+        }
+        Ok(number)
+    }
+}
+
+/// Built-in checks for one workload, answered by Prometheus.
+pub struct MeshProvider {
+    pub prometheus: PrometheusClient,
+    pub mesh: MeshTelemetry,
+    pub workload: WorkloadRef,
+}
+
+/// A window as PromQL writes it (`90s`), from a duration.
+pub fn promql_window(window: Duration) -> String {
+    format!("{}s", window.as_secs().max(1))
+}
+
+impl MetricProvider for MeshProvider {
+    fn measure<'a>(&'a self, query: &'a MetricQuery) -> BoxFuture<'a, Result<f64, MetricError>> {
+        Box::pin(async move {
+            let window = promql_window(query.window);
+            let promql = self
+                .mesh
+                .builtin_query(&query.name, &self.workload, &window)
+                .ok_or_else(|| MetricError::Unsupported(query.name.clone(), "prometheus"))?;
+            let value = self
+                .prometheus
+                .query_number(&promql, &self.workload.name, query.window.as_secs())
+                .await?;
+            if let Some(min) = query.min_samples {
+                let count = self
+                    .prometheus
+                    .query_number(
+                        &self.mesh.request_count(&self.workload, &window),
+                        &self.workload.name,
+                        query.window.as_secs(),
+                    )
+                    .await?;
+                if count < min as f64 {
+                    return Err(MetricError::TooFewSamples {
+                        workload: self.workload.name.clone(),
+                        count: count.round() as u64,
+                        min,
+                        window: query.window.as_secs(),
+                    });
+                }
+            }
+            Ok(value)
+        })
+    }
+}

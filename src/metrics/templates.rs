@@ -1,0 +1,326 @@
+//! MetricTemplates at run time: each metric of a Canary resolved to what will be asked (a
+//! built-in, or a rendered query against a Prometheus connection) before the rollout starts, so
+//! a missing template, an unknown variable or a broken Secret is reported in the status with the
+//! field path, not discovered mid-rollout.
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+
+use super::prometheus::{Connection, PrometheusClient};
+use super::{MetricError, MetricProvider, MetricQuery};
+use crate::api::{CanarySpec, MetricTemplateSpec, BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
+
+/// What `{{ … }}` placeholders are filled with (Flagger's variables).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateVars {
+    /// The Canary's name.
+    pub name: String,
+    pub namespace: String,
+    /// The target Deployment's name.
+    pub target: String,
+    /// The apex Service's name.
+    pub service: String,
+    pub ingress: String,
+    /// The metric's window, as PromQL writes it (`1m`).
+    pub interval: String,
+    /// The metric's `templateVariables`.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Fills a query's placeholders; every problem (unclosed braces, an unknown variable, a
+/// `variables.x` the metric does not set) is returned, not just the first.
+pub fn render(query: &str, vars: &TemplateVars) -> Result<String, Vec<String>> {
+    let mut out = String::with_capacity(query.len());
+    let mut problems = Vec::new();
+    let mut rest = query;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            problems.push(format!(
+                "unclosed {{{{ at {:?}",
+                after.chars().take(20).collect::<String>()
+            ));
+            rest = "";
+            break;
+        };
+        let variable = after[..close].trim();
+        let value = match variable {
+            "name" => Some(vars.name.as_str()),
+            "namespace" => Some(vars.namespace.as_str()),
+            "target" => Some(vars.target.as_str()),
+            "service" => Some(vars.service.as_str()),
+            "ingress" => Some(vars.ingress.as_str()),
+            "interval" => Some(vars.interval.as_str()),
+            other => match other.strip_prefix("variables.") {
+                Some(key) => match vars.variables.get(key) {
+                    Some(value) => Some(value.as_str()),
+                    None => {
+                        problems.push(format!(
+                            "{{{{ {variable} }}}} is used but templateVariables has no {key:?}"
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    problems.push(format!("unknown variable {{{{ {variable} }}}}; use name, namespace, target, service, ingress, interval or variables.<key>"));
+                    None
+                }
+            },
+        };
+        out.push_str(value.unwrap_or_default());
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A query ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedQuery {
+    pub query: String,
+    pub connection: Connection,
+}
+
+/// How one metric of a Canary is measured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Builtin,
+    Query(ResolvedQuery),
+}
+
+/// A problem with one metric, at its field path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Where templates and Secrets come from (the watch-fed stores, or the manifest file).
+pub trait TemplateSource {
+    fn template(&self, namespace: &str, name: &str) -> Option<MetricTemplateSpec>;
+    /// A Secret's data; `Err` explains why it cannot be read here.
+    fn secret(&self, namespace: &str, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String>;
+}
+
+/// Resolves every metric of `spec`, in order. `default_address` is the Prometheus of inline
+/// queries and of templates without an address.
+pub fn resolve(
+    spec: &CanarySpec,
+    base: &TemplateVars,
+    default_address: &str,
+    source: &dyn TemplateSource,
+) -> Result<Vec<(String, Resolution)>, Vec<TemplateProblem>> {
+    let mut resolved = Vec::new();
+    let mut problems = Vec::new();
+    let metrics = spec.analysis.iter().flat_map(|a| a.metrics.iter());
+    for (index, metric) in metrics.enumerate() {
+        let path = format!("spec.analysis.metrics[{index}]");
+        let mut vars = base.clone();
+        vars.interval = super::prometheus::promql_window(metric.interval());
+        vars.variables = metric.template_variables.clone();
+        let (query, connection, field) = match (&metric.template_ref, &metric.query) {
+            (Some(reference), _) => {
+                let namespace = reference.namespace.as_deref().unwrap_or(&base.namespace);
+                let Some(template) = source.template(namespace, &reference.name) else {
+                    problems.push(TemplateProblem {
+                        path: format!("{path}.templateRef"),
+                        message: format!("MetricTemplate {namespace}/{} not found", reference.name),
+                    });
+                    continue;
+                };
+                if template.provider.r#type != "prometheus" {
+                    problems.push(TemplateProblem {
+                        path: format!("{path}.templateRef"),
+                        message: format!(
+                            "MetricTemplate {namespace}/{} has provider type {:?}; only prometheus is supported",
+                            reference.name, template.provider.r#type
+                        ),
+                    });
+                    continue;
+                }
+                let address = template
+                    .provider
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| default_address.to_string());
+                let connection = match &template.provider.secret_ref {
+                    None => Ok(Connection {
+                        insecure_skip_verify: template.provider.insecure_skip_verify,
+                        ..Connection::plain(&address)
+                    }),
+                    Some(secret) => source.secret(namespace, &secret.name).and_then(|data| {
+                        Connection::from_secret(
+                            &address,
+                            &format!("{namespace}/{}", secret.name),
+                            &data,
+                            template.provider.insecure_skip_verify,
+                        )
+                        .map_err(|e| e.to_string())
+                    }),
+                };
+                let connection = match connection {
+                    Ok(connection) => connection,
+                    Err(message) => {
+                        problems.push(TemplateProblem {
+                            path: format!("{path}.templateRef"),
+                            message: format!(
+                                "MetricTemplate {namespace}/{}: {message}",
+                                reference.name
+                            ),
+                        });
+                        continue;
+                    }
+                };
+                (template.query, connection, "templateRef")
+            }
+            (None, Some(query)) => (query.clone(), Connection::plain(default_address), "query"),
+            (None, None) => {
+                if !matches!(
+                    metric.name.as_str(),
+                    BUILTIN_SUCCESS_RATE | BUILTIN_DURATION
+                ) {
+                    problems.push(TemplateProblem {
+                        path: format!("{path}.templateRef"),
+                        message: format!(
+                            "metric {:?} is not a built-in and has no templateRef",
+                            metric.name
+                        ),
+                    });
+                } else {
+                    resolved.push((metric.name.clone(), Resolution::Builtin));
+                }
+                continue;
+            }
+        };
+        match render(&query, &vars) {
+            Ok(query) => resolved.push((
+                metric.name.clone(),
+                Resolution::Query(ResolvedQuery { query, connection }),
+            )),
+            Err(found) => problems.extend(found.into_iter().map(|message| TemplateProblem {
+                path: format!("{path}.{field}"),
+                message,
+            })),
+        }
+    }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A TLS trust: the digest of the extra CA bundle and whether verification is off.
+type TlsKey = (Option<[u8; 32]>, bool);
+
+/// Builds Prometheus clients, sharing one HTTP client per TLS trust.
+pub struct PrometheusPool {
+    timeout: std::time::Duration,
+    clients: std::sync::Mutex<BTreeMap<TlsKey, reqwest::Client>>,
+}
+
+impl PrometheusPool {
+    pub fn new(timeout: std::time::Duration) -> PrometheusPool {
+        PrometheusPool {
+            timeout,
+            clients: Default::default(),
+        }
+    }
+
+    /// A client for `connection` whose queries give up after `timeout`.
+    pub fn client(
+        &self,
+        connection: &Connection,
+        timeout: std::time::Duration,
+    ) -> Result<PrometheusClient, MetricError> {
+        let key = connection.tls_key();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let http = match clients.get(&key) {
+            Some(http) => http.clone(),
+            None => {
+                let http =
+                    connection
+                        .http_client(self.timeout)
+                        .map_err(|e| MetricError::Provider {
+                            provider: "prometheus",
+                            reason: e.to_string(),
+                        })?;
+                clients.insert(key, http.clone());
+                http
+            }
+        };
+        Ok(
+            PrometheusClient::with_http(http, &connection.address, timeout)
+                .with_auth(connection.auth.clone()),
+        )
+    }
+}
+
+/// Built-ins from `builtins`, every other metric from its resolved query.
+pub struct WithTemplates<'a> {
+    pub builtins: &'a dyn MetricProvider,
+    pub resolved: &'a [(String, Resolution)],
+    pub pool: &'a PrometheusPool,
+    /// What a no-data answer names.
+    pub workload: String,
+    pub timeout: std::time::Duration,
+}
+
+impl MetricProvider for WithTemplates<'_> {
+    fn measure<'a>(&'a self, query: &'a MetricQuery) -> BoxFuture<'a, Result<f64, MetricError>> {
+        Box::pin(async move {
+            let resolution = self
+                .resolved
+                .iter()
+                .find(|(name, _)| *name == query.name)
+                .map(|(_, r)| r);
+            match resolution {
+                Some(Resolution::Query(resolved)) => {
+                    let client = self.pool.client(&resolved.connection, self.timeout)?;
+                    client
+                        .query_number(&resolved.query, &self.workload, query.window.as_secs())
+                        .await
+                }
+                _ => self.builtins.measure(query).await,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_flagger_variables() {
+        let vars = TemplateVars {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            target: "podinfo".into(),
+            service: "podinfo".into(),
+            interval: "1m".into(),
+            variables: BTreeMap::from([("route".to_string(), "/api".to_string())]),
+            ..Default::default()
+        };
+        let query = "sum(rate(x{ns=\"{{ namespace }}\",wl=\"{{target}}\",path=\"{{ variables.route }}\"}[{{ interval }}]))";
+        assert_eq!(
+            render(query, &vars).unwrap(),
+            "sum(rate(x{ns=\"test\",wl=\"podinfo\",path=\"/api\"}[1m]))"
+        );
+        let problems = render("{{ variables.missing }} {{ nope }} {{ open", &vars).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("templateVariables has no \"missing\""));
+    }
+}
