@@ -151,6 +151,7 @@ pub fn free_port() -> u16 {
 }
 
 pub mod fixture;
+pub mod series;
 pub mod telemetry;
 
 /// A running `aviary controller` process, killed when dropped.
