@@ -531,3 +531,201 @@ fn a_template_with_a_syntax_error_is_refused_by_validate_with_file_and_field() {
         "names the field and line: {text}"
     );
 }
+
+mod in_the_controller {
+    //! The same analysis through the controller on the real control plane: MetricTemplates at
+    //! run time, each `onNoData` mode on a query with no series, a Prometheus that is down, and
+    //! template problems reported in the status.
+
+    use std::time::Duration;
+
+    use kube::api::{Api, PostParams};
+    use serde_json::{json, Value};
+
+    use aviary::api::{CanaryPhase, MetricTemplate};
+
+    use crate::support::eventually;
+    use crate::support::fixture::Fixture;
+    use crate::support::telemetry::Health;
+
+    const LIMIT: Duration = Duration::from_secs(90);
+
+    async fn template(f: &Fixture, name: &str, spec: Value) {
+        let api: Api<MetricTemplate> = Api::namespaced(f.client.clone(), &f.ns);
+        let template: MetricTemplate =
+            serde_json::from_value(json!({ "apiVersion": "aviary.dev/v1beta1", "kind": "MetricTemplate", "metadata": { "name": name }, "spec": spec }))
+                .unwrap();
+        api.create(&PostParams::default(), &template).await.unwrap();
+    }
+
+    fn analysis(metric: Value) -> Value {
+        json!({ "interval": "1s", "threshold": 2, "stepWeight": 50, "metrics": [metric] })
+    }
+
+    async fn rolling(f: &Fixture, name: &str, metric: Value, deadline: i32) {
+        f.telemetry.set(&f.ns, name, Health::GOOD);
+        f.create_target(name, &format!("{name}:1")).await;
+        f.create_canary(
+            name,
+            name,
+            analysis(metric),
+            json!({ "progressDeadlineSeconds": deadline }),
+        )
+        .await;
+        f.wait_phase(name, CanaryPhase::Initialized, LIMIT).await;
+        f.set_image(name, &format!("{name}:2")).await;
+    }
+
+    fn notes(events: &[(String, String)], reason: &str) -> Vec<String> {
+        events
+            .iter()
+            .filter(|(r, _)| r == reason)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn no_series_under_each_on_no_data_mode_and_a_prometheus_that_is_down() {
+        let f = Fixture::new("nodata").await;
+        let (_, prometheus) = crate::support::telemetry::ProxyTelemetry::shared();
+        template(
+            &f,
+            "empty",
+            json!({ "provider": { "type": "prometheus", "address": prometheus }, "query": "sum(rate(never_exported_total{namespace=\"{{ namespace }}\",deployment=\"{{ target }}\"}[{{ interval }}]))" }),
+        )
+        .await;
+        template(
+            &f,
+            "unreachable",
+            json!({ "provider": { "type": "prometheus", "address": "http://127.0.0.1:1" }, "query": "vector(100)" }),
+        )
+        .await;
+        template(
+            &f,
+            "healthy",
+            json!({ "provider": { "type": "prometheus", "address": prometheus }, "query": "sum(rate(istio_requests_total{destination_workload_namespace=\"{{ namespace }}\",destination_workload=\"{{ target }}\"}[{{ interval }}])) > bool 0" }),
+        )
+        .await;
+        let metric = |template: &str, on_no_data: &str| json!({ "name": "requests", "interval": "10s", "templateRef": { "name": template }, "onNoData": on_no_data, "thresholdRange": { "min": 1 } });
+        rolling(&f, "fail", metric("empty", "fail"), 60).await;
+        rolling(&f, "hold", metric("empty", "hold"), 6).await;
+        rolling(&f, "pass", metric("empty", "pass"), 60).await;
+        rolling(&f, "down", metric("unreachable", "fail"), 6).await;
+        rolling(&f, "templated", metric("healthy", "fail"), 60).await;
+
+        let failed = f.wait_phase("fail", CanaryPhase::Failed, LIMIT).await;
+        assert_eq!(failed.failed_checks, 2);
+        let passed = f.wait_phase("pass", CanaryPhase::Succeeded, LIMIT).await;
+        assert_eq!(passed.failed_checks, 0);
+        f.wait_phase("templated", CanaryPhase::Succeeded, LIMIT)
+            .await;
+        let held = f.wait_phase("hold", CanaryPhase::Failed, LIMIT).await;
+        assert_eq!(held.failed_checks, 0, "holding is not failing");
+        let down = f.wait_phase("down", CanaryPhase::Failed, LIMIT).await;
+        assert_eq!(
+            down.failed_checks, 0,
+            "a provider that is down is not a failed check"
+        );
+        for name in ["hold", "down"] {
+            assert_eq!(
+                f.image_of(&format!("{name}-primary")).await,
+                format!("{name}:1"),
+                "{name} never promoted"
+            );
+        }
+
+        let events = f.event_reasons().await;
+        let rolled = notes(&events, "RolledBack");
+        assert!(
+            rolled
+                .iter()
+                .any(|n| n.contains("no traffic reached fail in the last 10s")),
+            "{rolled:#?}"
+        );
+        assert!(
+            rolled
+                .iter()
+                .any(|n| n.contains("no verdict for") && n.contains("no traffic reached hold")),
+            "{rolled:#?}"
+        );
+        let held = notes(&events, "AnalysisHeld");
+        assert!(
+            held.iter()
+                .any(|n| n.contains("prometheus provider failed: http://127.0.0.1:1")),
+            "the event names the provider that failed: {held:#?}"
+        );
+        assert!(
+            rolled
+                .iter()
+                .any(|n| n.contains("no verdict for") && n.contains("http://127.0.0.1:1")),
+            "{rolled:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn template_problems_are_reported_in_the_status_before_anything_runs() {
+        let f = Fixture::new("badtemplate").await;
+        template(
+            &f,
+            "typo",
+            json!({ "provider": { "type": "prometheus" }, "query": "sum(rate(x{ns=\"{{ namespce }}\"}[{{ interval }}]))" }),
+        )
+        .await;
+        template(
+            &f,
+            "needs-route",
+            json!({ "provider": { "type": "prometheus" }, "query": "sum(rate(x{path=\"{{ variables.route }}\"}[{{ interval }}]))" }),
+        )
+        .await;
+        for (name, metric, fragment) in [
+            (
+                "typo",
+                json!({ "name": "m", "templateRef": { "name": "typo" } }),
+                "unknown variable {{ namespce }}",
+            ),
+            (
+                "novars",
+                json!({ "name": "m", "templateRef": { "name": "needs-route" } }),
+                "templateVariables has no \"route\"",
+            ),
+            (
+                "missing",
+                json!({ "name": "m", "templateRef": { "name": "nowhere" } }),
+                "not found",
+            ),
+        ] {
+            f.create_target(name, "x:1").await;
+            f.create_canary(name, name, analysis(metric), json!({}))
+                .await;
+            eventually(LIMIT, || async {
+                f.condition(name, "Ready").await.is_some()
+            })
+            .await;
+            let (status, reason, message) = f.condition(name, "Ready").await.unwrap();
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("False", "InvalidMetric"),
+                "{name}"
+            );
+            assert!(
+                message.contains("spec.analysis.metrics[0].templateRef")
+                    && message.contains(fragment),
+                "{name}: {message}"
+            );
+            assert!(f
+                .deployments()
+                .get_opt(&format!("{name}-primary"))
+                .await
+                .unwrap()
+                .is_none());
+        }
+        // Fixing the template lets the canary start: the template watch wakes it.
+        let api: Api<MetricTemplate> = Api::namespaced(f.client.clone(), &f.ns);
+        let mut typo = api.get("typo").await.unwrap();
+        typo.spec.query = "vector(1)".into();
+        api.replace("typo", &PostParams::default(), &typo)
+            .await
+            .unwrap();
+        f.wait_phase("typo", CanaryPhase::Initialized, LIMIT).await;
+    }
+}
