@@ -14,6 +14,7 @@ pub mod engine;
 pub mod gateway;
 pub mod hooks;
 pub mod http_client;
+pub mod judge;
 pub mod loadgen;
 pub mod metrics;
 pub mod runner;

@@ -125,6 +125,14 @@ enum Bench {
         #[arg(long, default_value = "10s")]
         duration: String,
     },
+    /// False rollbacks, missed regressions and time to a decision of the comparative judge
+    /// against Flagger-style thresholds, on seeded simulated traffic with known truth.
+    Judge {
+        #[arg(long, default_value_t = 400)]
+        runs: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// The controller at scale on the cluster in KUBECONFIG.
     Controller {
         #[arg(long, default_value_t = 100)]
@@ -326,6 +334,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let report = aviary::bench::controller::run(&executable, bench).await?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(Bench::Judge { runs, seed }) => {
+            println!("{}", aviary::bench::judge_bench(runs, seed));
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(Bench::Gateway { rps, duration }) => {

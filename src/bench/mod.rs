@@ -2,8 +2,10 @@
 
 pub mod controller;
 mod gateway;
+mod judge;
 
 pub use gateway::gateway;
+pub use judge::judge_bench;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
