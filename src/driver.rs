@@ -70,6 +70,7 @@ pub async fn measure_all(spec: &CanarySpec, provider: &dyn MetricProvider) -> Ve
         outcomes.push(MetricOutcome {
             name: metric.name.clone(),
             value,
+            comparison: None,
         });
     }
     outcomes

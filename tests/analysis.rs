@@ -728,4 +728,54 @@ mod in_the_controller {
             .unwrap();
         f.wait_phase("typo", CanaryPhase::Initialized, LIMIT).await;
     }
+
+    #[tokio::test]
+    async fn the_comparative_judge_rolls_back_at_the_first_look_and_promotes_an_equal_canary() {
+        let f = Fixture::new("judge").await;
+        let metric = json!({
+            "name": "request-success-rate", "interval": "10s", "compare": "primary",
+            "judge": { "confidence": 0.99 }
+        });
+        for name in ["equal", "worse"] {
+            f.telemetry
+                .set(&f.ns, &format!("{name}-primary"), Health::GOOD);
+            f.telemetry.set(&f.ns, name, Health::GOOD);
+            f.create_target(name, &format!("{name}:1")).await;
+            let mut spec = analysis(metric.clone());
+            spec["interval"] = json!("2s");
+            spec["threshold"] = json!(5);
+            spec["stepWeight"] = json!(25);
+            f.create_canary(name, name, spec, json!({})).await;
+        }
+        for name in ["equal", "worse"] {
+            f.wait_phase(name, CanaryPhase::Initialized, LIMIT).await;
+        }
+        f.telemetry.set(&f.ns, "worse", Health::FAILING);
+        for name in ["equal", "worse"] {
+            f.set_image(name, &format!("{name}:2")).await;
+        }
+        let worse = f.wait_phase("worse", CanaryPhase::Failed, LIMIT).await;
+        assert_eq!(
+            worse.failed_checks, 1,
+            "one decisive verdict, not five failed checks: {worse:#?}"
+        );
+        let judged = &worse.judgements[0];
+        assert_eq!(judged.verdict, aviary::judge::Verdict::Fail, "{judged:?}");
+        assert!(judged.effect.is_some_and(|e| e > 5.0), "{judged:?}");
+        let equal = f.wait_phase("equal", CanaryPhase::Succeeded, LIMIT).await;
+        assert_eq!(equal.failed_checks, 0);
+        let events = f.event_reasons().await;
+        let rolled = notes(&events, "RolledBack");
+        assert!(
+            rolled.iter().any(|n| n.contains("judged against the primary") && n.contains("error-rate ratio")),
+            "{rolled:#?}"
+        );
+        let advanced = notes(&events, "WeightAdvanced");
+        assert!(
+            advanced
+                .iter()
+                .any(|n| n.contains("request-success-rate judged Pass")),
+            "{advanced:#?}"
+        );
+    }
 }

@@ -369,6 +369,38 @@ pub struct CanaryMetric {
     /// (built-in checks, which know the request count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_samples: Option<u64>,
+    /// Aviary extension: measure the primary the same way and judge the canary against it
+    /// (`primary`), instead of against the fixed thresholdRange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareWith>,
+    /// How strict the comparison is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeSpec>,
+}
+
+/// What a comparative metric is compared with.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CompareWith {
+    Primary,
+}
+
+/// The comparative judge's settings (Kayenta's vocabulary).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JudgeSpec {
+    /// Probability of not failing a healthy canary over the whole analysis (default 0.99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Percent the metric may rise before it counts (default 20; error counts default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_increase: Option<f64>,
+    /// Percent the metric may fall before it counts (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_decrease: Option<f64>,
+    /// Which change is a regression (default: decrease for request-success-rate, else increase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<crate::judge::Direction>,
 }
 
 /// What a metric window without data means.

@@ -14,7 +14,7 @@ pub use canary::*;
 pub use duration::{parse_duration, DurationError};
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
 pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
-pub use status::{CanaryCondition, CanaryPhase, CanaryStatus};
+pub use status::{CanaryCondition, CanaryPhase, CanaryStatus, MetricJudgement};
 
 /// The API group shared by every Aviary kind.
 pub const GROUP: &str = "aviary.dev";

@@ -106,6 +106,28 @@ pub struct CanaryStatus {
     pub pre_rollout_passed: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<CanaryCondition>,
+    /// Aviary: the comparative judge's last verdict per metric, with its numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judgements: Vec<MetricJudgement>,
+    /// Aviary: the sequential tests of the running analysis, per metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub judge_state: BTreeMap<String, crate::judge::SequentialState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricJudgement {
+    pub metric: String,
+    pub verdict: crate::judge::Verdict,
+    /// Canary over primary (ratio of error rates, or of the samples' locations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// The sequential test's likelihood ratio (it fails at 1 / (1 - confidence)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<f64>,
+    pub detail: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

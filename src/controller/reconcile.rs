@@ -499,14 +499,32 @@ impl crate::driver::Gatherer for Gather<'_> {
                     name: canary.spec.target_ref.name.clone(),
                 },
             };
-            let provider = WithTemplates {
+            let templated = WithTemplates {
                 builtins: &provider,
                 resolved: self.checks,
                 pool: &self.ctx.template_pool,
                 workload: canary.spec.target_ref.name.clone(),
                 timeout,
             };
-            crate::driver::measure_all(&canary.spec, &provider).await
+            let mut outcomes = crate::driver::measure_all(&canary.spec, &templated).await;
+            let primary = WorkloadRef {
+                name: objects::primary_name(&provider.workload.name),
+                ..provider.workload.clone()
+            };
+            let comparer = crate::metrics::compare::Comparer {
+                prometheus: &provider.prometheus,
+                mesh: provider.mesh,
+                sides: crate::metrics::compare::Sides {
+                    canary: &provider.workload,
+                    primary: &primary,
+                },
+                resolved: self.checks,
+                pool: &self.ctx.template_pool,
+                timeout,
+                analysis_interval: interval(canary),
+            };
+            comparer.add_to(&canary.spec, &mut outcomes).await;
+            outcomes
         })
     }
 }

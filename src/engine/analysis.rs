@@ -1,8 +1,13 @@
 //! Judging the outcomes of one analysis step: webhooks first, then metrics against their ranges.
 
-use crate::api::{CanaryAnalysis, HookType, NoDataPolicy};
+use std::collections::BTreeMap;
 
-use super::{HookOutcome, MetricOutcome, Unmeasured};
+use crate::api::{
+    CanaryAnalysis, CanaryMetric, HookType, MetricJudgement, NoDataPolicy, BUILTIN_SUCCESS_RATE,
+};
+use crate::judge::{self, Direction, SequentialState, Settings, Verdict};
+
+use super::{Comparison, HookOutcome, MetricOutcome, Unmeasured};
 
 /// A failed check and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,14 +35,99 @@ pub fn first_passing_hook(outcomes: &[HookOutcome]) -> Option<&HookOutcome> {
 pub struct Judgement {
     /// Metrics outside their range, or without a value that counts as a failure.
     pub failures: Vec<Failure>,
+    /// Comparative verdicts of regression: their error is controlled across intervals, so
+    /// one is enough to roll back.
+    pub decisive: Vec<Failure>,
     /// Metrics that could not be judged and hold the step (no data under `hold`, provider down).
     pub holds: Vec<String>,
+    /// The comparative judge's verdicts and numbers, for the status.
+    pub records: Vec<MetricJudgement>,
+    /// The sequential tests after this step.
+    pub states: BTreeMap<String, SequentialState>,
+}
+
+/// How many intervals an analysis looks at most (the sample test spends its error over them).
+fn looks(analysis: &CanaryAnalysis) -> u32 {
+    let steps = match (analysis.iterations, analysis.step_weights.len()) {
+        (Some(iterations), _) if iterations > 0 => iterations,
+        (_, n) if n > 0 => n as i32,
+        _ => {
+            let step = analysis.step_weight.unwrap_or(analysis.max_weight()).max(1);
+            (analysis.max_weight() + step - 1) / step
+        }
+    };
+    steps.max(1) as u32
+}
+
+fn settings(analysis: &CanaryAnalysis, metric: &CanaryMetric, counts: bool) -> Settings {
+    let spec = metric.judge.clone().unwrap_or_default();
+    let default_increase = if counts { 0.0 } else { 20.0 };
+    Settings {
+        confidence: spec.confidence.unwrap_or(0.99),
+        allowed_increase: spec.allowed_increase.unwrap_or(default_increase) / 100.0,
+        allowed_decrease: spec.allowed_decrease.unwrap_or(20.0) / 100.0,
+        direction: spec
+            .direction
+            .unwrap_or(if metric.name == BUILTIN_SUCCESS_RATE {
+                Direction::Decrease
+            } else {
+                Direction::Increase
+            }),
+        looks: looks(analysis),
+    }
+}
+
+/// Judges a `compare: primary` metric from both sides.
+fn compare(
+    analysis: &CanaryAnalysis,
+    metric: &CanaryMetric,
+    comparison: &Comparison,
+    state: &BTreeMap<String, SequentialState>,
+    judgement: &mut Judgement,
+) {
+    let verdict = match comparison {
+        Comparison::Counts { canary, primary } => {
+            let mut sequential = state.get(&metric.name).cloned().unwrap_or_default();
+            let verdict = judge::judge_counts(
+                &settings(analysis, metric, true),
+                *canary,
+                *primary,
+                &mut sequential,
+            );
+            judgement.states.insert(metric.name.clone(), sequential);
+            verdict
+        }
+        Comparison::Samples { canary, primary } => {
+            judge::judge_samples(&settings(analysis, metric, false), canary, primary)
+        }
+    };
+    if verdict.verdict == Verdict::Fail {
+        judgement.decisive.push(Failure(format!(
+            "metric {} judged against the primary: {}",
+            metric.name, verdict.detail
+        )));
+    }
+    judgement.records.push(MetricJudgement {
+        metric: metric.name.clone(),
+        verdict: verdict.verdict,
+        effect: verdict.effect,
+        p_value: verdict.p_value,
+        evidence: verdict.evidence.map(|(e, _)| e),
+        detail: verdict.detail,
+    });
 }
 
 /// Judges every declared metric. A metric without a value is never a pass unless its
-/// `onNoData` says so.
-pub fn judge_metrics(analysis: &CanaryAnalysis, outcomes: &[MetricOutcome]) -> Judgement {
-    let mut judgement = Judgement::default();
+/// `onNoData` says so. `state` holds the sequential tests of comparative metrics so far.
+pub fn judge_metrics(
+    analysis: &CanaryAnalysis,
+    outcomes: &[MetricOutcome],
+    state: &BTreeMap<String, SequentialState>,
+) -> Judgement {
+    let mut judgement = Judgement {
+        states: state.clone(),
+        ..Judgement::default()
+    };
     for metric in &analysis.metrics {
         let Some(outcome) = outcomes.iter().find(|o| o.name == metric.name) else {
             judgement
@@ -45,6 +135,19 @@ pub fn judge_metrics(analysis: &CanaryAnalysis, outcomes: &[MetricOutcome]) -> J
                 .push(Failure(format!("metric {} was not measured", metric.name)));
             continue;
         };
+        if metric.compare.is_some() {
+            if let (Ok(_), Some(comparison)) = (&outcome.value, &outcome.comparison) {
+                compare(analysis, metric, comparison, state, &mut judgement);
+                continue;
+            }
+            if outcome.value.is_ok() {
+                judgement.failures.push(Failure(format!(
+                    "metric {}: the primary was not measured",
+                    metric.name
+                )));
+                continue;
+            }
+        }
         match &outcome.value {
             Err(Unmeasured::NoData(reason)) => match metric.on_no_data.unwrap_or_default() {
                 NoDataPolicy::Fail => judgement

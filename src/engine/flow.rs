@@ -15,8 +15,16 @@ const READINESS_POLL: Duration = Duration::from_secs(5);
 enum Verdict {
     Pass,
     Fail(Failure),
+    /// A comparative verdict of regression: roll back now.
+    Decisive(Failure),
     Hold(String),
 }
+
+/// The comparative judge's records and sequential tests after one step.
+type Judged = (
+    Vec<crate::api::MetricJudgement>,
+    std::collections::BTreeMap<String, crate::judge::SequentialState>,
+);
 
 /// `Err(Need)` unwinds a decision that lacks an observation; `?` carries it to `run`.
 type Flow<T = ()> = Result<T, Need>;
@@ -193,6 +201,8 @@ impl<'a> Rollout<'a> {
 
     fn reset_rollout(&mut self, target: String) {
         self.status.holding_since = None;
+        self.status.judge_state.clear();
+        self.status.judgements.clear();
         self.status.last_applied_spec = Some(target);
         self.status.canary_weight = 0;
         self.status.failed_checks = 0;
@@ -236,7 +246,18 @@ impl<'a> Rollout<'a> {
         if !self.status.pre_rollout_passed {
             return self.enter_traffic(analysis);
         }
-        match self.analyse(analysis)? {
+        let (verdict, (records, states)) = self.analyse(analysis)?;
+        if !records.is_empty() {
+            self.status.judgements = records;
+        }
+        self.status.judge_state = states;
+        match verdict {
+            Verdict::Decisive(failure) => {
+                self.status.holding_since = None;
+                self.status.failed_checks += 1;
+                self.rollback(&failure.0);
+                return Ok(());
+            }
             Verdict::Fail(failure) => {
                 self.status.holding_since = None;
                 self.count_failure(analysis, failure);
@@ -507,12 +528,12 @@ impl<'a> Rollout<'a> {
     }
 
     /// One analysis step: rollout hooks (load tests) first, then the metrics.
-    fn analyse(&self, analysis: &CanaryAnalysis) -> Flow<Verdict> {
+    fn analyse(&self, analysis: &CanaryAnalysis) -> Flow<(Verdict, Judged)> {
         if let Some(failure) = self.gate(HookType::Rollout)? {
-            return Ok(Verdict::Fail(failure));
+            return Ok((Verdict::Fail(failure), Judged::default()));
         }
         if analysis.metrics.is_empty() {
-            return Ok(Verdict::Pass);
+            return Ok((Verdict::Pass, Judged::default()));
         }
         let outcomes = self
             .input
@@ -520,7 +541,17 @@ impl<'a> Rollout<'a> {
             .metrics
             .as_deref()
             .ok_or(Need::Metrics)?;
-        let judgement = analysis::judge_metrics(analysis, outcomes);
+        let judgement = analysis::judge_metrics(analysis, outcomes, &self.status.judge_state);
+        let judged = (judgement.records, judgement.states);
+        if !judgement.decisive.is_empty() {
+            let joined = judgement
+                .decisive
+                .into_iter()
+                .map(|f| f.0)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok((Verdict::Decisive(Failure(joined)), judged));
+        }
         if !judgement.failures.is_empty() {
             let joined = judgement
                 .failures
@@ -528,12 +559,12 @@ impl<'a> Rollout<'a> {
                 .map(|f| f.0)
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Ok(Verdict::Fail(Failure(joined)));
+            return Ok((Verdict::Fail(Failure(joined)), judged));
         }
         if !judgement.holds.is_empty() {
-            return Ok(Verdict::Hold(judgement.holds.join("; ")));
+            return Ok((Verdict::Hold(judgement.holds.join("; ")), judged));
         }
-        Ok(Verdict::Pass)
+        Ok((Verdict::Pass, judged))
     }
 
     /// No verdict this step: neither advance nor count a failure, until the progress deadline.
@@ -561,9 +592,21 @@ impl<'a> Rollout<'a> {
     }
 
     fn metric_summary(&self) -> String {
-        match self.input.observations.metrics.as_deref() {
+        let values = match self.input.observations.metrics.as_deref() {
             Some(outcomes) if !outcomes.is_empty() => analysis::summarise_metrics(outcomes),
             _ => "no metrics".to_string(),
+        };
+        // The comparative judge's verdicts carry their numbers into the event.
+        let judged: Vec<String> = self
+            .status
+            .judgements
+            .iter()
+            .map(|j| format!("{} judged {:?}: {}", j.metric, j.verdict, j.detail))
+            .collect();
+        if judged.is_empty() {
+            values
+        } else {
+            format!("{values}; {}", judged.join("; "))
         }
     }
 

@@ -54,6 +54,20 @@ pub struct MetricOutcome {
     pub name: String,
     /// The number, or why there is none.
     pub value: Result<f64, Unmeasured>,
+    /// For `compare: primary`: what the judge compares, canary and primary side by side.
+    pub comparison: Option<Comparison>,
+}
+
+/// The two sides of a comparative metric over the same window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparison {
+    /// Requests and errors (the success rate): judged by the sequential test.
+    Counts {
+        canary: crate::judge::Counts,
+        primary: crate::judge::Counts,
+    },
+    /// Values of the metric over sub-intervals: judged by the Mann–Whitney test.
+    Samples { canary: Vec<f64>, primary: Vec<f64> },
 }
 
 /// Why a metric has no value. None of these is ever a pass by accident.

@@ -27,6 +27,8 @@ struct Sim {
     routes: Routes,
     /// Value returned for every metric; `Err` simulates no data or a provider failure.
     metric: Result<f64, Unmeasured>,
+    /// What comparative metrics see of both sides.
+    comparison: Option<Comparison>,
     /// Which hook types currently refuse.
     refusing: Vec<HookType>,
     hooks_called: Vec<HookType>,
@@ -46,6 +48,7 @@ impl Sim {
             target_up: true,
             routes: Routes::default(),
             metric: Ok(99.9),
+            comparison: None,
             refusing: Vec::new(),
             hooks_called: Vec::new(),
             events: Vec::new(),
@@ -107,6 +110,7 @@ impl Sim {
                         .map(|m| MetricOutcome {
                             name: m.name.clone(),
                             value: self.metric.clone(),
+                            comparison: self.comparison.clone(),
                         })
                         .collect();
                     observations.metrics = Some(outcomes);
@@ -808,4 +812,66 @@ fn on_no_data_pass_advances_and_fail_is_the_default() {
     let mut sim = Sim::initialized(with_no_data_policy(crate::api::NoDataPolicy::Fail));
     sim.metric = Err(Unmeasured::NoData("no traffic".into()));
     sim.run_until(&[CanaryPhase::Failed], 10);
+}
+
+fn compared_spec() -> CanarySpec {
+    let mut spec = stepped(25, 50, 5);
+    let analysis = spec.analysis.as_mut().unwrap();
+    analysis.metrics[0].compare = Some(crate::api::CompareWith::Primary);
+    spec
+}
+
+fn counts(canary_errors: f64) -> Comparison {
+    Comparison::Counts {
+        canary: crate::judge::Counts {
+            requests: 3000.0,
+            errors: canary_errors,
+        },
+        primary: crate::judge::Counts {
+            requests: 3000.0,
+            errors: 30.0,
+        },
+    }
+}
+
+#[test]
+fn the_comparative_judge_rolls_back_a_regression_at_the_first_look() {
+    let mut sim = Sim::initialized(compared_spec());
+    sim.comparison = Some(counts(150.0));
+    sim.run_until(&[CanaryPhase::Succeeded, CanaryPhase::Failed], 20);
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+    assert_eq!(
+        sim.status.failed_checks, 1,
+        "one decisive verdict, not threshold 5"
+    );
+    let judged = &sim.status.judgements[0];
+    assert_eq!(judged.verdict, crate::judge::Verdict::Fail);
+    assert!(judged.effect.unwrap() > 4.0, "{judged:?}");
+    let rolled = sim
+        .events
+        .iter()
+        .find(|e| e.reason == "RolledBack")
+        .unwrap();
+    assert!(
+        rolled.message.contains("judged against the primary"),
+        "{}",
+        rolled.message
+    );
+    assert!(
+        rolled.message.contains("error-rate ratio"),
+        "{}",
+        rolled.message
+    );
+}
+
+#[test]
+fn the_comparative_judge_passes_equal_error_rates_and_keeps_its_evidence() {
+    let mut sim = Sim::initialized(compared_spec());
+    sim.comparison = Some(counts(30.0));
+    sim.run_until(&[CanaryPhase::Succeeded, CanaryPhase::Failed], 20);
+    assert_eq!(sim.status.phase, CanaryPhase::Succeeded);
+    assert_eq!(sim.status.failed_checks, 0);
+    let judged = &sim.status.judgements[0];
+    assert_eq!(judged.verdict, crate::judge::Verdict::Pass, "{judged:?}");
+    assert!(judged.evidence.unwrap() < 1.0);
 }

@@ -3,6 +3,7 @@
 //! Every provider answers the same question — the value of one check for one workload over one
 //! window — so the engine never knows whether it came from Prometheus or a direct scrape.
 
+pub mod compare;
 pub mod prometheus;
 mod scrape;
 mod snapshot;

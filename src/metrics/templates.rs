@@ -84,6 +84,8 @@ pub fn render(query: &str, vars: &TemplateVars) -> Result<String, Vec<String>> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedQuery {
     pub query: String,
+    /// For `compare: primary`: the same query about the primary (`target` is `<target>-primary`).
+    pub primary_query: Option<String>,
     pub connection: Connection,
 }
 
@@ -204,10 +206,21 @@ pub fn resolve(
                 continue;
             }
         };
+        let primary_query = metric.compare.map(|_| {
+            let primary = TemplateVars {
+                target: format!("{}-primary", vars.target),
+                ..vars.clone()
+            };
+            render(&query, &primary).unwrap_or_default()
+        });
         match render(&query, &vars) {
             Ok(query) => resolved.push((
                 metric.name.clone(),
-                Resolution::Query(ResolvedQuery { query, connection }),
+                Resolution::Query(ResolvedQuery {
+                    query,
+                    primary_query,
+                    connection,
+                }),
             )),
             Err(found) => problems.extend(found.into_iter().map(|message| TemplateProblem {
                 path: format!("{path}.{field}"),

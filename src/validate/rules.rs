@@ -54,7 +54,7 @@ pub fn check_canary(spec: &CanarySpec, options: Options, sink: &mut Sink<'_>) {
         }
     }
     if let Some(analysis) = &spec.analysis {
-        check_analysis(analysis, options, sink);
+        check_analysis(analysis, options, spec.standalone.is_some(), sink);
     }
     if spec.standalone.is_none() {
         check_router(spec, options, sink);
@@ -116,7 +116,12 @@ fn check_percent(value: Option<i32>, path: &str, low: i32, sink: &mut Sink<'_>) 
     }
 }
 
-fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'_>) {
+fn check_analysis(
+    analysis: &CanaryAnalysis,
+    options: Options,
+    standalone: bool,
+    sink: &mut Sink<'_>,
+) {
     if let Some(interval) = &analysis.interval {
         check_interval(interval, "spec.analysis.interval", options, sink);
     }
@@ -238,7 +243,43 @@ fn check_analysis(analysis: &CanaryAnalysis, options: Options, sink: &mut Sink<'
                 metric.name
             ));
         }
-        if metric.threshold_range.is_none() && metric.threshold.is_none() {
+        if let Some(judge) = &metric.judge {
+            if metric.compare.is_none() {
+                sink.warning(
+                    &format!("{base}.judge"),
+                    "judge has no effect without compare: primary",
+                );
+            }
+            if let Some(confidence) = judge.confidence {
+                if !(0.5..1.0).contains(&confidence) {
+                    sink.error(
+                        &format!("{base}.judge.confidence"),
+                        format!("confidence {confidence} must be at least 0.5 and below 1"),
+                    );
+                }
+            }
+            for (field, value) in [
+                ("allowedIncrease", judge.allowed_increase),
+                ("allowedDecrease", judge.allowed_decrease),
+            ] {
+                if value.is_some_and(|v| v < 0.0) {
+                    sink.error(
+                        &format!("{base}.judge.{field}"),
+                        format!("{field} is a percent and must not be negative"),
+                    );
+                }
+            }
+        }
+        if metric.compare.is_some() && standalone {
+            sink.error(
+                &format!("{base}.compare"),
+                "compare: primary needs Prometheus (the controller); a standalone run judges by thresholdRange",
+            );
+        }
+        if metric.threshold_range.is_none()
+            && metric.threshold.is_none()
+            && metric.compare.is_none()
+        {
             sink.warning(
                 &base,
                 format!(

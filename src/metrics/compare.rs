@@ -1,0 +1,192 @@
+//! What the comparative judge needs from Prometheus: the same measurement of the canary and the
+//! primary over the same window — request and error counts for the success rate, sub-interval
+//! values for anything else.
+
+use std::time::Duration;
+
+use super::prometheus::{promql_window, MeshTelemetry, PrometheusClient, WorkloadRef};
+use super::MetricError;
+use crate::api::{BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
+use crate::engine::Comparison;
+use crate::judge::Counts;
+
+/// Sub-intervals a window is cut into for the sample test.
+pub const SUB_INTERVALS: u32 = 12;
+
+/// The two workloads compared.
+pub struct Sides<'a> {
+    pub canary: &'a WorkloadRef,
+    pub primary: &'a WorkloadRef,
+}
+
+async fn counts(
+    prometheus: &PrometheusClient,
+    mesh: MeshTelemetry,
+    workload: &WorkloadRef,
+    window: &str,
+    seconds: u64,
+) -> Result<Counts, MetricError> {
+    let zero_when_idle = |result: Result<f64, MetricError>| match result {
+        Err(MetricError::NoData { .. }) => Ok(0.0),
+        other => other,
+    };
+    let requests = zero_when_idle(
+        prometheus
+            .query_number(
+                &mesh.request_count(workload, window),
+                &workload.name,
+                seconds,
+            )
+            .await,
+    )?;
+    let errors = zero_when_idle(
+        prometheus
+            .query_number(&mesh.error_count(workload, window), &workload.name, seconds)
+            .await,
+    )?;
+    Ok(Counts {
+        requests,
+        errors: errors.max(0.0),
+    })
+}
+
+/// Values of `query` at each sub-interval of the last `window`.
+async fn samples(
+    prometheus: &PrometheusClient,
+    query: &str,
+    window: Duration,
+) -> Result<Vec<f64>, MetricError> {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let step = window / SUB_INTERVALS;
+    let start = end - window.as_secs_f64() + step.as_secs_f64();
+    let points = prometheus.query_range(query, start, end, step).await?;
+    Ok(points.into_iter().map(|(_, value)| value).collect())
+}
+
+/// The comparison of a built-in check: counts over the analysis interval for the success rate
+/// (each interval adds to the sequential test, so windows must not overlap), P99 per
+/// sub-interval of the metric's window for the latency.
+pub async fn builtin(
+    prometheus: &PrometheusClient,
+    mesh: MeshTelemetry,
+    check: &str,
+    sides: Sides<'_>,
+    analysis_interval: Duration,
+    window: Duration,
+) -> Result<Option<Comparison>, MetricError> {
+    match check {
+        BUILTIN_SUCCESS_RATE => {
+            let span = promql_window(analysis_interval);
+            let seconds = analysis_interval.as_secs();
+            Ok(Some(Comparison::Counts {
+                canary: counts(prometheus, mesh, sides.canary, &span, seconds).await?,
+                primary: counts(prometheus, mesh, sides.primary, &span, seconds).await?,
+            }))
+        }
+        BUILTIN_DURATION => {
+            let step = promql_window((window / SUB_INTERVALS).max(Duration::from_secs(1)));
+            let canary = mesh.latency_quantile(0.99, sides.canary, &step);
+            let primary = mesh.latency_quantile(0.99, sides.primary, &step);
+            Ok(Some(Comparison::Samples {
+                canary: samples(prometheus, &canary, window).await?,
+                primary: samples(prometheus, &primary, window).await?,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The comparison of a template metric: its query and the primary's, per sub-interval.
+pub async fn templated(
+    prometheus: &PrometheusClient,
+    canary_query: &str,
+    primary_query: &str,
+    window: Duration,
+) -> Result<Comparison, MetricError> {
+    Ok(Comparison::Samples {
+        canary: samples(prometheus, canary_query, window).await?,
+        primary: samples(prometheus, primary_query, window).await?,
+    })
+}
+
+/// Where comparisons are measured: the built-ins' Prometheus and telemetry, and the resolved
+/// template queries.
+pub struct Comparer<'a> {
+    pub prometheus: &'a PrometheusClient,
+    pub mesh: MeshTelemetry,
+    pub sides: Sides<'a>,
+    pub resolved: &'a [(String, super::templates::Resolution)],
+    pub pool: &'a super::templates::PrometheusPool,
+    pub timeout: Duration,
+    pub analysis_interval: Duration,
+}
+
+impl Comparer<'_> {
+    /// Adds both sides to every measured `compare: primary` metric; a side that cannot be
+    /// measured makes the metric's value a provider failure (the step holds, never passes).
+    pub async fn add_to(
+        &self,
+        spec: &crate::api::CanarySpec,
+        outcomes: &mut [crate::engine::MetricOutcome],
+    ) {
+        let compared = spec
+            .analysis
+            .iter()
+            .flat_map(|a| a.metrics.iter())
+            .filter(|m| m.compare.is_some());
+        for metric in compared {
+            let Some(outcome) = outcomes.iter_mut().find(|o| o.name == metric.name) else {
+                continue;
+            };
+            if outcome.value.is_err() {
+                continue;
+            }
+            let resolution = self
+                .resolved
+                .iter()
+                .find(|(name, _)| *name == metric.name)
+                .map(|(_, r)| r);
+            let comparison = match resolution {
+                Some(super::templates::Resolution::Query(query)) => {
+                    match self.pool.client(&query.connection, self.timeout) {
+                        Ok(client) => templated(
+                            &client,
+                            &query.query,
+                            query.primary_query.as_deref().unwrap_or_default(),
+                            metric.interval(),
+                        )
+                        .await
+                        .map(Some),
+                        Err(error) => Err(error),
+                    }
+                }
+                _ => {
+                    let sides = Sides {
+                        canary: self.sides.canary,
+                        primary: self.sides.primary,
+                    };
+                    builtin(
+                        self.prometheus,
+                        self.mesh,
+                        &metric.name,
+                        sides,
+                        self.analysis_interval,
+                        metric.interval(),
+                    )
+                    .await
+                }
+            };
+            match comparison {
+                Ok(comparison) => outcome.comparison = comparison,
+                Err(error) => {
+                    outcome.value = Err(crate::engine::Unmeasured::ProviderDown(format!(
+                        "comparing with the primary: {error}"
+                    )))
+                }
+            }
+        }
+    }
+}
