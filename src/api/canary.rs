@@ -585,6 +585,20 @@ pub struct Standalone {
     pub metrics_listen: Option<String>,
     pub primary: StandaloneUpstream,
     pub canary: StandaloneUpstream,
+    /// Which proxy steers traffic: the embedded `gateway` (default) or a real `envoy`, started
+    /// by Aviary with `listen` as its listener and `metricsListen` as its admin address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<StandaloneProxy>,
+    /// The Envoy executable (default: `envoy` on PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy_binary: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StandaloneProxy {
+    Gateway,
+    Envoy,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -69,7 +69,7 @@ impl Workloads for DemoWorkloads {
         self.canary.behaviour().version
     }
 
-    fn promote<'a>(&'a self, _: &'a GatewayHandle) -> BoxFuture<'a, Result<(), String>> {
+    fn promote<'a>(&'a self, _: &'a dyn crate::runner::Traffic) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.primary.set(self.canary.behaviour());
             Ok(())
@@ -177,7 +177,7 @@ pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
         name,
         namespace,
         spec,
-        gateway: gateway.clone(),
+        traffic: Arc::new(gateway.clone()),
         workloads: Arc::new(DemoWorkloads {
             primary: primary.clone(),
             canary: canary.clone(),

@@ -1,6 +1,7 @@
 //! The standalone runner: drives the pure engine against the embedded gateway, with real webhooks
 //! and metrics scraped from the gateway's own telemetry. `aviary run` and `aviary demo` use it.
 
+pub mod envoy;
 pub mod standalone;
 mod workloads;
 
@@ -35,12 +36,34 @@ pub enum RunError {
     Routes(String),
 }
 
+/// Where a standalone rollout steers traffic: the embedded gateway or a real Envoy.
+pub trait Traffic: Send + Sync {
+    fn set_routes(&self, routes: Routes, matches: &[crate::api::RequestMatch]) -> Result<(), String>;
+    fn routes(&self) -> Routes;
+    /// Points the primary's share at another address (the promotion of external upstreams).
+    fn set_primary_address(&self, primary: std::net::SocketAddr);
+}
+
+impl Traffic for GatewayHandle {
+    fn set_routes(&self, routes: Routes, matches: &[crate::api::RequestMatch]) -> Result<(), String> {
+        GatewayHandle::set_routes(self, routes, matches).map_err(|e| e.to_string())
+    }
+
+    fn routes(&self) -> Routes {
+        GatewayHandle::routes(self)
+    }
+
+    fn set_primary_address(&self, primary: std::net::SocketAddr) {
+        GatewayHandle::set_primary_address(self, primary)
+    }
+}
+
 /// One standalone rollout.
 pub struct Runner {
     pub name: String,
     pub namespace: String,
     pub spec: CanarySpec,
-    pub gateway: GatewayHandle,
+    pub traffic: Arc<dyn Traffic>,
     pub workloads: Arc<dyn Workloads>,
     pub metrics: Arc<dyn MetricProvider>,
     pub hooks: HookClient,
@@ -69,7 +92,7 @@ impl Runner {
             status = decision.status;
             on_progress(&Progress {
                 status: status.clone(),
-                routes: self.gateway.routes(),
+                routes: self.traffic.routes(),
                 metrics,
                 events,
             });
@@ -86,7 +109,7 @@ impl Runner {
     }
 
     fn interrupt(&self) -> Result<CanaryStatus, RunError> {
-        self.gateway
+        self.traffic
             .set_routes(Routes::primary_only(), &[])
             .map_err(|e| RunError::Routes(e.to_string()))?;
         tracing::warn!(canary = %self.name, "interrupted; all traffic returned to the primary");
@@ -145,12 +168,12 @@ impl Runner {
                         .as_ref()
                         .map(|a| a.r#match.as_slice())
                         .unwrap_or_default();
-                    self.gateway
+                    self.traffic
                         .set_routes(*routes, matches)
                         .map_err(|e| RunError::Routes(e.to_string()))?;
                 }
                 Action::Promote => {
-                    if let Err(reason) = self.workloads.promote(&self.gateway).await {
+                    if let Err(reason) = self.workloads.promote(self.traffic.as_ref()).await {
                         tracing::error!(canary = %self.name, %reason, "promotion failed");
                     }
                 }

@@ -7,11 +7,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{wait_until_listening, ExternalUpstreams, Progress, Runner, STARTUP_PATIENCE};
-use crate::api::{CanaryPhase, CanarySpec, CanaryStatus};
+use crate::api::{CanaryPhase, CanarySpec, CanaryStatus, StandaloneProxy};
 use crate::gateway::{serve_admin, GatewayHandle};
 use crate::hooks::HookClient;
 use crate::loadgen::{self, LoadPlan};
-use crate::metrics::{Dialect, ScrapeProvider, Workload};
+use crate::metrics::prometheus::{MeshProvider, MeshTelemetry, PrometheusClient, WorkloadRef};
+use crate::metrics::{Dialect, MetricProvider, ScrapeProvider, Workload};
+use super::envoy::EnvoyProxy;
+use super::Traffic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
@@ -24,6 +27,10 @@ pub enum StandaloneError {
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
     #[error(transparent)]
+    Envoy(#[from] super::envoy::EnvoyError),
+    #[error("cannot pick a port for Envoy's admin listener: {0}")]
+    Port(std::io::Error),
+    #[error(transparent)]
     Run(#[from] super::RunError),
 }
 
@@ -32,6 +39,12 @@ fn address(field: &'static str, value: &str) -> Result<SocketAddr, StandaloneErr
         field,
         value: value.to_string(),
     })
+}
+
+fn free_loopback_port() -> Result<SocketAddr, StandaloneError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(StandaloneError::Port)
 }
 
 /// Runs the rollout described by `spec` and returns its final status.
@@ -56,13 +69,32 @@ pub async fn run(
     wait_until_listening("canary", canary, STARTUP_PATIENCE)
         .await
         .map_err(StandaloneError::Upstream)?;
-    let gateway = GatewayHandle::start(&section.listen, primary, canary).await?;
+    let proxy = section.proxy.unwrap_or(StandaloneProxy::Gateway);
     let metrics_listen = section.metrics_listen.as_deref().unwrap_or("127.0.0.1:0");
-    let admin = serve_admin(gateway.clone(), metrics_listen).await?;
-    tracing::info!(gateway = %gateway.address, metrics = %admin, "standalone run started");
+    // The embedded gateway serves its own /metrics; Envoy's admin listener serves its stats.
+    let (traffic, gateway, telemetry_url, dialect): (Arc<dyn Traffic>, _, _, _) = match proxy {
+        StandaloneProxy::Gateway => {
+            let gateway = GatewayHandle::start(&section.listen, primary, canary).await?;
+            let admin = serve_admin(gateway.clone(), metrics_listen).await?;
+            tracing::info!(gateway = %gateway.address, metrics = %admin, "standalone run started");
+            let url = format!("http://{admin}/metrics");
+            (Arc::new(gateway.clone()), Some(gateway), url, Dialect::EmbeddedGateway)
+        }
+        StandaloneProxy::Envoy => {
+            let listen = address("spec.standalone.listen", &section.listen)?;
+            let admin = match section.metrics_listen.as_deref() {
+                Some(text) => address("spec.standalone.metricsListen", text)?,
+                None => free_loopback_port()?,
+            };
+            let binary = section.envoy_binary.as_deref().unwrap_or("envoy");
+            let envoy = EnvoyProxy::start(binary, listen, admin, primary, canary).await?;
+            let url = format!("http://{}/stats/prometheus", envoy.admin);
+            (Arc::new(envoy), None, url, Dialect::Envoy)
+        }
+    };
     let scrape = Arc::new(ScrapeProvider::new(
-        format!("http://{admin}/metrics"),
-        Dialect::EmbeddedGateway,
+        telemetry_url,
+        dialect,
         Workload {
             name: "primary".into(),
             address: primary.to_string(),
@@ -72,12 +104,31 @@ pub async fn run(
             address: canary.to_string(),
         },
     ));
+    // With spec.metricsServer the built-ins query that Prometheus over the proxy's telemetry
+    // (scraped from it), as in a cluster; without, they read the proxy's stats directly.
+    let metrics: Arc<dyn MetricProvider> = match &spec.metrics_server {
+        Some(server) => Arc::new(MeshProvider {
+            prometheus: PrometheusClient::new(server, Duration::from_secs(5)),
+            mesh: match proxy {
+                StandaloneProxy::Gateway => MeshTelemetry::EmbeddedGateway,
+                StandaloneProxy::Envoy => MeshTelemetry::Envoy,
+            },
+            workload: WorkloadRef {
+                namespace: namespace.clone(),
+                name: "canary".into(),
+            },
+        }),
+        None => scrape.clone(),
+    };
     let interval = spec
         .analysis
         .as_ref()
         .map(|a| a.interval())
         .unwrap_or(Duration::from_secs(60));
-    scrape.spawn_scraper((interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
+    if spec.metrics_server.is_none() {
+        scrape
+            .spawn_scraper((interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
+    }
     let revision = |upstream: &crate::api::StandaloneUpstream| {
         upstream
             .revision
@@ -91,7 +142,10 @@ pub async fn run(
     let (stop_load, stop_signal) = watch::channel(false);
     if let Some(rps) = load_rps {
         let plan = LoadPlan {
-            target: gateway.address,
+            target: match &gateway {
+                Some(gateway) => gateway.address,
+                None => address("spec.standalone.listen", &section.listen)?,
+            },
             path: "/".into(),
             rps,
             duration: None,
@@ -102,14 +156,16 @@ pub async fn run(
         name,
         namespace,
         spec,
-        gateway: gateway.clone(),
+        traffic,
         workloads: Arc::new(workloads),
-        metrics: scrape,
+        metrics,
         hooks: HookClient::default(),
     };
     let result = runner.run(on_progress, std::future::pending()).await;
     let _ = stop_load.send(true);
-    gateway.shutdown();
+    if let Some(gateway) = gateway {
+        gateway.shutdown();
+    }
     let status = result?;
     if status.phase == CanaryPhase::Succeeded {
         tracing::info!("promoted: the gateway's primary route now points at the canary upstream");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::gateway::GatewayHandle;
+use super::Traffic;
 
 /// What the standalone runner needs to know and do about the workloads.
 pub trait Workloads: Send + Sync {
@@ -15,7 +15,7 @@ pub trait Workloads: Send + Sync {
     /// Revision the canary serves.
     fn canary_revision(&self) -> String;
     /// Make the primary serve what the canary serves (the "copy template" of a promotion).
-    fn promote<'a>(&'a self, gateway: &'a GatewayHandle) -> BoxFuture<'a, Result<(), String>>;
+    fn promote<'a>(&'a self, traffic: &'a dyn Traffic) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Upstreams run by someone else, known only by address. Promotion points the gateway's primary
@@ -47,9 +47,9 @@ impl Workloads for ExternalUpstreams {
         self.canary.1.clone()
     }
 
-    fn promote<'a>(&'a self, gateway: &'a GatewayHandle) -> BoxFuture<'a, Result<(), String>> {
+    fn promote<'a>(&'a self, traffic: &'a dyn Traffic) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            gateway.set_primary_address(self.canary.0);
+            traffic.set_primary_address(self.canary.0);
             *self.primary.lock().unwrap_or_else(|p| p.into_inner()) = self.canary.clone();
             Ok(())
         })
