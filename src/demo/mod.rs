@@ -69,7 +69,10 @@ impl Workloads for DemoWorkloads {
         self.canary.behaviour().version
     }
 
-    fn promote<'a>(&'a self, _: &'a dyn crate::runner::Traffic) -> BoxFuture<'a, Result<(), String>> {
+    fn promote<'a>(
+        &'a self,
+        _: &'a dyn crate::runner::Traffic,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.primary.set(self.canary.behaviour());
             Ok(())

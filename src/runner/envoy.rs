@@ -66,7 +66,13 @@ fn cluster(name: &str, address: SocketAddr) -> Value {
     })
 }
 
-fn bootstrap(listen: SocketAddr, admin: SocketAddr, routes_dir: &Path, primary: SocketAddr, canary: SocketAddr) -> Value {
+fn bootstrap(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    routes_dir: &Path,
+    primary: SocketAddr,
+    canary: SocketAddr,
+) -> Value {
     let socket = |a: SocketAddr| json!({ "socket_address": { "address": a.ip().to_string(), "port_value": a.port() } });
     json!({
         "node": { "id": "aviary", "cluster": "aviary" },
@@ -105,8 +111,12 @@ fn bootstrap(listen: SocketAddr, admin: SocketAddr, routes_dir: &Path, primary: 
 fn string_match(condition: &StringMatch) -> Value {
     match condition {
         StringMatch { exact: Some(v), .. } => json!({ "exact": v }),
-        StringMatch { prefix: Some(v), .. } => json!({ "prefix": v }),
-        StringMatch { suffix: Some(v), .. } => json!({ "suffix": v }),
+        StringMatch {
+            prefix: Some(v), ..
+        } => json!({ "prefix": v }),
+        StringMatch {
+            suffix: Some(v), ..
+        } => json!({ "suffix": v }),
         StringMatch { regex: Some(v), .. } => json!({ "safe_regex": { "regex": v } }),
         _ => json!({ "prefix": "" }),
     }

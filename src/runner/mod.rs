@@ -38,14 +38,22 @@ pub enum RunError {
 
 /// Where a standalone rollout steers traffic: the embedded gateway or a real Envoy.
 pub trait Traffic: Send + Sync {
-    fn set_routes(&self, routes: Routes, matches: &[crate::api::RequestMatch]) -> Result<(), String>;
+    fn set_routes(
+        &self,
+        routes: Routes,
+        matches: &[crate::api::RequestMatch],
+    ) -> Result<(), String>;
     fn routes(&self) -> Routes;
     /// Points the primary's share at another address (the promotion of external upstreams).
     fn set_primary_address(&self, primary: std::net::SocketAddr);
 }
 
 impl Traffic for GatewayHandle {
-    fn set_routes(&self, routes: Routes, matches: &[crate::api::RequestMatch]) -> Result<(), String> {
+    fn set_routes(
+        &self,
+        routes: Routes,
+        matches: &[crate::api::RequestMatch],
+    ) -> Result<(), String> {
         GatewayHandle::set_routes(self, routes, matches).map_err(|e| e.to_string())
     }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::envoy::EnvoyProxy;
+use super::Traffic;
 use super::{wait_until_listening, ExternalUpstreams, Progress, Runner, STARTUP_PATIENCE};
 use crate::api::{CanaryPhase, CanarySpec, CanaryStatus, StandaloneProxy};
 use crate::gateway::{serve_admin, GatewayHandle};
@@ -13,8 +15,6 @@ use crate::hooks::HookClient;
 use crate::loadgen::{self, LoadPlan};
 use crate::metrics::prometheus::{MeshProvider, MeshTelemetry, PrometheusClient, WorkloadRef};
 use crate::metrics::{Dialect, MetricProvider, ScrapeProvider, Workload};
-use super::envoy::EnvoyProxy;
-use super::Traffic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
@@ -78,7 +78,12 @@ pub async fn run(
             let admin = serve_admin(gateway.clone(), metrics_listen).await?;
             tracing::info!(gateway = %gateway.address, metrics = %admin, "standalone run started");
             let url = format!("http://{admin}/metrics");
-            (Arc::new(gateway.clone()), Some(gateway), url, Dialect::EmbeddedGateway)
+            (
+                Arc::new(gateway.clone()),
+                Some(gateway),
+                url,
+                Dialect::EmbeddedGateway,
+            )
         }
         StandaloneProxy::Envoy => {
             let listen = address("spec.standalone.listen", &section.listen)?;
@@ -126,8 +131,9 @@ pub async fn run(
         .map(|a| a.interval())
         .unwrap_or(Duration::from_secs(60));
     if spec.metrics_server.is_none() {
-        scrape
-            .spawn_scraper((interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
+        scrape.spawn_scraper(
+            (interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+        );
     }
     let revision = |upstream: &crate::api::StandaloneUpstream| {
         upstream
