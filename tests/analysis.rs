@@ -697,8 +697,12 @@ mod in_the_controller {
             f.create_target(name, "x:1").await;
             f.create_canary(name, name, analysis(metric), json!({}))
                 .await;
+            // The template store may see a just-created template after the canary's first
+            // reconcile ("not found"); the template's watch event then brings the real problem.
             eventually(LIMIT, || async {
-                f.condition(name, "Ready").await.is_some()
+                f.condition(name, "Ready")
+                    .await
+                    .is_some_and(|(_, _, message)| message.contains(fragment))
             })
             .await;
             let (status, reason, message) = f.condition(name, "Ready").await.unwrap();

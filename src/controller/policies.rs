@@ -166,13 +166,16 @@ pub fn desired_copies(
         .collect()
 }
 
-/// Whether every field of `desired` has the same value in `actual` (which may carry defaults
-/// the API server added).
+/// Whether every field of `desired` has the same value in `actual`, which may carry defaults
+/// the API server added (lists must match element by element).
 pub fn contains(actual: &Value, desired: &Value) -> bool {
     match (actual, desired) {
         (Value::Object(actual), Value::Object(desired)) => desired
             .iter()
             .all(|(key, value)| actual.get(key).is_some_and(|a| contains(a, value))),
+        (Value::Array(actual), Value::Array(desired)) => {
+            actual.len() == desired.len() && actual.iter().zip(desired).all(|(a, d)| contains(a, d))
+        }
         _ => actual == desired,
     }
 }

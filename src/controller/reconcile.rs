@@ -224,8 +224,12 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         configs: &configs,
         refs: &refs,
     };
+    // Policies first, so primary pods never run uncovered; a failed copy is reported, and the
+    // next reconcile tries again.
+    if let Err(error) = super::security::sync_copies(canary, ctx, &target).await {
+        tracing::warn!(canary = %name, namespace = %namespace, %error, "cannot write -primary policy copies");
+    }
     apply(canary, ctx, &workload, &decision, &status).await?;
-    super::security::sync_copies(canary, ctx, &target).await?;
     for metric in &metrics {
         if let Ok(value) = metric.value {
             ctx.metrics.analysis(&name, &namespace, &metric.name, value);

@@ -92,8 +92,16 @@ pub async fn sync_copies(
         for copy in &desired {
             let name = copy["metadata"]["name"].as_str().unwrap_or_default();
             let current = existing.iter().find(|o| o.name_any() == name);
+            if current.is_some_and(|o| !o.labels().contains_key(policies::COPY_OF_LABEL)) {
+                // Someone else's object by that name: never overwrite it (or let garbage
+                // collection take it with the Canary).
+                tracing::warn!(canary = %canary.name_any(), kind = watched.kind.kind, name, "a policy named like the -primary copy exists and is not Aviary's; not copied");
+                continue;
+            }
+            // Exact equality, so a field removed from the original is removed from the copy
+            // (server-side apply prunes what Aviary set before).
             let up_to_date = current.is_some_and(|o| {
-                policies::contains(&o.data["spec"], &copy["spec"])
+                o.data["spec"] == copy["spec"]
                     && o.labels().get(policies::COPY_OF_LABEL).map(String::as_str)
                         == copy["metadata"]["labels"][policies::COPY_OF_LABEL].as_str()
             });

@@ -81,7 +81,7 @@ fn settings(analysis: &CanaryAnalysis, metric: &CanaryMetric, counts: bool) -> S
 fn compare(
     analysis: &CanaryAnalysis,
     metric: &CanaryMetric,
-    comparison: &Comparison,
+    (value, comparison): (f64, &Comparison),
     state: &BTreeMap<String, SequentialState>,
     judgement: &mut Judgement,
 ) {
@@ -105,6 +105,16 @@ fn compare(
         judgement.decisive.push(Failure(format!(
             "metric {} judged against the primary: {}",
             metric.name, verdict.detail
+        )));
+    }
+    // Too little data to compare is not a pass: a thresholdRange, when set, still applies.
+    let range = metric.accepted_range();
+    if verdict.verdict == Verdict::Inconclusive && !range.contains(value) {
+        judgement.failures.push(Failure(format!(
+            "metric {} = {} is outside {} (too little data to judge against the primary)",
+            metric.name,
+            format_value(value),
+            describe_range(range.min, range.max)
         )));
     }
     judgement.records.push(MetricJudgement {
@@ -136,8 +146,14 @@ pub fn judge_metrics(
             continue;
         };
         if metric.compare.is_some() {
-            if let (Ok(_), Some(comparison)) = (&outcome.value, &outcome.comparison) {
-                compare(analysis, metric, comparison, state, &mut judgement);
+            if let (Ok(value), Some(comparison)) = (&outcome.value, &outcome.comparison) {
+                compare(
+                    analysis,
+                    metric,
+                    (*value, comparison),
+                    state,
+                    &mut judgement,
+                );
                 continue;
             }
             if outcome.value.is_ok() {

@@ -10,8 +10,18 @@ use crate::api::{BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
 use crate::engine::Comparison;
 use crate::judge::Counts;
 
-/// Sub-intervals a window is cut into for the sample test.
+/// Samples per side for the Mann–Whitney test.
 pub const SUB_INTERVALS: u32 = 12;
+/// The shortest sub-interval: `rate()` needs at least two scrapes inside it, so this assumes a
+/// scrape interval of 15s or less (Prometheus's default is 1m; meshes usually scrape at 15s).
+const MIN_SUB_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The sub-interval a metric's window is sampled at: window/12, at least 30s. The lookback is
+/// twelve of them, so a short window looks further back than itself rather than sampling
+/// overlapping or empty windows.
+pub fn sub_interval(window: Duration) -> Duration {
+    (window / SUB_INTERVALS).max(MIN_SUB_INTERVAL)
+}
 
 /// The two workloads compared.
 pub struct Sides<'a> {
@@ -60,8 +70,8 @@ async fn samples(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    let step = window / SUB_INTERVALS;
-    let start = end - window.as_secs_f64() + step.as_secs_f64();
+    let step = sub_interval(window);
+    let start = end - (step * (SUB_INTERVALS - 1)).as_secs_f64();
     let points = prometheus.query_range(query, start, end, step).await?;
     Ok(points.into_iter().map(|(_, value)| value).collect())
 }
@@ -87,7 +97,7 @@ pub async fn builtin(
             }))
         }
         BUILTIN_DURATION => {
-            let step = promql_window((window / SUB_INTERVALS).max(Duration::from_secs(1)));
+            let step = promql_window(sub_interval(window));
             let canary = mesh.latency_quantile(0.99, sides.canary, &step);
             let primary = mesh.latency_quantile(0.99, sides.primary, &step);
             Ok(Some(Comparison::Samples {
@@ -99,7 +109,8 @@ pub async fn builtin(
     }
 }
 
-/// The comparison of a template metric: its query and the primary's, per sub-interval.
+/// The comparison of a template metric: its query and the primary's rendered with
+/// `{{ interval }}` as the sub-interval, so the samples do not overlap.
 pub async fn templated(
     prometheus: &PrometheusClient,
     canary_query: &str,
@@ -154,8 +165,8 @@ impl Comparer<'_> {
                     match self.pool.client(&query.connection, self.timeout) {
                         Ok(client) => templated(
                             &client,
-                            &query.query,
-                            query.primary_query.as_deref().unwrap_or_default(),
+                            query.canary_samples.as_deref().unwrap_or_default(),
+                            query.primary_samples.as_deref().unwrap_or_default(),
                             metric.interval(),
                         )
                         .await
@@ -188,5 +199,24 @@ impl Comparer<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_intervals_leave_room_for_two_scrapes() {
+        assert_eq!(
+            sub_interval(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            sub_interval(Duration::from_secs(600)),
+            Duration::from_secs(50)
+        );
+        assert_eq!(promql_window(Duration::from_millis(2500)), "2500ms");
+        assert_eq!(promql_window(Duration::from_secs(30)), "30s");
     }
 }

@@ -84,8 +84,10 @@ pub fn render(query: &str, vars: &TemplateVars) -> Result<String, Vec<String>> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedQuery {
     pub query: String,
-    /// For `compare: primary`: the same query about the primary (`target` is `<target>-primary`).
-    pub primary_query: Option<String>,
+    /// For `compare: primary`: the query over one sub-interval, for the canary and for the
+    /// primary (`target` is `<target>-primary`).
+    pub canary_samples: Option<String>,
+    pub primary_samples: Option<String>,
     pub connection: Connection,
 }
 
@@ -206,10 +208,19 @@ pub fn resolve(
                 continue;
             }
         };
-        let primary_query = metric.compare.map(|_| {
+        let sampled = TemplateVars {
+            interval: super::prometheus::promql_window(super::compare::sub_interval(
+                metric.interval(),
+            )),
+            ..vars.clone()
+        };
+        let canary_samples = metric
+            .compare
+            .map(|_| render(&query, &sampled).unwrap_or_default());
+        let primary_samples = metric.compare.map(|_| {
             let primary = TemplateVars {
                 target: format!("{}-primary", vars.target),
-                ..vars.clone()
+                ..sampled.clone()
             };
             render(&query, &primary).unwrap_or_default()
         });
@@ -218,7 +229,8 @@ pub fn resolve(
                 metric.name.clone(),
                 Resolution::Query(ResolvedQuery {
                     query,
-                    primary_query,
+                    canary_samples,
+                    primary_samples,
                     connection,
                 }),
             )),

@@ -108,34 +108,57 @@ fn bootstrap(
     })
 }
 
-fn string_match(condition: &StringMatch) -> Value {
+fn string_match(condition: &StringMatch) -> Option<Value> {
     match condition {
-        StringMatch { exact: Some(v), .. } => json!({ "exact": v }),
+        StringMatch { exact: Some(v), .. } => Some(json!({ "exact": v })),
         StringMatch {
             prefix: Some(v), ..
-        } => json!({ "prefix": v }),
+        } if !v.is_empty() => Some(json!({ "prefix": v })),
         StringMatch {
             suffix: Some(v), ..
-        } => json!({ "suffix": v }),
-        StringMatch { regex: Some(v), .. } => json!({ "safe_regex": { "regex": v } }),
-        _ => json!({ "prefix": "" }),
+        } if !v.is_empty() => Some(json!({ "suffix": v })),
+        StringMatch { regex: Some(v), .. } => Some(json!({ "safe_regex": { "regex": v } })),
+        _ => None,
     }
+}
+
+/// An Envoy route match for one A/B condition: headers, path and method. `None` when the
+/// condition holds nothing Envoy can test, so it never becomes a catch-all to the canary.
+fn route_match(condition: &RequestMatch) -> Option<Value> {
+    let mut headers: Vec<Value> = condition
+        .headers
+        .iter()
+        .filter_map(|(name, m)| Some(json!({ "name": name, "string_match": string_match(m)? })))
+        .collect();
+    if let Some(method) = condition.method.as_ref().and_then(string_match) {
+        headers.push(json!({ "name": ":method", "string_match": method }));
+    }
+    let mut out = match &condition.uri {
+        Some(StringMatch {
+            exact: Some(path), ..
+        }) => json!({ "path": path }),
+        Some(StringMatch {
+            prefix: Some(prefix),
+            ..
+        }) => json!({ "prefix": prefix }),
+        Some(StringMatch {
+            regex: Some(regex), ..
+        }) => json!({ "safe_regex": { "regex": regex } }),
+        _ if headers.is_empty() => return None,
+        _ => json!({ "prefix": "/" }),
+    };
+    if !headers.is_empty() {
+        out["headers"] = Value::Array(headers);
+    }
+    Some(out)
 }
 
 /// Envoy's route configuration for `routes`: A/B matches first, then the weighted split.
 fn route_configuration(state: &State) -> Value {
     let mut routes = Vec::new();
     if state.routes.match_to_canary {
-        for condition in &state.matches {
-            let headers: Vec<Value> = condition
-                .headers
-                .iter()
-                .map(|(name, m)| json!({ "name": name, "string_match": string_match(m) }))
-                .collect();
-            routes.push(json!({
-                "match": { "prefix": "/", "headers": headers },
-                "route": { "cluster": "canary" }
-            }));
+        for condition in state.matches.iter().filter_map(route_match) {
+            routes.push(json!({ "match": condition, "route": { "cluster": "canary" } }));
         }
     }
     let mut split = json!({
@@ -285,5 +308,48 @@ impl Drop for EnvoyProxy {
         let _ = child.kill();
         let _ = child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn ab_conditions_never_become_a_catch_all() {
+        let insider = RequestMatch {
+            headers: BTreeMap::from([(
+                "x-canary".to_string(),
+                StringMatch {
+                    exact: Some("insider".into()),
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        };
+        let state = State {
+            routes: Routes {
+                match_to_canary: true,
+                mirror_percent: Some(10),
+                ..Routes::primary_only()
+            },
+            matches: vec![insider, RequestMatch::default()],
+            primary_cluster: "primary",
+        };
+        let config = route_configuration(&state);
+        let routes = &config["resources"][0]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
+        assert_eq!(
+            routes[0]["match"]["headers"][0]["string_match"]["exact"],
+            "insider"
+        );
+        assert_eq!(routes[0]["route"]["cluster"], "canary");
+        assert_eq!(
+            routes[1]["route"]["request_mirror_policies"][0]["runtime_fraction"]["default_value"]
+                ["numerator"],
+            10
+        );
     }
 }

@@ -254,10 +254,11 @@ pub fn routes_of_http_route(canary: &Canary, spec: &Value) -> Option<Routes> {
     Some(Routes {
         primary_weight: 100 - canary_weight,
         canary_weight,
+        // The API server adds defaults (a `/` PathPrefix) to matches: compare what was written.
         match_to_canary: !ab.is_empty()
-            && rules[..rules.len() - 1]
-                .iter()
-                .any(|r| r["matches"] == Value::Array(ab.clone())),
+            && rules[..rules.len() - 1].iter().any(|r| {
+                crate::controller::policies::contains(&r["matches"], &Value::Array(ab.clone()))
+            }),
         mirror_percent,
     })
 }

@@ -132,7 +132,8 @@ impl PrometheusClient {
             ("query", promql.to_string()),
             ("start", format!("{start:.3}")),
             ("end", format!("{end:.3}")),
-            ("step", format!("{}s", step.as_secs_f64().max(0.001))),
+            // A bare number of seconds: Prometheus refuses fractional durations such as 2.5s.
+            ("step", format!("{:.3}", step.as_secs_f64().max(0.001))),
         ];
         let answer = self.call("/api/v1/query_range", &params).await?;
         if answer.status != "success" {
@@ -235,7 +236,11 @@ pub struct MeshProvider {
 
 /// A window as PromQL writes it (`90s`), from a duration.
 pub fn promql_window(window: Duration) -> String {
-    format!("{}s", window.as_secs().max(1))
+    if window.subsec_millis() == 0 {
+        format!("{}s", window.as_secs().max(1))
+    } else {
+        format!("{}ms", window.as_millis().max(1))
+    }
 }
 
 impl MetricProvider for MeshProvider {
