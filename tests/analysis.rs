@@ -429,49 +429,35 @@ async fn basic_auth_and_tls_with_a_custom_ca() {
 /// front. This one accepts one token and forwards to the real Prometheus.
 fn token_proxy(upstream: &str, token: &'static str) -> String {
     let upstream = upstream.to_string();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            sender
-                .send(listener.local_addr().unwrap().to_string())
+    let http = aviary::http_client::client(Duration::from_secs(10));
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (http, upstream) = (http.clone(), upstream.clone());
+        async move {
+            let expected = format!("Bearer {token}");
+            let authorized = request
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+            if !authorized {
+                return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+            }
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let body = http
+                .get(format!("{upstream}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
                 .unwrap();
-            let http = reqwest::Client::new();
-            let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-                let (http, upstream) = (http.clone(), upstream.clone());
-                async move {
-                    let expected = format!("Bearer {token}");
-                    let authorized = request
-                        .headers()
-                        .get("authorization")
-                        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
-                    if !authorized {
-                        return (axum::http::StatusCode::UNAUTHORIZED, String::new());
-                    }
-                    let path = request
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default();
-                    let body = http
-                        .get(format!("{upstream}{path}"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap();
-                    (axum::http::StatusCode::OK, body)
-                }
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
+            (axum::http::StatusCode::OK, body)
+        }
     });
-    format!("http://{}", receiver.recv().unwrap())
+    format!("http://{}", support::serve_on_own_thread(app))
 }
 
 #[tokio::test]

@@ -119,6 +119,26 @@ where
     }
 }
 
+/// Serves `app` on a loopback port from a thread of its own (each test has its own runtime, and a
+/// server shared by several tests must outlive any one of them); returns `host:port`.
+pub fn serve_on_own_thread(app: axum::Router) -> String {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            sender
+                .send(listener.local_addr().unwrap().to_string())
+                .unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    receiver.recv().unwrap()
+}
+
 /// Starts a Prometheus scraping `targets` every second; returns its base URL.
 pub fn prometheus(targets: &[String]) -> String {
     let mut args = vec!["prometheus"];

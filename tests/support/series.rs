@@ -27,29 +27,15 @@ impl KnownSeries {
             counters: Arc::new(Mutex::new(counters)),
             started: Instant::now(),
         };
-        let (sender, receiver) = std::sync::mpsc::channel();
         let serving = series.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                sender
-                    .send(listener.local_addr().unwrap().to_string())
-                    .unwrap();
-                let app = axum::Router::new().route(
-                    "/metrics",
-                    axum::routing::get(move || {
-                        let serving = serving.clone();
-                        async move { serving.render() }
-                    }),
-                );
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        let address = receiver.recv().unwrap();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let serving = serving.clone();
+                async move { serving.render() }
+            }),
+        );
+        let address = super::serve_on_own_thread(app);
         (series, address)
     }
 

@@ -57,35 +57,23 @@ impl ProxyTelemetry {
         static SHARED: std::sync::OnceLock<(ProxyTelemetry, String)> = std::sync::OnceLock::new();
         SHARED.get_or_init(|| {
             let telemetry = ProxyTelemetry::default();
-            let (sender, receiver) = std::sync::mpsc::channel();
-            let serving = telemetry.clone();
+            let served = telemetry.clone();
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let served = served.clone();
+                    async move { served.render() }
+                }),
+            );
+            let address = super::serve_on_own_thread(app);
+            let ticking = telemetry.clone();
             std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                    sender
-                        .send(listener.local_addr().unwrap().to_string())
-                        .unwrap();
-                    let served = serving.clone();
-                    let app = axum::Router::new().route(
-                        "/metrics",
-                        axum::routing::get(move || {
-                            let served = served.clone();
-                            async move { served.render() }
-                        }),
-                    );
-                    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-                    let period = Duration::from_millis(100);
-                    loop {
-                        tokio::time::sleep(period).await;
-                        serving.tick(period.as_secs_f64());
-                    }
-                });
+                let period = Duration::from_millis(100);
+                loop {
+                    std::thread::sleep(period);
+                    ticking.tick(period.as_secs_f64());
+                }
             });
-            let address = receiver.recv().unwrap();
             let prometheus = super::prometheus(&[address]);
             wait_until_scraped(&prometheus);
             (telemetry, prometheus)

@@ -3,13 +3,12 @@
 //! `<svc>-canary`. Rules are ordered most specific first: session cookies, then the A/B matches,
 //! then the weighted rule, which is always last so the weights can be read back from it.
 
-use futures::future::BoxFuture;
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
 use super::session::{session_cookies, Cookie};
-use super::{read_spec, write, Router, RouterError};
+use super::ObjectRouter;
 use crate::api::{Canary, HeaderOperations, RequestMatch, StringMatch};
 use crate::controller::objects::{owner_reference, service_name};
 use crate::engine::Routes;
@@ -263,37 +262,14 @@ pub fn routes_of_http_route(canary: &Canary, spec: &Value) -> Option<Routes> {
     })
 }
 
-pub struct GatewayApiRouter {
-    pub client: Client,
-}
-
-impl Router for GatewayApiRouter {
-    fn ensure<'a>(&'a self, _: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn apply<'a>(
-        &'a self,
-        canary: &'a Canary,
-        routes: Routes,
-    ) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
-            let route = http_route(canary, routes);
-            write(&self.client, &resource(), KIND, &namespace, route).await
-        })
-    }
-
-    fn current<'a>(
-        &'a self,
-        canary: &'a Canary,
-    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
-        Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
-            let name = service_name(canary);
-            let spec = read_spec(&self.client, &resource(), KIND, &namespace, &name).await?;
-            Ok(spec.and_then(|spec| routes_of_http_route(canary, &spec)))
-        })
+/// The Gateway API router: one HTTPRoute per canary.
+pub fn router(client: &Client) -> ObjectRouter {
+    ObjectRouter {
+        client: client.clone(),
+        resource: resource(),
+        kind: KIND,
+        build: http_route,
+        read: routes_of_http_route,
     }
 }
 

@@ -9,16 +9,16 @@ mod smi;
 use futures::future::BoxFuture;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
-use kube::Client;
+use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::api::{Canary, RouterKind};
 use crate::controller::FIELD_MANAGER;
 use crate::engine::Routes;
 
-pub use gateway_api::{http_route, routes_of_http_route, GatewayApiRouter};
+pub use gateway_api::{http_route, routes_of_http_route};
 pub use istio::{destination_rules, routes_of_virtual_service, virtual_service, IstioRouter};
-pub use smi::{routes_of_traffic_split, traffic_split, SmiRouter};
+pub use smi::{routes_of_traffic_split, traffic_split};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -54,11 +54,52 @@ pub trait Router: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>>;
 }
 
+/// A router whose whole routing is one object per canary, named after the apex Service
+/// (Gateway API's HTTPRoute, SMI's TrafficSplit): `build` writes it, `read` reads it back.
+pub struct ObjectRouter {
+    pub client: Client,
+    pub resource: ApiResource,
+    pub kind: &'static str,
+    pub build: fn(&Canary, Routes) -> Value,
+    pub read: fn(&Canary, &Value) -> Option<Routes>,
+}
+
+impl Router for ObjectRouter {
+    fn ensure<'a>(&'a self, _: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        canary: &'a Canary,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().unwrap_or_default();
+            let object = (self.build)(canary, routes);
+            write(&self.client, &self.resource, self.kind, &namespace, object).await
+        })
+    }
+
+    fn current<'a>(
+        &'a self,
+        canary: &'a Canary,
+    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().unwrap_or_default();
+            let name = crate::controller::objects::service_name(canary);
+            let spec =
+                read_spec(&self.client, &self.resource, self.kind, &namespace, &name).await?;
+            Ok(spec.and_then(|spec| (self.read)(canary, &spec)))
+        })
+    }
+}
+
 /// One router per routing API, chosen per canary by `spec.provider`.
 pub struct Routers {
     pub istio: IstioRouter,
-    pub smi: SmiRouter,
-    pub gateway_api: GatewayApiRouter,
+    pub smi: ObjectRouter,
+    pub gateway_api: ObjectRouter,
 }
 
 impl Routers {
@@ -67,12 +108,8 @@ impl Routers {
             istio: IstioRouter {
                 client: client.clone(),
             },
-            smi: SmiRouter {
-                client: client.clone(),
-            },
-            gateway_api: GatewayApiRouter {
-                client: client.clone(),
-            },
+            smi: smi::router(client),
+            gateway_api: gateway_api::router(client),
         }
     }
 

@@ -2,12 +2,11 @@
 //! is the apex and whose backends are `<svc>-primary` and `<svc>-canary` with their weights.
 //! SMI splits by weight only: no header matches and no mirroring (validation refuses both).
 
-use futures::future::BoxFuture;
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
-use super::{read_spec, write, Router, RouterError};
+use super::ObjectRouter;
 use crate::api::Canary;
 use crate::controller::objects::{owner_reference, service_name};
 use crate::engine::Routes;
@@ -52,37 +51,14 @@ pub fn routes_of_traffic_split(canary: &Canary, spec: &Value) -> Option<Routes> 
     Some(Routes::weighted(canary_weight))
 }
 
-pub struct SmiRouter {
-    pub client: Client,
-}
-
-impl Router for SmiRouter {
-    fn ensure<'a>(&'a self, _: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn apply<'a>(
-        &'a self,
-        canary: &'a Canary,
-        routes: Routes,
-    ) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
-            let split = traffic_split(canary, routes);
-            write(&self.client, &resource(), KIND, &namespace, split).await
-        })
-    }
-
-    fn current<'a>(
-        &'a self,
-        canary: &'a Canary,
-    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
-        Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
-            let name = service_name(canary);
-            let spec = read_spec(&self.client, &resource(), KIND, &namespace, &name).await?;
-            Ok(spec.and_then(|spec| routes_of_traffic_split(canary, &spec)))
-        })
+/// The SMI router: one TrafficSplit per canary.
+pub fn router(client: &Client) -> ObjectRouter {
+    ObjectRouter {
+        client: client.clone(),
+        resource: resource(),
+        kind: KIND,
+        build: traffic_split,
+        read: routes_of_traffic_split,
     }
 }
 
