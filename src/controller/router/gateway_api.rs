@@ -278,53 +278,26 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::api::{
-        CanaryAnalysis, CanaryService, CanarySpec, HeaderPolicy, SessionAffinity, TargetRef,
-    };
+    use crate::api::{CanaryAnalysis, CanaryService, HeaderPolicy, SessionAffinity};
+
+    use crate::controller::router::fixtures::insider;
 
     fn canary(analysis: CanaryAnalysis) -> Canary {
-        let mut canary = Canary::new(
-            "podinfo",
-            CanarySpec {
-                target_ref: TargetRef {
-                    name: "podinfo".into(),
+        let service = CanaryService {
+            timeout: Some("15s".into()),
+            gateway_refs: Some(vec![
+                json!({ "group": "", "kind": "Service", "name": "podinfo", "port": 9898 }),
+            ]),
+            headers: Some(HeaderPolicy {
+                request: Some(HeaderOperations {
+                    add: BTreeMap::from([("x-via".into(), "aviary".into())]),
                     ..Default::default()
-                },
-                service: CanaryService {
-                    port: 9898,
-                    timeout: Some("15s".into()),
-                    gateway_refs: Some(vec![
-                        json!({ "group": "", "kind": "Service", "name": "podinfo", "port": 9898 }),
-                    ]),
-                    headers: Some(HeaderPolicy {
-                        request: Some(HeaderOperations {
-                            add: BTreeMap::from([("x-via".into(), "aviary".into())]),
-                            ..Default::default()
-                        }),
-                        response: None,
-                    }),
-                    ..Default::default()
-                },
-                analysis: Some(analysis),
-                ..Default::default()
-            },
-        );
-        canary.metadata.namespace = Some("test".into());
-        canary.metadata.uid = Some("uid-1".into());
-        canary
-    }
-
-    fn insider() -> RequestMatch {
-        RequestMatch {
-            headers: BTreeMap::from([(
-                "x-canary".into(),
-                StringMatch {
-                    exact: Some("insider".into()),
-                    ..Default::default()
-                },
-            )]),
+                }),
+                response: None,
+            }),
             ..Default::default()
-        }
+        };
+        crate::controller::router::fixtures::canary(service, Some(analysis))
     }
 
     #[test]

@@ -292,42 +292,15 @@ impl Router for IstioRouter {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::api::{CanaryAnalysis, CanaryService, CanarySpec, TargetRef};
+    use crate::api::{CanaryAnalysis, CanaryService};
 
     fn canary() -> Canary {
-        let mut canary = Canary::new(
-            "podinfo",
-            CanarySpec {
-                target_ref: TargetRef {
-                    name: "podinfo".into(),
-                    ..Default::default()
-                },
-                service: CanaryService {
-                    port: 9898,
-                    ..Default::default()
-                },
-                analysis: Some(CanaryAnalysis {
-                    r#match: vec![RequestMatch {
-                        headers: BTreeMap::from([(
-                            "x-canary".into(),
-                            StringMatch {
-                                exact: Some("insider".into()),
-                                ..Default::default()
-                            },
-                        )]),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
-        canary.metadata.namespace = Some("test".into());
-        canary.metadata.uid = Some("uid-1".into());
-        canary
+        let analysis = CanaryAnalysis {
+            r#match: vec![crate::controller::router::fixtures::insider()],
+            ..Default::default()
+        };
+        crate::controller::router::fixtures::canary(CanaryService::default(), Some(analysis))
     }
 
     #[test]

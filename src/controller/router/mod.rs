@@ -164,3 +164,48 @@ async fn read_spec(
         })?;
     Ok(found.map(|object| object.data["spec"].clone()))
 }
+
+/// Canaries for the routers' unit tests: `podinfo` in `test`, port 9898.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::collections::BTreeMap;
+
+    use crate::api::{
+        Canary, CanaryAnalysis, CanaryService, CanarySpec, RequestMatch, StringMatch, TargetRef,
+    };
+
+    pub fn canary(service: CanaryService, analysis: Option<CanaryAnalysis>) -> Canary {
+        let mut canary = Canary::new(
+            "podinfo",
+            CanarySpec {
+                target_ref: TargetRef {
+                    name: "podinfo".into(),
+                    ..Default::default()
+                },
+                service: CanaryService {
+                    port: 9898,
+                    ..service
+                },
+                analysis,
+                ..Default::default()
+            },
+        );
+        canary.metadata.namespace = Some("test".into());
+        canary.metadata.uid = Some("uid-1".into());
+        canary
+    }
+
+    /// The A/B condition `x-canary: insider`.
+    pub fn insider() -> RequestMatch {
+        RequestMatch {
+            headers: BTreeMap::from([(
+                "x-canary".into(),
+                StringMatch {
+                    exact: Some("insider".into()),
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        }
+    }
+}

@@ -65,25 +65,11 @@ pub fn router(client: &Client) -> ObjectRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CanaryService, CanarySpec, TargetRef};
+    use crate::api::CanaryService;
 
     #[test]
     fn split_round_trips() {
-        let mut canary = Canary::new(
-            "podinfo",
-            CanarySpec {
-                target_ref: TargetRef {
-                    name: "podinfo".into(),
-                    ..Default::default()
-                },
-                service: CanaryService {
-                    port: 9898,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        );
-        canary.metadata.namespace = Some("test".into());
+        let canary = crate::controller::router::fixtures::canary(CanaryService::default(), None);
         let split = traffic_split(&canary, Routes::weighted(35));
         assert_eq!(split["spec"]["service"], json!("podinfo"));
         assert_eq!(split["spec"]["backends"][0]["weight"], json!(65));
