@@ -256,6 +256,24 @@ pub struct CanaryAnalysis {
     pub webhooks: Vec<CanaryWebhook>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<CanaryAlert>,
+    /// Aviary extension: promotion happens only inside one of these windows; outside them a
+    /// finished analysis holds in WaitingPromotion at its current weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promotion_windows: Vec<PromotionWindow>,
+}
+
+/// A recurring window in which promotion may happen.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromotionWindow {
+    /// When the window opens: a cron expression with 5 fields (`min hour dom month dow`) or
+    /// 6 to 7 with seconds first (and a year last).
+    pub schedule: String,
+    /// How long it stays open, for example `2h` or `30m`.
+    pub duration: String,
+    /// IANA time zone the schedule is read in (default UTC), for example `Europe/Berlin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl CanaryAnalysis {
@@ -541,6 +559,28 @@ pub struct CanaryWebhook {
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mute_alert: bool,
+    /// Aviary extension: sign each request with HMAC-SHA256 using this Secret's key, so the
+    /// receiver can check who sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<WebhookSecretRef>,
+}
+
+/// A key of a Secret in the Canary's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookSecretRef {
+    pub name: String,
+    /// The key holding the shared secret (default `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl WebhookSecretRef {
+    pub const DEFAULT_KEY: &'static str = "secret";
+
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or(Self::DEFAULT_KEY)
+    }
 }
 
 impl CanaryWebhook {

@@ -6,6 +6,7 @@ mod canary;
 mod duration;
 mod metric_template;
 mod provider;
+mod request;
 mod schema;
 mod status;
 
@@ -13,6 +14,7 @@ pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use canary::*;
 pub use duration::{parse_duration, DurationError};
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
+pub use request::{OperatorRequest, Verb, REQUEST_ANNOTATION};
 pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
 pub use status::{CanaryCondition, CanaryPhase, CanaryStatus, MetricJudgement};
 

@@ -112,6 +112,15 @@ pub struct CanaryStatus {
     /// Aviary: the sequential tests of the running analysis, per metric.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub judge_state: BTreeMap<String, crate::judge::SequentialState>,
+    /// Aviary: who paused the rollout (`aviary pause`); nothing advances until resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_by: Option<String>,
+    /// Aviary: who approved passing the next closed gate (`aviary promote`), not yet used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// Aviary: the id of the last operator request (the `aviary.dev/request` annotation) acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_request: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

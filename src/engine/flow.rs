@@ -1,11 +1,14 @@
 //! The phase machine. One `Rollout` is built per call to `decide` and consumed by it.
 
+mod operator;
+
 use std::time::Duration;
 
 use crate::api::{AlertSeverity, CanaryAnalysis, CanaryPhase, CanaryStatus, HookType};
 
 use super::analysis::{self, Failure};
 use super::strategy::{next_promotion_weight, next_weight, Strategy};
+use super::windows::{self, WindowState};
 use super::{Action, Decision, Event, HookOutcome, Input, Need, Routes, Step};
 
 /// How soon to look again while waiting on readiness, when the interval is longer.
@@ -68,6 +71,12 @@ impl<'a> Rollout<'a> {
             // Nothing can be decided without the target; the adapter reports the missing object.
             return Ok(());
         };
+        if self.operator_request(&target) {
+            return Ok(());
+        }
+        if self.status.paused_by.is_some() {
+            return Ok(());
+        }
         match self.status.phase {
             CanaryPhase::Initializing => {
                 self.initialize(target);
@@ -295,7 +304,7 @@ impl<'a> Rollout<'a> {
                 if matches!(self.strategy, Strategy::AbTesting | Strategy::BlueGreen) {
                     self.status.iterations = analysis.iterations.unwrap_or(0);
                 }
-                self.promotion_gate()
+                self.promotion_gate(analysis)
             }
         }
     }
@@ -355,23 +364,50 @@ impl<'a> Rollout<'a> {
         Ok(())
     }
 
-    fn promotion_gate(&mut self) -> Flow {
-        if let Some(failure) = self.gate(HookType::ConfirmPromotion)? {
-            if self.status.phase != CanaryPhase::WaitingPromotion {
-                self.set_phase(CanaryPhase::WaitingPromotion, &failure.0);
-                self.event(
-                    AlertSeverity::Info,
-                    "WaitingPromotion",
-                    format!(
-                        "{} waits for promotion approval: {}",
-                        self.input.name, failure.0
-                    ),
-                );
+    fn promotion_gate(&mut self, analysis: &CanaryAnalysis) -> Flow {
+        match windows::state(&analysis.promotion_windows, self.input.now) {
+            Ok(WindowState::Open) => {}
+            Ok(WindowState::Closed { opens_at }) => {
+                let until = match opens_at {
+                    Some(at) => format!("until the next window opens at {at}"),
+                    None => "with no window ever opening again".to_string(),
+                };
+                self.wait_promotion(format!(
+                    "outside every promotion window; holding at weight {} {until}",
+                    self.status.canary_weight
+                ));
+                return Ok(());
             }
+            Err(error) => {
+                self.wait_promotion(format!("analysis.promotionWindows: {error}"));
+                return Ok(());
+            }
+        }
+        if let Some(failure) = self.gate(HookType::ConfirmPromotion)? {
+            self.wait_promotion(format!("waits for promotion approval: {}", failure.0));
             return Ok(());
         }
         self.promote();
         Ok(())
+    }
+
+    /// Holds a finished analysis in WaitingPromotion; the event is sent when the reason changes.
+    fn wait_promotion(&mut self, reason: String) {
+        let message_changed = self
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "Promoted")
+            .and_then(|c| c.message.as_deref())
+            != Some(reason.as_str());
+        if self.status.phase != CanaryPhase::WaitingPromotion || message_changed {
+            self.set_phase(CanaryPhase::WaitingPromotion, &reason);
+            self.event(
+                AlertSeverity::Info,
+                "WaitingPromotion",
+                format!("{} {reason}", self.input.name),
+            );
+        }
     }
 
     fn promote(&mut self) {
@@ -445,6 +481,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn finalise(&mut self) {
+        self.status.approved_by = None;
         self.actions.push(Action::ScaleTarget { up: false });
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         self.status.canary_weight = 0;
@@ -468,6 +505,7 @@ impl<'a> Rollout<'a> {
 
     fn rollback(&mut self, reason: &str) {
         self.status.holding_since = None;
+        self.status.approved_by = None;
         self.status.canary_weight = 0;
         self.status.last_step_time = Some(self.input.now);
         self.actions.push(Action::SetRoutes(Routes::primary_only()));
@@ -522,14 +560,40 @@ impl<'a> Rollout<'a> {
         }
     }
 
-    /// A gate: `Some(failure)` when any hook of `kind` refused.
-    fn gate(&self, kind: HookType) -> Flow<Option<Failure>> {
+    /// `Some(failure)` when any hook of `kind` refused.
+    fn check(&self, kind: HookType) -> Flow<Option<Failure>> {
         Ok(analysis::failed_hook(kind, self.hooks(kind)?))
+    }
+
+    /// A gate: like `check`, except that an operator's approval (`aviary promote`) passes one
+    /// closed confirm-* gate.
+    fn gate(&mut self, kind: HookType) -> Flow<Option<Failure>> {
+        let refused = self.check(kind)?;
+        let approvable = matches!(
+            kind,
+            HookType::ConfirmRollout | HookType::ConfirmTrafficIncrease | HookType::ConfirmPromotion
+        );
+        if let (Some(failure), true) = (&refused, approvable) {
+            if let Some(by) = self.status.approved_by.take() {
+                self.event(
+                    AlertSeverity::Info,
+                    "GateApproved",
+                    format!(
+                        "{}: closed {} gate passed on the approval of {by} ({})",
+                        self.input.name,
+                        kind.as_str(),
+                        failure.0
+                    ),
+                );
+                return Ok(None);
+            }
+        }
+        Ok(refused)
     }
 
     /// One analysis step: rollout hooks (load tests) first, then the metrics.
     fn analyse(&self, analysis: &CanaryAnalysis) -> Flow<(Verdict, Judged)> {
-        if let Some(failure) = self.gate(HookType::Rollout)? {
+        if let Some(failure) = self.check(HookType::Rollout)? {
             return Ok((Verdict::Fail(failure), Judged::default()));
         }
         if analysis.metrics.is_empty() {

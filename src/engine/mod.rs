@@ -9,6 +9,7 @@
 mod analysis;
 mod flow;
 mod strategy;
+pub mod windows;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +37,8 @@ pub struct Observations {
     pub hooks: BTreeMap<HookType, Vec<HookOutcome>>,
     /// Results of the metric checks, when the engine asked for them.
     pub metrics: Option<Vec<MetricOutcome>>,
+    /// The latest operator request on the canary (acted on once, by its id).
+    pub request: Option<crate::api::OperatorRequest>,
 }
 
 /// The answer of one webhook call.

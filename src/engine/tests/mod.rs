@@ -1,5 +1,7 @@
 //! Engine tests on a simulated clock: every phase transition and every strategy.
 
+mod operator;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ struct Sim {
     refusing: Vec<HookType>,
     hooks_called: Vec<HookType>,
     events: Vec<Event>,
+    /// The operator request the canary carries.
+    request: Option<crate::api::OperatorRequest>,
 }
 
 impl Sim {
@@ -52,6 +56,7 @@ impl Sim {
             refusing: Vec::new(),
             hooks_called: Vec::new(),
             events: Vec::new(),
+            request: None,
         }
     }
 
@@ -72,6 +77,7 @@ impl Sim {
             primary_revision: Some(self.primary.clone()),
             primary_ready: self.primary_ready,
             canary_ready: self.canary_ready && self.target_up,
+            request: self.request.clone(),
             ..Observations::default()
         }
     }
