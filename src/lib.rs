@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod demo;
@@ -16,7 +17,9 @@ pub mod hooks;
 pub mod http_client;
 pub mod judge;
 pub mod loadgen;
+pub mod loadtester;
 pub mod metrics;
+pub mod notify;
 pub mod runner;
 pub mod sample_app;
 pub mod validate;

@@ -1,4 +1,6 @@
-//! A bounded, open-loop HTTP load generator: a fixed rate for a fixed time, loopback targets.
+//! A bounded, open-loop HTTP load generator: a fixed rate for a fixed time. Requests are sent
+//! on schedule whether or not earlier ones have answered (so a slow target shows up as latency,
+//! not as a lower rate), up to a cap on requests in flight.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,21 +8,44 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http::{HeaderName, HeaderValue, Method};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
-/// Requests allowed in flight before new ones are counted as dropped instead of queued.
-const MAX_IN_FLIGHT: u64 = 512;
+/// Requests allowed in flight by default before new ones are counted as dropped.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 512;
 
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
-    pub target: SocketAddr,
-    pub path: String,
+    /// An `http://` URI.
+    pub uri: hyper::Uri,
+    pub method: Method,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
     pub rps: u32,
     /// `None`: until stopped.
     pub duration: Option<Duration>,
+    /// Requests in flight at most; beyond it, a scheduled request is dropped and counted.
+    pub max_in_flight: u64,
+}
+
+impl LoadPlan {
+    /// GETs of `path` on `target` at `rps`.
+    pub fn get(target: SocketAddr, path: &str, rps: u32, duration: Option<Duration>) -> Self {
+        LoadPlan {
+            uri: format!("http://{target}{path}")
+                .parse()
+                .expect("a socket address and a path form a URI"),
+            method: Method::GET,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            rps,
+            duration,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
 }
 
 /// What a load run saw.
@@ -60,10 +85,8 @@ impl LoadReport {
 pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let uri: hyper::Uri = format!("http://{}{}", plan.target, plan.path)
-        .parse()
-        .expect("a socket address and a path form a URI");
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let plan = Arc::new(plan);
     let period = Duration::from_secs_f64(1.0 / f64::from(plan.rps.max(1)));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -86,13 +109,13 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
         {
             break;
         }
-        if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+        if in_flight.load(Ordering::Relaxed) >= plan.max_in_flight.max(1) {
             report.dropped += 1;
             continue;
         }
         report.sent += 1;
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let (client, uri) = (client.clone(), uri.clone());
+        let (client, plan) = (client.clone(), plan.clone());
         let (in_flight, ok, failed, latencies) = (
             in_flight.clone(),
             ok.clone(),
@@ -101,7 +124,16 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
         );
         tasks.spawn(async move {
             let sent_at = Instant::now();
-            let answer = client.get(uri).await;
+            let mut request = hyper::Request::builder()
+                .method(plan.method.clone())
+                .uri(plan.uri.clone());
+            for (name, value) in &plan.headers {
+                request = request.header(name, value);
+            }
+            let answer = match request.body(Full::new(plan.body.clone())) {
+                Ok(request) => client.request(request).await.map_err(|_| ()),
+                Err(_) => Err(()),
+            };
             let success = match answer {
                 Ok(response) => {
                     let status = response.status();

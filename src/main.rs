@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use aviary::api::{parse_duration, CanaryPhase};
+use aviary::api::{parse_duration, CanaryPhase, Verb};
+use aviary::cli::commands;
 use aviary::validate::{self, Manifest, Options, Severity};
 
 #[derive(Parser)]
@@ -110,6 +111,84 @@ enum Command {
         /// Shortest analysis interval accepted; below 10s only for tests.
         #[arg(long, default_value = "10s", hide = true)]
         min_interval: String,
+        /// AlertProvider (namespace/name) for Canaries that declare no analysis.alerts.
+        #[arg(long)]
+        alert_provider: Option<String>,
+        /// Lowest severity sent to --alert-provider: info, warn or error.
+        #[arg(long, default_value = "info")]
+        alert_severity: String,
+    },
+    /// Pass the next closed gate of a rollout, or with --full skip its remaining steps.
+    Promote {
+        name: String,
+        #[arg(long)]
+        full: bool,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Roll a rollout back now.
+    Abort {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Hold a rollout where it is.
+    Pause {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Let a paused rollout go on.
+    Resume {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Roll out a failed revision again.
+    Retry {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Show Canaries: phase, weight, step, metric values, failed checks, gates.
+    Status {
+        name: Option<String>,
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Keep printing on every change.
+        #[arg(short, long)]
+        watch: bool,
+        /// Output: text or json.
+        #[arg(short, long, default_value = "text")]
+        output: String,
+    },
+    /// Wait for the rollout of the target's current revision: exit 0 promoted, 1 failed,
+    /// 2 timed out (3: could not wait).
+    Wait {
+        name: String,
+        /// promoted, failed or phase=<Phase>.
+        #[arg(long = "for", default_value = "promoted")]
+        condition: String,
+        #[arg(long, default_value = "15m")]
+        timeout: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+        #[arg(short, long, default_value = "text")]
+        output: String,
+    },
+    /// Serve load generation for rollout webhooks and token-protected manual gates.
+    Loadtester {
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: String,
+        /// Lines of `identity token`: who may open and close gates.
+        #[arg(long, env = "AVIARY_LOADTESTER_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// When set, webhook calls must be signed with the secret in this file.
+        #[arg(long)]
+        webhook_secret_file: Option<PathBuf>,
+        /// Record gate changes as Events on the Canary (in-cluster config or KUBECONFIG).
+        #[arg(long)]
+        record_events: bool,
     },
     /// Benchmarks; each prints one JSON object.
     #[command(subcommand)]
@@ -118,6 +197,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Whether `aviary loadtester` sustains the requested rate.
+    Loadtest {
+        #[arg(long, default_value_t = 500)]
+        rps: u32,
+        #[arg(long, default_value = "30s")]
+        duration: String,
+    },
     /// Added latency and memory of the embedded gateway.
     Gateway {
         #[arg(long, default_value_t = 1000)]
@@ -186,7 +272,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     aviary::http_client::install_crypto_provider();
     let quiet = matches!(
         cli.command,
-        Command::Demo { .. } | Command::Bench(_) | Command::Validate { .. }
+        Command::Demo { .. }
+            | Command::Bench(_)
+            | Command::Validate { .. }
+            | Command::Promote { .. }
+            | Command::Abort { .. }
+            | Command::Pause { .. }
+            | Command::Resume { .. }
+            | Command::Retry { .. }
+            | Command::Status { .. }
+            | Command::Wait { .. }
     );
     init_logging(&cli.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
@@ -292,7 +387,30 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             leader_lease,
             lease_duration,
             min_interval,
+            alert_provider,
+            alert_severity,
         } => {
+            let default_alert = match alert_provider {
+                None => None,
+                Some(text) => {
+                    let (provider_namespace, name) = text.split_once('/').with_context(|| {
+                        format!("--alert-provider {text:?} must be namespace/name")
+                    })?;
+                    let severity = serde_json::from_value(serde_json::json!(alert_severity))
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "--alert-severity {alert_severity:?} must be info, warn or error"
+                            )
+                        })?;
+                    Some(aviary::controller::DefaultAlert {
+                        provider: aviary::api::CrossNamespaceRef {
+                            name: name.to_string(),
+                            namespace: Some(provider_namespace.to_string()),
+                        },
+                        severity,
+                    })
+                }
+            };
             let lease = match leader_lease {
                 None => None,
                 Some(text) => {
@@ -315,6 +433,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 namespace,
                 lease,
                 min_interval: parse_duration(&min_interval).context("--min-interval")?,
+                default_alert,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -336,6 +455,114 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Promote {
+            name,
+            full,
+            namespace,
+        } => {
+            let verb = if full {
+                Verb::PromoteFull
+            } else {
+                Verb::Promote
+            };
+            Ok(ExitCode::from(
+                commands::request(namespace, &name, verb).await?,
+            ))
+        }
+        Command::Abort { name, namespace } => Ok(ExitCode::from(
+            commands::request(namespace, &name, Verb::Abort).await?,
+        )),
+        Command::Pause { name, namespace } => Ok(ExitCode::from(
+            commands::request(namespace, &name, Verb::Pause).await?,
+        )),
+        Command::Resume { name, namespace } => Ok(ExitCode::from(
+            commands::request(namespace, &name, Verb::Resume).await?,
+        )),
+        Command::Retry { name, namespace } => Ok(ExitCode::from(
+            commands::request(namespace, &name, Verb::Retry).await?,
+        )),
+        Command::Status {
+            name,
+            namespace,
+            watch,
+            output,
+        } => {
+            let json = output_is_json(&output)?;
+            Ok(ExitCode::from(
+                commands::status(namespace, name.as_deref(), watch, json).await?,
+            ))
+        }
+        Command::Wait {
+            name,
+            condition,
+            timeout,
+            namespace,
+            output,
+        } => {
+            let json = output_is_json(&output)?;
+            let limit = parse_duration(&timeout).context("--timeout")?;
+            match commands::wait(namespace, &name, &condition, limit, json).await {
+                Ok(code) => Ok(ExitCode::from(code)),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+        Command::Loadtester {
+            listen,
+            token_file,
+            webhook_secret_file,
+            record_events,
+        } => {
+            let tokens = match &token_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("--token-file {}", path.display()))?;
+                    aviary::loadtester::parse_tokens(&text)
+                        .with_context(|| format!("--token-file {}", path.display()))?
+                }
+                None => Vec::new(),
+            };
+            if tokens.is_empty() {
+                tracing::warn!("no tokens: every gate change will be refused with 401");
+            }
+            let webhook_secret = match &webhook_secret_file {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("--webhook-secret-file {}", path.display()))?
+                        .trim_ascii()
+                        .to_vec(),
+                ),
+                None => None,
+            };
+            let client =
+                if record_events {
+                    Some(kube::Client::try_default().await.context(
+                        "--record-events needs a cluster (in-cluster config or KUBECONFIG)",
+                    )?)
+                } else {
+                    None
+                };
+            let handle = aviary::loadtester::serve(aviary::loadtester::LoadtesterConfig {
+                listen,
+                tokens,
+                webhook_secret,
+                audit: aviary::loadtester::Audit { client },
+            })
+            .await?;
+            println!("listening {}", handle.address);
+            shutdown_signal().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(Bench::Loadtest { rps, duration }) => {
+            let duration = parse_duration(&duration).context("--duration")?;
+            let executable =
+                std::env::current_exe().context("cannot find the aviary executable")?;
+            let report = aviary::bench::loadtest(&executable, rps, duration).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(Bench::Judge { runs, seed }) => {
             println!("{}", aviary::bench::judge_bench(runs, seed));
             Ok(ExitCode::SUCCESS)
@@ -348,6 +575,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn output_is_json(output: &str) -> Result<bool> {
+    match output {
+        "json" => Ok(true),
+        "text" => Ok(false),
+        other => bail!("--output {other:?} must be text or json"),
+    }
+}
+
+/// Ctrl-C or SIGTERM (how Kubernetes stops a pod).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -605,6 +605,24 @@ pub enum AlertSeverity {
     Error,
 }
 
+impl AlertSeverity {
+    /// The Kubernetes Event type an event of this severity is recorded as.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            AlertSeverity::Info => "Normal",
+            AlertSeverity::Warn | AlertSeverity::Error => "Warning",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSeverity::Info => "info",
+            AlertSeverity::Warn => "warn",
+            AlertSeverity::Error => "error",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryAlert {

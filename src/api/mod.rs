@@ -14,9 +14,9 @@ pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use canary::*;
 pub use duration::{parse_duration, DurationError};
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
-pub use request::{OperatorRequest, Verb, REQUEST_ANNOTATION};
 pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
-pub use status::{CanaryCondition, CanaryPhase, CanaryStatus, MetricJudgement};
+pub use request::{OperatorRequest, Verb, REQUEST_ANNOTATION};
+pub use status::{CanaryCondition, CanaryPhase, CanaryStatus, MetricCheck, MetricJudgement};
 
 /// The API group shared by every Aviary kind.
 pub const GROUP: &str = "aviary.dev";

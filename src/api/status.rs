@@ -112,6 +112,9 @@ pub struct CanaryStatus {
     /// Aviary: the sequential tests of the running analysis, per metric.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub judge_state: BTreeMap<String, crate::judge::SequentialState>,
+    /// Aviary: each metric's value at the last analysis step, against its range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_checks: Vec<MetricCheck>,
     /// Aviary: who paused the rollout (`aviary pause`); nothing advances until resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_by: Option<String>,
@@ -121,6 +124,24 @@ pub struct CanaryStatus {
     /// Aviary: the id of the last operator request (the `aviary.dev/request` annotation) acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_request: Option<String>,
+}
+
+/// One metric at one analysis step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricCheck {
+    pub metric: String,
+    /// The measured value; absent when there was none (see `detail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Within range (comparative metrics: as the judge saw it).
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

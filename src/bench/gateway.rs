@@ -15,16 +15,7 @@ use super::{machine, memory_kib, round, start_error, BenchError};
 
 async fn load(target: std::net::SocketAddr, rps: u32, duration: Duration) -> LoadReport {
     let (_keep, stop) = watch::channel(false);
-    loadgen::run(
-        LoadPlan {
-            target,
-            path: "/".into(),
-            rps,
-            duration: Some(duration),
-        },
-        stop,
-    )
-    .await
+    loadgen::run(LoadPlan::get(target, "/", rps, Some(duration)), stop).await
 }
 
 fn summary(report: &LoadReport) -> serde_json::Value {

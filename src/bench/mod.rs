@@ -3,9 +3,11 @@
 pub mod controller;
 mod gateway;
 mod judge;
+mod loadtest;
 
 pub use gateway::gateway;
 pub use judge::judge_bench;
+pub use loadtest::loadtest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

@@ -161,23 +161,38 @@ fn digest(parts: impl IntoIterator<Item = Vec<u8>>) -> String {
         .collect()
 }
 
+/// The key of one config in a revision's checksums.
+pub fn checksum_key(kind: ConfigKind, name: &str) -> String {
+    format!("{}/{name}", kind.prefix())
+}
+
+/// What a ConfigMap contributes to a revision.
+pub fn config_map_checksum(map: &ConfigMap) -> String {
+    digest([serde_json::to_vec(&(&map.data, &map.binary_data)).unwrap_or_default()])
+}
+
+/// What a Secret contributes to a revision.
+pub fn secret_checksum(secret: &Secret) -> String {
+    digest([serde_json::to_vec(&(&secret.data, &secret.string_data)).unwrap_or_default()])
+}
+
 impl Configs<'_> {
     /// `configmap/name` or `secret/name` → checksum of its data; missing objects are left out.
     pub fn checksums(&self, refs: &BTreeSet<(ConfigKind, String)>) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (kind, name) in refs {
-            let data = match kind {
+            let checksum = match kind {
                 ConfigKind::ConfigMap => self
                     .config_maps
                     .get(&ObjectRef::new(name).within(self.namespace))
-                    .map(|c| serde_json::to_vec(&(&c.data, &c.binary_data)).unwrap_or_default()),
+                    .map(|c| config_map_checksum(&c)),
                 ConfigKind::Secret => self
                     .secrets
                     .get(&ObjectRef::new(name).within(self.namespace))
-                    .map(|s| serde_json::to_vec(&(&s.data, &s.string_data)).unwrap_or_default()),
+                    .map(|s| secret_checksum(&s)),
             };
-            if let Some(data) = data {
-                out.insert(format!("{}/{name}", kind.prefix()), digest([data]));
+            if let Some(checksum) = checksum {
+                out.insert(checksum_key(*kind, name), checksum);
             }
         }
         out

@@ -2,6 +2,7 @@
 //! same pure engine the standalone runner drives: state comes from watch-fed stores, actions
 //! become server-side applies, and each canary is requeued at its own analysis interval.
 
+mod alerts;
 pub mod configs;
 mod events;
 mod leader;
@@ -29,6 +30,7 @@ use crate::api::{Canary, MetricTemplate, RouterKind};
 use crate::hooks::HookClient;
 use crate::metrics::prometheus::MeshTelemetry;
 
+pub use alerts::DefaultAlert;
 pub use leader::LeaseSettings;
 pub use readiness::is_ready;
 pub use signals::ControllerMetrics;
@@ -54,6 +56,8 @@ pub struct ControllerConfig {
     pub lease: Option<LeaseSettings>,
     /// Shortest analysis interval accepted (10s, as Flagger; tests lower it explicitly).
     pub min_interval: Duration,
+    /// Alert provider of canaries that declare no `analysis.alerts`.
+    pub default_alert: Option<DefaultAlert>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +94,8 @@ pub struct Context {
     pub default_router: RouterKind,
     pub hooks: HookClient,
     pub events: events::EventWriter,
+    /// Event webhooks and alert providers.
+    pub announcer: alerts::Announcer,
     pub metrics_server: String,
     /// One connection pool for every Prometheus query of every canary.
     pub prometheus_http: reqwest::Client,
@@ -278,7 +284,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         client: client.clone(),
         deployments,
         config_maps,
-        secrets,
+        secrets: secrets.clone(),
         canaries,
         templates,
         template_pool: crate::metrics::templates::PrometheusPool::new(Duration::from_secs(30)),
@@ -286,6 +292,13 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         policies,
         default_router,
         hooks: HookClient::default(),
+        announcer: alerts::Announcer {
+            client: client.clone(),
+            secrets: secrets.clone(),
+            hooks: HookClient::default(),
+            notifier: crate::notify::Notifier::default(),
+            default_alert: config.default_alert.clone(),
+        },
         events: events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id())),
         metrics_server: config.metrics_server.clone(),
         prometheus_http: crate::http_client::client(Duration::from_secs(30)),

@@ -203,7 +203,13 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                 .canary_ready_threshold
                 .unwrap_or(CanaryAnalysis::DEFAULT_READY_THRESHOLD),
         ),
+        request: None,
         ..Observations::default()
+    };
+    let (request, unreadable_request) = operator_request(canary, &status);
+    let observations = Observations {
+        request,
+        ..observations
     };
     let mtls = if analysis.require_mtls && !status.phase.is_active() {
         let verdict = super::security::mtls_preflight(canary, ctx, &target).await?;
@@ -236,6 +242,12 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         }
     }
     let mut next = decision.status;
+    if let Some((marker, message)) = unreadable_request {
+        next.handled_request = Some(marker);
+        ctx.events
+            .publish(canary, AlertSeverity::Warn, "RequestIgnored", &message)
+            .await;
+    }
     clear_condition(&mut next, READY_CONDITION);
     if let Some(verdict) = mtls {
         set_condition(
@@ -263,6 +275,40 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         ctx.metrics.outcome(&name, &namespace, false);
     }
     Ok(Requeue::requeue(decision.requeue_after))
+}
+
+/// The operator request annotated on the canary; an unreadable one is answered once, by an
+/// Event, and remembered by a marker in place of its id.
+fn operator_request(
+    canary: &Canary,
+    status: &CanaryStatus,
+) -> (
+    Option<crate::api::OperatorRequest>,
+    Option<(String, String)>,
+) {
+    let Some(text) = canary.annotations().get(crate::api::REQUEST_ANNOTATION) else {
+        return (None, None);
+    };
+    match crate::api::OperatorRequest::parse(text) {
+        Ok(request) => (Some(request), None),
+        Err(message) => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(text.as_bytes());
+            let marker = format!(
+                "unreadable-{}",
+                digest
+                    .iter()
+                    .take(6)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            if status.handled_request.as_deref() == Some(marker.as_str()) {
+                (None, None)
+            } else {
+                (None, Some((marker, message)))
+            }
+        }
+    }
 }
 
 /// Another Canary, created earlier, that targets the same Deployment.
@@ -481,7 +527,14 @@ fn resolve_checks(
 impl crate::driver::Gatherer for Gather<'_> {
     fn hooks(&self, kind: HookType) -> BoxFuture<'_, Vec<engine::HookOutcome>> {
         let hooks = crate::driver::webhooks(&self.canary.spec);
-        Box::pin(self.ctx.hooks.run(hooks, kind, &self.payload))
+        let namespace = self.canary.namespace().unwrap_or_default();
+        Box::pin(async move {
+            let secrets = &self.ctx.secrets;
+            let keys = |hook: &crate::api::CanaryWebhook| {
+                super::alerts::webhook_key(secrets, &namespace, hook)
+            };
+            self.ctx.hooks.run(hooks, kind, &self.payload, &keys).await
+        })
     }
 
     fn metrics(&self) -> BoxFuture<'_, Vec<MetricOutcome>> {
@@ -672,8 +725,20 @@ async fn apply(
                 );
                 let client = ctx.hooks.clone();
                 let kind = *kind;
+                let keys: std::collections::HashMap<String, _> = hooks
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.clone(),
+                            super::alerts::webhook_key(&ctx.secrets, &namespace, h),
+                        )
+                    })
+                    .collect();
                 tokio::spawn(async move {
-                    for outcome in client.run(&hooks, kind, &body).await {
+                    let lookup = |hook: &crate::api::CanaryWebhook| {
+                        keys.get(&hook.name).cloned().unwrap_or(Ok(None))
+                    };
+                    for outcome in client.run(&hooks, kind, &body, &lookup).await {
                         if !outcome.ok {
                             tracing::warn!(hook = %outcome.name, message = %outcome.message, "post-rollout webhook failed");
                         }
@@ -685,6 +750,17 @@ async fn apply(
                 ctx.events
                     .publish(canary, event.severity, event.reason, &event.message)
                     .await;
+                let body = payload(
+                    canary,
+                    &decision.status,
+                    decision
+                        .status
+                        .last_applied_spec
+                        .as_deref()
+                        .unwrap_or_default(),
+                );
+                ctx.announcer
+                    .announce(canary, &decision.status, body, event);
             }
         }
     }

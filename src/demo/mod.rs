@@ -163,12 +163,7 @@ pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
 
     let (stop_load, stop_signal) = watch::channel(false);
     let load = tokio::spawn(loadgen::run(
-        LoadPlan {
-            target: gateway.address,
-            path: "/".into(),
-            rps: options.rps,
-            duration: None,
-        },
+        LoadPlan::get(gateway.address, "/", options.rps, None),
         stop_signal,
     ));
     println!(

@@ -201,6 +201,36 @@ pub fn judge_metrics(
 }
 
 /// A short summary of the measured values, for progress events.
+/// What the status shows of one step's metrics: value, range, in range or not.
+pub fn check_records(
+    analysis: &CanaryAnalysis,
+    outcomes: &[MetricOutcome],
+) -> Vec<crate::api::MetricCheck> {
+    outcomes
+        .iter()
+        .map(|outcome| {
+            let range = analysis
+                .metrics
+                .iter()
+                .find(|m| m.name == outcome.name)
+                .and_then(|m| m.threshold_range.clone())
+                .unwrap_or_default();
+            let (value, passed, detail) = match &outcome.value {
+                Ok(value) => (Some(*value), range.contains(*value), String::new()),
+                Err(reason) => (None, false, reason.to_string()),
+            };
+            crate::api::MetricCheck {
+                metric: outcome.name.clone(),
+                value,
+                min: range.min,
+                max: range.max,
+                passed,
+                detail,
+            }
+        })
+        .collect()
+}
+
 pub fn summarise_metrics(outcomes: &[MetricOutcome]) -> String {
     outcomes
         .iter()

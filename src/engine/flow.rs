@@ -210,6 +210,7 @@ impl<'a> Rollout<'a> {
 
     fn reset_rollout(&mut self, target: String) {
         self.status.holding_since = None;
+        self.status.last_checks.clear();
         self.status.judge_state.clear();
         self.status.judgements.clear();
         self.status.last_applied_spec = Some(target);
@@ -256,6 +257,9 @@ impl<'a> Rollout<'a> {
             return self.enter_traffic(analysis);
         }
         let (verdict, (records, states)) = self.analyse(analysis)?;
+        if let Some(outcomes) = self.input.observations.metrics.as_deref() {
+            self.status.last_checks = analysis::check_records(analysis, outcomes);
+        }
         if !records.is_empty() {
             self.status.judgements = records;
         }
@@ -571,7 +575,9 @@ impl<'a> Rollout<'a> {
         let refused = self.check(kind)?;
         let approvable = matches!(
             kind,
-            HookType::ConfirmRollout | HookType::ConfirmTrafficIncrease | HookType::ConfirmPromotion
+            HookType::ConfirmRollout
+                | HookType::ConfirmTrafficIncrease
+                | HookType::ConfirmPromotion
         );
         if let (Some(failure), true) = (&refused, approvable) {
             if let Some(by) = self.status.approved_by.take() {

@@ -9,9 +9,9 @@
 mod analysis;
 mod flow;
 mod strategy;
-pub mod windows;
 #[cfg(test)]
 mod tests;
+pub mod windows;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

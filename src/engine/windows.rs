@@ -13,7 +13,9 @@ use crate::api::PromotionWindow;
 pub enum WindowState {
     Open,
     /// Closed; the next opening, if any window ever opens again.
-    Closed { opens_at: Option<Timestamp> },
+    Closed {
+        opens_at: Option<Timestamp>,
+    },
 }
 
 /// A window that cannot be read, with the reason (validation reports these with field paths).
@@ -74,7 +76,8 @@ impl ParsedWindow {
     /// window that crosses a daylight-saving change is off by that change.
     fn local(&self, at: Timestamp) -> DateTime<FixedOffset> {
         let seconds = self.zone.to_offset(at).seconds();
-        let offset = FixedOffset::east_opt(seconds).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
+        let offset = FixedOffset::east_opt(seconds)
+            .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
         let utc = Utc
             .timestamp_opt(at.as_second(), at.subsec_nanosecond().max(0) as u32)
             .single()

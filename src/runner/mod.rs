@@ -156,7 +156,14 @@ impl Runner {
 
     async fn run_hooks(&self, kind: HookType, status: &CanaryStatus) -> Vec<engine::HookOutcome> {
         let hooks = crate::driver::webhooks(&self.spec);
-        self.hooks.run(hooks, kind, &self.payload(status)).await
+        self.hooks
+            .run(
+                hooks,
+                kind,
+                &self.payload(status),
+                &crate::hooks::no_secrets,
+            )
+            .await
     }
 
     async fn apply(
@@ -214,21 +221,22 @@ impl Runner {
         {
             return;
         }
-        let mut payload = self.payload(status);
-        payload
-            .metadata
-            .insert("eventMessage".into(), event.message.clone());
-        payload
-            .metadata
-            .insert("eventType".into(), format!("{:?}", event.severity));
-        payload.metadata.insert(
-            "timestamp".into(),
-            Timestamp::now().as_millisecond().to_string(),
+        let payload = self.payload(status).for_event(
+            event.severity.event_type(),
+            &event.message,
+            Timestamp::now(),
         );
         let hooks = self.hooks.clone();
         let declared = analysis.webhooks.clone();
         tokio::spawn(async move {
-            hooks.run(&declared, HookType::Event, &payload).await;
+            hooks
+                .run(
+                    &declared,
+                    HookType::Event,
+                    &payload,
+                    &crate::hooks::no_secrets,
+                )
+                .await;
         });
     }
 }

@@ -147,15 +147,11 @@ pub async fn run(
     );
     let (stop_load, stop_signal) = watch::channel(false);
     if let Some(rps) = load_rps {
-        let plan = LoadPlan {
-            target: match &gateway {
-                Some(gateway) => gateway.address,
-                None => address("spec.standalone.listen", &section.listen)?,
-            },
-            path: "/".into(),
-            rps,
-            duration: None,
+        let target = match &gateway {
+            Some(gateway) => gateway.address,
+            None => address("spec.standalone.listen", &section.listen)?,
         };
+        let plan = LoadPlan::get(target, "/", rps, None);
         tokio::spawn(loadgen::run(plan, stop_signal));
     }
     let runner = Runner {

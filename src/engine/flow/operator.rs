@@ -102,7 +102,9 @@ impl Rollout<'_> {
                     self.event(
                         AlertSeverity::Info,
                         "PromotionApproved",
-                        format!("{name}: {by} approved the waiting rollout; analysis runs as usual"),
+                        format!(
+                            "{name}: {by} approved the waiting rollout; analysis runs as usual"
+                        ),
                     );
                     false
                 }

@@ -1,0 +1,132 @@
+//! `aviary bench loadtest`: does `aviary loadtester` hold the rate it is asked for? The loadtester
+//! runs as its own process (as it would in a cluster) against an upstream in this one; the load
+//! is asked for over HTTP exactly as a `rollout` webhook asks for it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use super::{cpu_seconds, machine, memory_kib, round, start_error, BenchError};
+use crate::loadtester::RunRecord;
+use crate::sample_app::{Behaviour, SampleApp};
+
+/// Within this fraction of the requested rate counts as sustained.
+const TOLERANCE: f64 = 0.05;
+
+pub async fn loadtest(
+    executable: &Path,
+    rps: u32,
+    duration: Duration,
+) -> Result<serde_json::Value, BenchError> {
+    let upstream = SampleApp::start(
+        "127.0.0.1:0",
+        Behaviour {
+            version: "bench".into(),
+            error_rate: 0.0,
+            latency: Duration::from_millis(2),
+        },
+    )
+    .await
+    .map_err(start_error("the upstream"))?;
+    let mut child = tokio::process::Command::new(executable)
+        .args(["loadtester", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(start_error("the loadtester process"))?;
+    let stdout = child.stdout.take().ok_or_else(|| BenchError::Start {
+        what: "the loadtester process",
+        reason: "no stdout".into(),
+    })?;
+    let first = tokio::io::BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await
+        .map_err(start_error("the loadtester process"))?;
+    let address: std::net::SocketAddr = first
+        .as_deref()
+        .and_then(|line| line.strip_prefix("listening "))
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| BenchError::Start {
+            what: "the loadtester process",
+            reason: format!("unexpected first line {first:?}"),
+        })?;
+    let pid = child.id().unwrap_or(0);
+    let http = crate::http_client::client(Duration::from_secs(10));
+    let cpu_before = cpu_seconds(pid);
+    let payload = json!({
+        "name": "bench",
+        "namespace": "bench",
+        "phase": "Progressing",
+        "checksum": "",
+        "metadata": {
+            "type": "load",
+            "url": format!("http://{}/", upstream.address),
+            "rps": rps.to_string(),
+            "duration": format!("{}ms", duration.as_millis()),
+        }
+    });
+    let answer = http
+        .post(format!("http://{address}/"))
+        .json(&payload)
+        .send()
+        .await
+        .map_err(|e| BenchError::Start {
+            what: "the load",
+            reason: e.to_string(),
+        })?;
+    if !answer.status().is_success() {
+        return Err(BenchError::Start {
+            what: "the load",
+            reason: format!(
+                "status {}: {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            ),
+        });
+    }
+    let deadline = tokio::time::Instant::now() + duration + Duration::from_secs(30);
+    let run = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let runs: Vec<RunRecord> = match http.get(format!("http://{address}/runs")).send().await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        if let Some(run) = runs.into_iter().find(|r| !r.running) {
+            break run;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(BenchError::Timeout(format!(
+                "the load did not finish within {:?}",
+                duration + Duration::from_secs(30)
+            )));
+        }
+    };
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let (rss_kib, peak_kib) = memory_kib(pid);
+    let _ = child.kill().await;
+    let ratio = run.achieved_rps / f64::from(rps.max(1));
+    Ok(json!({
+        "benchmark": "loadtest",
+        "requested_rps": rps,
+        "duration_s": duration.as_secs_f64(),
+        "achieved_rps": round(run.achieved_rps),
+        "ratio": round(ratio),
+        "within_5_percent": (ratio - 1.0).abs() <= TOLERANCE,
+        "sent": run.sent,
+        "ok": run.ok,
+        "failed": run.failed,
+        "dropped": run.dropped,
+        "latency_p50_ms": round(run.p50_ms),
+        "latency_p99_ms": round(run.p99_ms),
+        "loadtester_cpu_seconds": round(cpu),
+        "loadtester_rss_mib": round(rss_kib as f64 / 1024.0),
+        "loadtester_peak_rss_mib": round(peak_kib as f64 / 1024.0),
+        "targets": { "ratio": [1.0 - TOLERANCE, 1.0 + TOLERANCE] },
+        "machine": machine("the loadtester process, this bench and the upstream (2 ms per answer) share this machine"),
+    }))
+}
