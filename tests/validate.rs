@@ -265,3 +265,31 @@ fn what_a_router_cannot_serve_is_refused_with_the_field() {
         "gatewayapi:v1",
     );
 }
+
+#[test]
+fn promotion_windows_are_checked_field_by_field() {
+    let body = |schedule: &str, duration: &str, zone: &str| {
+        format!(
+            "{VALID_START}  analysis:\n    promotionWindows:\n      - schedule: \"{schedule}\"\n        duration: {duration}\n        timeZone: {zone}\n"
+        )
+    };
+    assert_refused(
+        &body("0 25 * * *", "2h", "Europe/Berlin"),
+        "spec.analysis.promotionWindows[0].schedule",
+        12,
+        "is not a cron expression",
+    );
+    assert_refused(
+        &body("0 9 * * Mon-Fri", "forever", "Europe/Berlin"),
+        "spec.analysis.promotionWindows[0].duration",
+        13,
+        "forever",
+    );
+    assert_refused(
+        &body("0 9 * * Mon-Fri", "8h", "Mars/Olympus"),
+        "spec.analysis.promotionWindows[0].timeZone",
+        14,
+        "not a known IANA time zone",
+    );
+    assert!(errors(&body("0 9 * * Mon-Fri", "8h", "Europe/Berlin"), Options::default()).is_empty());
+}

@@ -22,7 +22,7 @@ fn title(note: &Notification) -> String {
 pub fn body(kind: &str, channel: &Channel, note: &Notification) -> Value {
     let (hex, number) = colour(note.severity);
     match kind {
-        "slack" => {
+        "slack" | "rocket" => {
             let fields: Vec<Value> = note
                 .fields
                 .iter()

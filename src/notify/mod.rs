@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 
 use crate::api::AlertSeverity;
 
-/// The AlertProvider types Aviary posts to.
-pub const KINDS: [&str; 5] = ["slack", "msteams", "discord", "gchat", "generic"];
+/// The AlertProvider types Aviary posts to (Rocket.Chat takes Slack's format).
+pub const KINDS: [&str; 6] = ["slack", "rocket", "msteams", "discord", "gchat", "generic"];
 
 /// How long one post may take before it is abandoned.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,7 +50,7 @@ pub struct Channel {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("alert provider type {0:?} is not supported; use one of slack, msteams, discord, gchat, generic")]
+    #[error("alert provider type {0:?} is not supported; use one of slack, rocket, msteams, discord, gchat, generic")]
     UnknownKind(String),
     #[error("proxy {0:?}: {1}")]
     Proxy(String, String),

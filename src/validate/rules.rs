@@ -14,7 +14,6 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// The shortest interval even the standalone runner accepts.
 const MIN_STANDALONE_INTERVAL: Duration = Duration::from_millis(200);
 
-const ALERT_TYPES: [&str; 6] = ["slack", "msteams", "discord", "rocket", "gchat", "generic"];
 const TEMPLATE_VARIABLES: [&str; 6] = [
     "name",
     "namespace",
@@ -317,6 +316,38 @@ fn check_analysis(
         if hook.retries.is_some_and(|r| r < 0) {
             sink.error(&format!("{base}.retries"), "retries must not be negative");
         }
+        if let Some(secret) = &hook.secret_ref {
+            if secret.name.trim().is_empty() {
+                sink.error(
+                    &format!("{base}.secretRef.name"),
+                    "secretRef.name must name a Secret in the Canary's namespace",
+                );
+            }
+        }
+    }
+    for (index, alert) in analysis.alerts.iter().enumerate() {
+        if alert.provider_ref.name.trim().is_empty() {
+            sink.error(
+                &format!("spec.analysis.alerts[{index}].providerRef.name"),
+                "providerRef.name must name an AlertProvider",
+            );
+        }
+    }
+    check_promotion_windows(analysis, sink);
+}
+
+fn check_promotion_windows(analysis: &CanaryAnalysis, sink: &mut Sink<'_>) {
+    use crate::engine::windows::{ParsedWindow, WindowError};
+    for (index, window) in analysis.promotion_windows.iter().enumerate() {
+        let base = format!("spec.analysis.promotionWindows[{index}]");
+        if let Err(error) = ParsedWindow::parse(window) {
+            let field = match error {
+                WindowError::Schedule(..) => "schedule",
+                WindowError::Duration(..) => "duration",
+                WindowError::TimeZone(..) => "timeZone",
+            };
+            sink.error(&format!("{base}.{field}"), error.to_string());
+        }
     }
 }
 
@@ -431,13 +462,13 @@ pub fn template_problems(query: &str) -> Vec<String> {
 }
 
 pub fn check_alert_provider(spec: &AlertProviderSpec, sink: &mut Sink<'_>) {
-    if !ALERT_TYPES.contains(&spec.r#type.as_str()) {
+    if !crate::notify::KINDS.contains(&spec.r#type.as_str()) {
         sink.error(
             "spec.type",
             format!(
                 "type {:?} is not one of {}",
                 spec.r#type,
-                ALERT_TYPES.join(", ")
+                crate::notify::KINDS.join(", ")
             ),
         );
     }
