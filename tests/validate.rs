@@ -291,5 +291,9 @@ fn promotion_windows_are_checked_field_by_field() {
         14,
         "not a known IANA time zone",
     );
-    assert!(errors(&body("0 9 * * Mon-Fri", "8h", "Europe/Berlin"), Options::default()).is_empty());
+    assert!(errors(
+        &body("0 9 * * Mon-Fri", "8h", "Europe/Berlin"),
+        Options::default()
+    )
+    .is_empty());
 }

@@ -14,6 +14,7 @@ pub mod router;
 mod security;
 mod server;
 mod signals;
+mod status_write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,8 @@ pub struct Context {
     pub gateway_telemetry: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
     pub min_interval: Duration,
+    /// The controller's own last status writes, to recognise stale copies.
+    pub written: status_write::Written,
     /// Canaries whose routes were read back from the mesh since this process started.
     pub resumed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -305,6 +308,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         gateway_telemetry,
         metrics,
         min_interval: config.min_interval,
+        written: Default::default(),
         resumed: Default::default(),
     });
     ready.store(true, std::sync::atomic::Ordering::Relaxed);

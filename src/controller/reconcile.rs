@@ -35,7 +35,12 @@ pub enum ReconcileError {
     Router(#[from] super::router::RouterError),
     #[error(transparent)]
     Objects(#[from] ObjectError),
+    #[error("the canary changed while it was reconciled; reading it again")]
+    Stale,
 }
+
+/// How soon to look again at a canary whose copy was stale.
+const STALE_RETRY: Duration = Duration::from_millis(300);
 
 /// The condition that records the `requireMTLS` preflight that let a rollout start.
 const MTLS_CONDITION: &str = "MTLS";
@@ -54,6 +59,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
 }
 
 pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, _: Arc<Context>) -> Requeue {
+    if matches!(error, ReconcileError::Stale) {
+        tracing::debug!(canary = %canary.name_any(), "stale copy; retrying");
+        return Requeue::requeue(STALE_RETRY);
+    }
     tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), %error, "reconcile failed");
     Requeue::requeue(ERROR_BACKOFF)
 }
@@ -85,6 +94,11 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     let namespace = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
+    if ctx.written.is_stale(canary) {
+        // The watch has not delivered this controller's own last write yet; deciding on the
+        // older copy would repeat the last step. Its arrival triggers the next reconcile.
+        return Ok(Requeue::requeue(STALE_RETRY));
+    }
     if canary.meta().deletion_timestamp.is_some() {
         return finalize(canary, ctx, &api).await;
     }
@@ -261,7 +275,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     if next.last_applied_spec.as_deref() == Some(revision.as_str()) {
         next.tracked_configs = checksums;
     }
-    write_status(&api, &name, &status, &next).await?;
+    write_status(&api, canary, ctx, &status, &next).await?;
     ctx.metrics.observe(
         &name,
         &namespace,
@@ -343,7 +357,7 @@ async fn block(
             .await;
         tracing::warn!(canary = %canary.name_any(), reason, %message, "canary blocked");
     }
-    write_status(api, &canary.name_any(), &status, &next).await?;
+    write_status(api, canary, ctx, &status, &next).await?;
     Ok(Requeue::requeue(interval(canary)))
 }
 
@@ -389,20 +403,15 @@ fn clear_condition(status: &mut CanaryStatus, kind: &str) {
 
 async fn write_status(
     api: &Api<Canary>,
-    name: &str,
+    canary: &Canary,
+    ctx: &Context,
     before: &CanaryStatus,
     after: &CanaryStatus,
 ) -> Result<(), ReconcileError> {
-    if before == after {
-        return Ok(());
+    match super::status_write::write(api, canary, before, after, &ctx.written).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(ReconcileError::Stale),
+        other => Ok(other?),
     }
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": after })),
-    )
-    .await?;
-    Ok(())
 }
 
 /// After a restart, the mesh's routing is the truth about traffic: if it disagrees with the
@@ -833,5 +842,6 @@ async fn finalize(
     )
     .await?;
     ctx.metrics.forget(&name, &namespace);
+    ctx.written.forget(canary);
     Ok(Requeue::await_change())
 }

@@ -171,6 +171,7 @@ pub fn free_port() -> u16 {
 }
 
 pub mod fixture;
+pub mod receiver;
 pub mod series;
 pub mod telemetry;
 

@@ -1,0 +1,130 @@
+//! Writing a Canary's status safely.
+//!
+//! - The patch carries only what changed, and a field that went away is sent as `null`: in a
+//!   JSON merge patch an omitted field is kept, so a flag or a map entry could never be cleared.
+//! - The patch is conditional on the resourceVersion the reconcile read, so a decision made on
+//!   a stale copy never overwrites a newer status.
+//! - The resourceVersion each write produced is remembered, so a reconcile that starts before
+//!   the watch has delivered the controller's own last write waits for it instead of deciding
+//!   (and acting, and announcing) a second time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use serde_json::{json, Map, Value};
+
+use crate::api::{Canary, CanaryStatus};
+
+/// The JSON merge patch (RFC 7386) that turns `before` into `after`.
+pub fn merge_diff(before: &Value, after: &Value) -> Value {
+    match (before, after) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch = Map::new();
+            for (key, value) in new {
+                match old.get(key) {
+                    Some(previous) if previous == value => {}
+                    Some(previous) => {
+                        patch.insert(key.clone(), merge_diff(previous, value));
+                    }
+                    None => {
+                        patch.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            for key in old.keys().filter(|k| !new.contains_key(*k)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => after.clone(),
+    }
+}
+
+/// resourceVersions of the controller's own last status writes, by `namespace/name`.
+#[derive(Default)]
+pub struct Written(Mutex<HashMap<String, u64>>);
+
+fn key(canary: &Canary) -> String {
+    format!(
+        "{}/{}",
+        canary.namespace().unwrap_or_default(),
+        canary.name_any()
+    )
+}
+
+fn version(canary: &Canary) -> Option<u64> {
+    canary.resource_version()?.parse().ok()
+}
+
+impl Written {
+    /// The copy is older than the controller's own last write of it.
+    pub fn is_stale(&self, canary: &Canary) -> bool {
+        let written = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match (version(canary), written.get(&key(canary))) {
+            (Some(seen), Some(last)) => seen < *last,
+            _ => false,
+        }
+    }
+
+    pub fn forget(&self, canary: &Canary) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key(canary));
+    }
+
+    fn record(&self, canary: &Canary) {
+        if let Some(version) = version(canary) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key(canary), version);
+        }
+    }
+}
+
+/// Writes `after` over `before` (the status of `canary` as read). A 409 means the canary
+/// changed since it was read.
+pub async fn write(
+    api: &Api<Canary>,
+    canary: &Canary,
+    before: &CanaryStatus,
+    after: &CanaryStatus,
+    written: &Written,
+) -> Result<(), kube::Error> {
+    if before == after {
+        return Ok(());
+    }
+    let old = serde_json::to_value(before).unwrap_or(Value::Null);
+    let new = serde_json::to_value(after).unwrap_or(Value::Null);
+    let mut patch = json!({ "status": merge_diff(&old, &new) });
+    if let Some(version) = canary.resource_version() {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    let updated = api
+        .patch_status(
+            &canary.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+    written.record(&updated);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_fields_become_nulls_and_unchanged_ones_are_left_out() {
+        let before = json!({ "phase": "Progressing", "preRolloutPassed": true, "judgeState": { "a": 1, "b": 2 }, "canaryWeight": 20 });
+        let after = json!({ "phase": "Failed", "judgeState": { "a": 1 }, "canaryWeight": 20 });
+        assert_eq!(
+            merge_diff(&before, &after),
+            json!({ "phase": "Failed", "preRolloutPassed": null, "judgeState": { "b": null } })
+        );
+    }
+}
