@@ -67,9 +67,12 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp(timestamp.to_string()))?;
-    let skew = (now - sent).abs();
-    if skew > tolerance_seconds {
-        return Err(SignatureError::Stale(skew, tolerance_seconds));
+    let skew = now.abs_diff(sent);
+    if skew > tolerance_seconds.unsigned_abs() {
+        return Err(SignatureError::Stale(
+            i64::try_from(skew).unwrap_or(i64::MAX),
+            tolerance_seconds,
+        ));
     }
     let hex = signature
         .trim()

@@ -16,6 +16,11 @@ use tokio::sync::watch;
 
 /// Requests allowed in flight by default before new ones are counted as dropped.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 512;
+/// A request without an answer by then counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Latencies kept for the quantiles; beyond this a uniform sample of them is kept, so a long
+/// run's memory stays bounded.
+const MAX_LATENCY_SAMPLES: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
@@ -56,7 +61,7 @@ pub struct LoadReport {
     pub failed: u64,
     pub dropped: u64,
     pub elapsed: Duration,
-    /// Latency of every answered request, in microseconds, sorted.
+    /// Latency of answered requests (all, or a uniform sample of long runs), in microseconds, sorted.
     pub latencies_us: Vec<u64>,
 }
 
@@ -94,6 +99,7 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
+    let answered = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     let mut report = LoadReport::default();
     let started = Instant::now();
@@ -116,11 +122,12 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
         report.sent += 1;
         in_flight.fetch_add(1, Ordering::Relaxed);
         let (client, plan) = (client.clone(), plan.clone());
-        let (in_flight, ok, failed, latencies) = (
+        let (in_flight, ok, failed, latencies, answered) = (
             in_flight.clone(),
             ok.clone(),
             failed.clone(),
             latencies.clone(),
+            answered.clone(),
         );
         tasks.spawn(async move {
             let sent_at = Instant::now();
@@ -131,7 +138,12 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
                 request = request.header(name, value);
             }
             let answer = match request.body(Full::new(plan.body.clone())) {
-                Ok(request) => client.request(request).await.map_err(|_| ()),
+                Ok(request) => {
+                    match tokio::time::timeout(REQUEST_TIMEOUT, client.request(request)).await {
+                        Ok(answer) => answer.map_err(|_| ()),
+                        Err(_) => Err(()),
+                    }
+                }
                 Err(_) => Err(()),
             };
             let success = match answer {
@@ -143,10 +155,18 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
                 Err(_) => false,
             };
             let micros = sent_at.elapsed().as_micros() as u64;
-            latencies
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(micros);
+            let seen = answered.fetch_add(1, Ordering::Relaxed) as usize;
+            let mut kept = latencies.lock().unwrap_or_else(|p| p.into_inner());
+            if kept.len() < MAX_LATENCY_SAMPLES {
+                kept.push(micros);
+            } else {
+                // Reservoir sampling: every answer has the same chance to be kept.
+                let slot = rand::random_range(0..=seen);
+                if slot < MAX_LATENCY_SAMPLES {
+                    kept[slot] = micros;
+                }
+            }
+            drop(kept);
             if success { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });

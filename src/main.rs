@@ -536,6 +536,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ),
                 None => None,
             };
+            match &webhook_secret {
+                Some(secret) if secret.is_empty() => bail!("--webhook-secret-file is empty"),
+                Some(_) => {}
+                None => tracing::warn!(
+                    "no --webhook-secret-file: anyone who reaches this loadtester can start loads"
+                ),
+            }
             let client =
                 if record_events {
                     Some(kube::Client::try_default().await.context(

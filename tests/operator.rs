@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
 use aviary::api::CanaryPhase;
@@ -47,12 +48,42 @@ async fn user(f: &Fixture, name: &str) -> PathBuf {
     path
 }
 
-/// Lets `account` operate canaries (and read what `aviary wait` reads) in the namespace.
-async fn grant(f: &Fixture, account: &str) {
+/// Installs the shipped request-identity policy, bound to the fixture's namespace only.
+async fn install_identity_policy(f: &Fixture) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/aviary/templates/request-identity-policy.yaml"
+    ))
+    .unwrap();
+    let suffix = &f.ns;
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let mut object: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+        let kind = object["kind"].as_str().unwrap().to_string();
+        object["metadata"]["name"] = json!(format!("aviary-request-identity-{suffix}"));
+        if kind == "ValidatingAdmissionPolicyBinding" {
+            object["spec"]["policyName"] = json!(format!("aviary-request-identity-{suffix}"));
+            object["spec"]["matchResources"] = json!({
+                "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": f.ns } }
+            });
+        }
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            &kind,
+        ));
+        let api: Api<DynamicObject> = Api::all_with(f.client.clone(), &resource);
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        api.create(&PostParams::default(), &object).await.unwrap();
+    }
+}
+
+/// Gives `account` these verbs on canaries (and what `aviary wait` reads) in the namespace.
+async fn grant(f: &Fixture, account: &str, verbs: &[&str]) {
+    let role_name = format!("canary-{account}");
     let role: Role = serde_json::from_value(json!({
-        "metadata": { "name": "canary-operator" },
+        "metadata": { "name": role_name },
         "rules": [
-            { "apiGroups": ["aviary.dev"], "resources": ["canaries"], "verbs": ["get", "list", "watch", "patch"] },
+            { "apiGroups": ["aviary.dev"], "resources": ["canaries"], "verbs": verbs },
             { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"] },
             { "apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get"] }
         ]
@@ -64,7 +95,7 @@ async fn grant(f: &Fixture, account: &str) {
         .unwrap();
     let binding: RoleBinding = serde_json::from_value(json!({
         "metadata": { "name": format!("canary-operator-{account}") },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "canary-operator" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name },
         "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": f.ns }]
     }))
     .unwrap();
@@ -134,13 +165,56 @@ async fn operator_verbs_drive_a_running_rollout_within_rbac() {
         .await;
     let alice = user(&f, "alice").await;
     let bob = user(&f, "bob").await;
-    grant(&f, "alice").await;
+    let carol = user(&f, "carol").await;
+    grant(&f, "alice", &["get", "list", "watch", "patch"]).await;
+    grant(&f, "carol", &["get", "list", "watch"]).await;
     let alice_name = format!("system:serviceaccount:{}:alice", f.ns);
     f.wait_phase("podinfo", CanaryPhase::Initialized, LIMIT)
         .await;
 
-    // No rights on the Canary: refused, and nothing is written.
+    // With the shipped policy, a request cannot claim another author.
+    install_identity_policy(&f).await;
+    let forged = json!({ "metadata": { "annotations": {
+        "aviary.dev/request": r#"{"id":"forged","verb":"resume","by":"mallory"}"#
+    } } });
+    let mut refusal = String::new();
+    for _ in 0..50 {
+        match f
+            .canaries()
+            .patch("podinfo", &PatchParams::default(), &Patch::Merge(&forged))
+            .await
+        {
+            Err(kube::Error::Api(status)) => {
+                refusal = status.message;
+                break;
+            }
+            // The policy is not in force yet: take the request back off and try again.
+            Ok(_) => {
+                let clear =
+                    json!({ "metadata": { "annotations": { "aviary.dev/request": null } } });
+                f.canaries()
+                    .patch("podinfo", &PatchParams::default(), &Patch::Merge(&clear))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(
+        refusal.contains("must name its author"),
+        "forged request accepted: {refusal:?}"
+    );
+
+    // No rights on the Canary, or only to read it: refused, and nothing is written.
     let refused = run(&bob, &["pause", "podinfo"]).await;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("may not get Canary"),
+        "{}",
+        text(&refused)
+    );
+    let refused = run(&carol, &["abort", "podinfo"]).await;
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(
         text(&refused).contains("may not patch Canary"),

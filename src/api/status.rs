@@ -53,6 +53,15 @@ impl CanaryPhase {
         )
     }
 
+    /// Phases an operator may pause: a rollout waiting or under analysis. Promotion and its
+    /// traffic shift back are never left half done.
+    pub fn is_pausable(self) -> bool {
+        matches!(
+            self,
+            CanaryPhase::Waiting | CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
+        )
+    }
+
     /// The value of the `Promoted` condition for this phase.
     fn promoted_condition(self) -> &'static str {
         match self {

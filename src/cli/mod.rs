@@ -29,6 +29,10 @@ pub enum CliError {
     NotFound { namespace: String, name: String },
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("an earlier request is pending: {0}")]
+    Pending(String),
+    #[error("cannot watch the Canary: {0}")]
+    Watch(String),
     #[error("--for {0:?}: expected promoted, failed or phase=<Phase>")]
     BadCondition(String),
 }

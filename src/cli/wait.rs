@@ -42,6 +42,9 @@ impl std::str::FromStr for WaitFor {
     }
 }
 
+/// Watch errors in a row after which waiting is given up.
+const WATCH_ERRORS: u32 = 5;
+
 /// How a wait ended; the process exits with `code()`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitOutcome {
@@ -113,15 +116,18 @@ fn verdict(
             Some(WaitOutcome::Reached(status.clone()))
         }
         WaitFor::Phase(_) => None,
-        WaitFor::Promoted | WaitFor::Failed => match status.phase {
-            CanaryPhase::Succeeded | CanaryPhase::Initialized
-                if of_current && status.last_promoted_spec.as_deref() == revision =>
-            {
-                Some(WaitOutcome::Promoted(status.clone()))
+        WaitFor::Promoted | WaitFor::Failed => {
+            let live = of_current && status.last_promoted_spec.as_deref() == revision;
+            match status.phase {
+                // Live is live, whatever a later failure left in the phase (a target set back
+                // to the promoted revision keeps the phase of the failed rollout).
+                CanaryPhase::Succeeded | CanaryPhase::Initialized | CanaryPhase::Failed if live => {
+                    Some(WaitOutcome::Promoted(status.clone()))
+                }
+                CanaryPhase::Failed if of_current => Some(WaitOutcome::Failed(status.clone())),
+                _ => None,
             }
-            CanaryPhase::Failed if of_current => Some(WaitOutcome::Failed(status.clone())),
-            _ => None,
-        },
+        }
     }
 }
 
@@ -142,7 +148,11 @@ pub async fn wait(
         });
     }
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut changes = watcher(api, config).applied_objects().boxed();
+    let mut changes = watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    let mut errors_in_a_row = 0;
     let deadline = tokio::time::Instant::now() + limit;
     let mut last: Option<CanaryStatus> = None;
     loop {
@@ -150,12 +160,20 @@ pub async fn wait(
         let canary = match next {
             Err(_) => return Ok(WaitOutcome::TimedOut(last)),
             Ok(None) => return Ok(WaitOutcome::TimedOut(last)),
-            // A watch error is retried by the watcher's own backoff; keep waiting.
+            // A watch error is retried with backoff; one that persists (say, no right to
+            // watch) ends the wait as an error, not as a timeout.
             Ok(Some(Err(error))) => {
+                errors_in_a_row += 1;
                 tracing::debug!(%error, "watch interrupted");
+                if errors_in_a_row >= WATCH_ERRORS {
+                    return Err(CliError::Watch(error.to_string()));
+                }
                 continue;
             }
-            Ok(Some(Ok(canary))) => canary,
+            Ok(Some(Ok(canary))) => {
+                errors_in_a_row = 0;
+                canary
+            }
         };
         let status = canary.status.clone().unwrap_or_default();
         if last.as_ref() != Some(&status) {
@@ -199,6 +217,11 @@ mod tests {
         ));
         let old_failure = status(CanaryPhase::Failed, "old", "older");
         assert_eq!(verdict(&WaitFor::Failed, &old_failure, Some("new")), None);
+        let back_on_promoted = status(CanaryPhase::Failed, "new", "new");
+        assert!(matches!(
+            verdict(&WaitFor::Promoted, &back_on_promoted, Some("new")),
+            Some(WaitOutcome::Promoted(_))
+        ));
     }
 
     #[test]

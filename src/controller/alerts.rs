@@ -60,9 +60,20 @@ pub fn webhook_key(
     let Some(reference) = &hook.secret_ref else {
         return Ok(None);
     };
-    secret_value(secrets, namespace, &reference.name, reference.key())
-        .map(Some)
-        .map_err(|reason| format!("webhook {} secretRef: {reason}", hook.name))
+    let value = secret_value(secrets, namespace, &reference.name, reference.key())
+        .map_err(|reason| format!("webhook {} secretRef: {reason}", hook.name))?;
+    // Trimmed as the loadtester trims its secret file: a Secret made from a file often ends
+    // in a newline that is not part of the secret.
+    let key = value.trim_ascii().to_vec();
+    if key.is_empty() {
+        return Err(format!(
+            "webhook {} secretRef: key {:?} of Secret {} is empty",
+            hook.name,
+            reference.key(),
+            reference.name
+        ));
+    }
+    Ok(Some(key))
 }
 
 impl Announcer {

@@ -85,9 +85,30 @@ impl Written {
     }
 }
 
-/// Writes `after` over `before` (the status of `canary` as read). A 409 means the canary
-/// changed since it was read.
+/// Writes `after` over `before` (the status of `canary` as read). When the canary changed
+/// since it was read but its status did not (its metadata did: a finalizer, an operator's
+/// request), the write is made again on the fresh copy: the decision's actions are already
+/// applied, and losing its status would repeat them. A 409 remains when the status changed.
 pub async fn write(
+    api: &Api<Canary>,
+    canary: &Canary,
+    before: &CanaryStatus,
+    after: &CanaryStatus,
+    written: &Written,
+) -> Result<(), kube::Error> {
+    match write_once(api, canary, before, after, written).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let fresh = api.get_status(&canary.name_any()).await?;
+            if fresh.status.clone().unwrap_or_default() != *before {
+                return Err(kube::Error::Api(status));
+            }
+            write_once(api, &fresh, before, after, written).await
+        }
+        other => other,
+    }
+}
+
+async fn write_once(
     api: &Api<Canary>,
     canary: &Canary,
     before: &CanaryStatus,

@@ -74,8 +74,8 @@ impl<'a> Rollout<'a> {
         if self.operator_request(&target) {
             return Ok(());
         }
-        if self.status.paused_by.is_some() {
-            return Ok(());
+        if self.status.paused_by.is_some() && self.status.phase.is_pausable() {
+            return self.paused();
         }
         match self.status.phase {
             CanaryPhase::Initializing => {
@@ -210,6 +210,8 @@ impl<'a> Rollout<'a> {
 
     fn reset_rollout(&mut self, target: String) {
         self.status.holding_since = None;
+        // An approval was for the rollout it was given in.
+        self.status.approved_by = None;
         self.status.last_checks.clear();
         self.status.judge_state.clear();
         self.status.judgements.clear();
@@ -510,6 +512,7 @@ impl<'a> Rollout<'a> {
     fn rollback(&mut self, reason: &str) {
         self.status.holding_since = None;
         self.status.approved_by = None;
+        self.status.paused_by = None;
         self.status.canary_weight = 0;
         self.status.last_step_time = Some(self.input.now);
         self.actions.push(Action::SetRoutes(Routes::primary_only()));

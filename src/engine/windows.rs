@@ -36,11 +36,45 @@ pub struct ParsedWindow {
     zone: jiff::tz::TimeZone,
 }
 
-/// Reads a cron expression with 5 fields (minute first) or 6 to 7 (seconds first).
+const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+/// Standard cron numbers days of the week 0-7 from Sunday; the cron crate counts 1-7 from
+/// Sunday. Numbers become names so `1-5` keeps meaning Monday to Friday.
+fn named_days(field: &str) -> Result<String, String> {
+    let name = |number: &str| -> Result<String, String> {
+        match number.parse::<usize>() {
+            Ok(n) if n <= 7 => Ok(DAYS[n % 7].to_string()),
+            Ok(n) => Err(format!("day of week {n} is not between 0 and 7")),
+            Err(_) => Ok(number.to_string()),
+        }
+    };
+    let mut parts = Vec::new();
+    for part in field.split(',') {
+        let (base, step) = match part.split_once('/') {
+            Some((base, step)) => (base, Some(step)),
+            None => (part, None),
+        };
+        let base = base
+            .split('-')
+            .map(name)
+            .collect::<Result<Vec<_>, _>>()?
+            .join("-");
+        parts.push(match step {
+            Some(step) => format!("{base}/{step}"),
+            None => base,
+        });
+    }
+    Ok(parts.join(","))
+}
+
+/// Reads a cron expression with 5 fields (standard: minute first, days of the week 0-7 from
+/// Sunday) or 6 to 7 (the cron crate's: seconds first, days 1-7 from Sunday).
 pub fn parse_schedule(text: &str) -> Result<cron::Schedule, WindowError> {
-    let fields = text.split_whitespace().count();
-    let full = if fields == 5 {
-        format!("0 {text}")
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let full = if fields.len() == 5 {
+        let days = named_days(fields[4])
+            .map_err(|reason| WindowError::Schedule(text.to_string(), reason))?;
+        format!("0 {} {days}", fields[..4].join(" "))
     } else {
         text.to_string()
     };
@@ -183,6 +217,35 @@ mod tests {
                 opens_at: Some(at("2026-11-27T22:00:00Z"))
             }
         );
+    }
+
+    #[test]
+    fn standard_numeric_weekdays_keep_their_meaning() {
+        // 1-5 is Monday to Friday in standard cron; 2026-11-29 is a Sunday.
+        let weekdays = [window("0 9 * * 1-5", "8h", None)];
+        assert_eq!(
+            state(&weekdays, at("2026-11-29T10:00:00Z")).unwrap(),
+            WindowState::Closed {
+                opens_at: Some(at("2026-11-30T09:00:00Z"))
+            }
+        );
+        let sundays = [
+            window("0 9 * * 0", "8h", None),
+            window("0 9 * * 7", "8h", None),
+        ];
+        assert_eq!(
+            state(&sundays[..1], at("2026-11-29T10:00:00Z")).unwrap(),
+            WindowState::Open
+        );
+        assert_eq!(
+            state(&sundays[1..], at("2026-11-29T10:00:00Z")).unwrap(),
+            WindowState::Open
+        );
+        assert!(state(
+            &[window("0 9 * * 8", "1h", None)],
+            at("2026-11-29T10:00:00Z")
+        )
+        .is_err());
     }
 
     #[test]

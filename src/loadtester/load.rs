@@ -20,6 +20,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_CONCURRENCY: u64 = 2_000;
 /// Finished runs kept for `/runs`.
 const HISTORY: usize = 50;
+/// Runs at once; more are refused, so no caller can pile up loads without bound.
+pub const MAX_RUNNING: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LoadError {
@@ -207,6 +209,13 @@ impl RunRecord {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Started,
+    Deduplicated,
+    Full,
+}
+
 /// Runs by key: at most one per key at a time.
 #[derive(Default)]
 pub struct Runs {
@@ -220,14 +229,18 @@ struct RunsInner {
 }
 
 impl Runs {
-    /// Registers a run unless one with the same key is running; `false` means deduplicated.
-    pub fn start(&self, record: RunRecord) -> bool {
+    /// Registers a run unless one with the same key is running (deduplicated) or too many
+    /// are (full).
+    pub fn start(&self, record: RunRecord) -> Start {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.running.contains_key(&record.key) {
-            return false;
+            return Start::Deduplicated;
+        }
+        if inner.running.len() >= MAX_RUNNING {
+            return Start::Full;
         }
         inner.running.insert(record.key.clone(), record);
-        true
+        Start::Started
     }
 
     pub fn finish(&self, key: &str, report: &LoadReport) -> Option<RunRecord> {
@@ -311,9 +324,15 @@ mod tests {
         let runs = Runs::default();
         let request = LoadRequest::from_metadata(&meta(&[("url", "http://127.0.0.1:1/")])).unwrap();
         let key = request.key("a.test");
-        assert!(runs.start(RunRecord::started(key.clone(), "a.test", &request.plan)));
-        assert!(!runs.start(RunRecord::started(key.clone(), "a.test", &request.plan)));
+        let start =
+            |key: &str| runs.start(RunRecord::started(key.to_string(), "a.test", &request.plan));
+        assert_eq!(start(&key), Start::Started);
+        assert_eq!(start(&key), Start::Deduplicated);
         runs.finish(&key, &LoadReport::default());
-        assert!(runs.start(RunRecord::started(key, "a.test", &request.plan)));
+        assert_eq!(start(&key), Start::Started);
+        for other in 1..MAX_RUNNING {
+            assert_eq!(start(&format!("{key}-{other}")), Start::Started);
+        }
+        assert_eq!(start("one too many"), Start::Full);
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 pub use audit::Audit;
 pub use gates::{Gates, Switch};
-pub use load::{LoadError, LoadRequest, RunRecord, Runs};
+pub use load::{LoadError, LoadRequest, RunRecord, Runs, Start};
 
 /// How far a signed call's timestamp may be from now.
 const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
@@ -385,15 +385,24 @@ async fn start_load(
     };
     let canary = incoming.canary();
     let key = request.key(&canary);
-    if !shared
+    match shared
         .runs
         .start(RunRecord::started(key.clone(), &canary, &request.plan))
     {
-        shared
-            .counters
-            .loads_deduplicated
-            .fetch_add(1, Ordering::Relaxed);
-        return answer(StatusCode::OK, "the same load is already running");
+        Start::Started => {}
+        Start::Deduplicated => {
+            shared
+                .counters
+                .loads_deduplicated
+                .fetch_add(1, Ordering::Relaxed);
+            return answer(StatusCode::OK, "the same load is already running");
+        }
+        Start::Full => {
+            return answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{} loads are running already", load::MAX_RUNNING),
+            )
+        }
     }
     shared
         .counters
@@ -418,13 +427,15 @@ async fn start_load(
             record
         }
     };
+    // Always its own task: a caller that gives up on a blocking call must not cancel the run
+    // halfway and leave it registered as running.
+    let task = tokio::spawn(run);
     if request.blocking {
-        match run.await {
-            Some(record) => (StatusCode::OK, Json(record)).into_response(),
-            None => answer(StatusCode::INTERNAL_SERVER_ERROR, "the run was lost"),
+        match task.await {
+            Ok(Some(record)) => (StatusCode::OK, Json(record)).into_response(),
+            _ => answer(StatusCode::INTERNAL_SERVER_ERROR, "the run was lost"),
         }
     } else {
-        tokio::spawn(run);
         answer(StatusCode::ACCEPTED, "load started")
     }
 }

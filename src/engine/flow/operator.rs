@@ -1,11 +1,23 @@
 //! Operator requests (`aviary promote|abort|pause|resume|retry`): each is acted on once, and
 //! every one of them, honoured or not, is answered with an Event naming who asked.
 
-use crate::api::{AlertSeverity, CanaryPhase, OperatorRequest, Verb};
+use crate::api::{AlertSeverity, CanaryPhase, HookType, OperatorRequest, Verb};
 
-use super::Rollout;
+use super::{analysis, Flow, Rollout};
 
 impl Rollout<'_> {
+    /// While paused nothing advances, but an open rollback hook still rolls back.
+    pub(super) fn paused(&mut self) -> Flow {
+        if self.status.phase != CanaryPhase::Waiting {
+            let outcomes = self.hooks(HookType::Rollback)?;
+            if let Some(hook) = analysis::first_passing_hook(outcomes) {
+                let reason = format!("rollback webhook {} asked for it while paused", hook.name);
+                self.rollback(&reason);
+            }
+        }
+        Ok(())
+    }
+
     /// Acts on a request not handled yet; `true` when it decided this step (an abort, a full
     /// promotion).
     pub(super) fn operator_request(&mut self, target: &str) -> bool {
@@ -20,6 +32,14 @@ impl Rollout<'_> {
         let name = self.input.name;
         let phase = self.status.phase;
         match verb {
+            Verb::Pause if !phase.is_pausable() => {
+                self.ignored(
+                    &by,
+                    verb,
+                    "only a waiting or progressing rollout can be paused",
+                );
+                false
+            }
             Verb::Pause => {
                 self.status.paused_by = Some(by.clone());
                 self.event(
@@ -34,6 +54,14 @@ impl Rollout<'_> {
             }
             Verb::Resume => {
                 let reason = if self.status.paused_by.take().is_some() {
+                    // The paused time counts toward neither the progress deadline nor a hold,
+                    // and the next step is a whole interval away.
+                    let now = self.input.now;
+                    self.status.last_transition_time = Some(now);
+                    self.status.last_step_time = Some(now);
+                    if self.status.holding_since.is_some() {
+                        self.status.holding_since = Some(now);
+                    }
                     "Resumed"
                 } else {
                     "ResumeIgnored"
@@ -74,6 +102,10 @@ impl Rollout<'_> {
                 }
                 false
             }
+            Verb::Promote if !phase.is_pausable() => {
+                self.ignored(&by, verb, "no rollout is waiting or progressing");
+                false
+            }
             Verb::Promote => {
                 self.status.approved_by = Some(by.clone());
                 self.event(
@@ -84,6 +116,16 @@ impl Rollout<'_> {
                 false
             }
             Verb::PromoteFull => match phase {
+                CanaryPhase::Progressing | CanaryPhase::WaitingPromotion
+                    if self.status.last_applied_spec.as_deref() != Some(target) =>
+                {
+                    self.ignored(
+                        &by,
+                        verb,
+                        "the target changed to a revision that has not been analysed yet",
+                    );
+                    false
+                }
                 CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => {
                     self.status.paused_by = None;
                     self.event(

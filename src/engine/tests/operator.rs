@@ -146,3 +146,57 @@ fn an_open_window_promotes_as_usual() {
     sim.run_until(&[CanaryPhase::Succeeded], 6);
     assert!(!sim.has_event("WaitingPromotion"));
 }
+
+#[test]
+fn an_approval_never_outlives_its_rollout() {
+    let spec = with_hooks(stepped(50, 50, 1), &[HookType::ConfirmRollout]);
+    let mut sim = Sim::initialized(spec);
+    sim.target = "rev1".into();
+    sim.ask("r1", Verb::Promote);
+    sim.tick();
+    assert!(sim.event_message("RequestIgnored").contains("promote"));
+    assert_eq!(sim.status.approved_by, None);
+    sim.target = "rev2".into();
+    sim.refusing = vec![HookType::ConfirmRollout];
+    sim.tick();
+    sim.tick();
+    assert_eq!(
+        sim.status.phase,
+        CanaryPhase::Waiting,
+        "the gate is still closed"
+    );
+}
+
+#[test]
+fn promote_full_refuses_a_revision_not_analysed_yet() {
+    let mut sim = Sim::initialized(stepped(10, 90, 1));
+    sim.tick();
+    sim.tick();
+    sim.target = "rev3".into();
+    sim.ask("r1", Verb::PromoteFull);
+    sim.decide_now();
+    assert_ne!(sim.status.phase, CanaryPhase::Promoting);
+    assert!(sim
+        .event_message("RequestIgnored")
+        .contains("not been analysed"));
+}
+
+#[test]
+fn pause_applies_to_waiting_or_progressing_rollouts_and_rollback_hooks_still_work() {
+    let spec = with_hooks(stepped(10, 50, 1), &[HookType::Rollback]);
+    let mut sim = Sim::initialized(spec);
+    sim.refusing = vec![HookType::Rollback];
+    sim.tick();
+    sim.tick();
+    sim.ask("r1", Verb::Pause);
+    sim.tick();
+    assert!(sim.status.paused_by.is_some());
+    sim.refusing.clear();
+    sim.tick();
+    assert_eq!(sim.status.phase, CanaryPhase::Failed);
+    assert_eq!(sim.status.paused_by, None);
+    sim.ask("r2", Verb::Pause);
+    sim.tick();
+    assert!(sim.event_message("RequestIgnored").contains("pause"));
+    assert_eq!(sim.status.paused_by, None);
+}
