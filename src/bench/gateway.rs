@@ -1,17 +1,15 @@
 //! `aviary bench gateway`: the embedded gateway's added latency and memory.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use crate::loadgen::{self, LoadPlan, LoadReport};
 use crate::sample_app::{Behaviour, SampleApp};
 
-use super::{machine, memory_kib, round, start_error, BenchError};
+use super::{machine, memory_kib, round, start_error, start_listening, BenchError};
 
 async fn load(target: std::net::SocketAddr, rps: u32, duration: Duration) -> LoadReport {
     let (_keep, stop) = watch::channel(false);
@@ -47,8 +45,9 @@ pub async fn gateway(
     .await
     .map_err(start_error("the upstream"))?;
     let address = upstream.address.to_string();
-    let mut child = tokio::process::Command::new(executable)
-        .args([
+    let (mut child, gateway_address) = start_listening(
+        executable,
+        &[
             "gateway",
             "--listen",
             "127.0.0.1:0",
@@ -56,28 +55,10 @@ pub async fn gateway(
             &address,
             "--canary",
             &address,
-        ])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(start_error("the gateway process"))?;
-    let stdout = child.stdout.take().ok_or_else(|| BenchError::Start {
-        what: "the gateway process",
-        reason: "no stdout".into(),
-    })?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let first = lines
-        .next_line()
-        .await
-        .map_err(start_error("the gateway process"))?;
-    let gateway_address: std::net::SocketAddr = first
-        .as_deref()
-        .and_then(|line| line.strip_prefix("listening "))
-        .and_then(|text| text.trim().parse().ok())
-        .ok_or_else(|| BenchError::Start {
-            what: "the gateway process",
-            reason: format!("unexpected first line {first:?}"),
-        })?;
+        ],
+        "the gateway process",
+    )
+    .await?;
     let pid = child.id().unwrap_or(0);
     let warmup = Duration::from_secs(1);
     load(upstream.address, rps, warmup).await;

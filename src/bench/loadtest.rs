@@ -3,13 +3,11 @@
 //! is asked for over HTTP exactly as a `rollout` webhook asks for it.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 
-use super::{cpu_seconds, machine, memory_kib, round, start_error, BenchError};
+use super::{cpu_seconds, machine, memory_kib, round, start_error, start_listening, BenchError};
 use crate::loadtester::RunRecord;
 use crate::sample_app::{Behaviour, SampleApp};
 
@@ -31,30 +29,12 @@ pub async fn loadtest(
     )
     .await
     .map_err(start_error("the upstream"))?;
-    let mut child = tokio::process::Command::new(executable)
-        .args(["loadtester", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(start_error("the loadtester process"))?;
-    let stdout = child.stdout.take().ok_or_else(|| BenchError::Start {
-        what: "the loadtester process",
-        reason: "no stdout".into(),
-    })?;
-    let first = tokio::io::BufReader::new(stdout)
-        .lines()
-        .next_line()
-        .await
-        .map_err(start_error("the loadtester process"))?;
-    let address: std::net::SocketAddr = first
-        .as_deref()
-        .and_then(|line| line.strip_prefix("listening "))
-        .and_then(|text| text.trim().parse().ok())
-        .ok_or_else(|| BenchError::Start {
-            what: "the loadtester process",
-            reason: format!("unexpected first line {first:?}"),
-        })?;
+    let (mut child, address) = start_listening(
+        executable,
+        &["loadtester", "--listen", "127.0.0.1:0"],
+        "the loadtester process",
+    )
+    .await?;
     let pid = child.id().unwrap_or(0);
     let http = crate::http_client::client(Duration::from_secs(10));
     let cpu_before = cpu_seconds(pid);

@@ -26,6 +26,39 @@ pub(crate) fn start_error(what: &'static str) -> impl Fn(std::io::Error) -> Benc
     }
 }
 
+/// Starts `executable args…` as its own process (stderr discarded) and reads the address it
+/// serves from its first line, `listening <address>`; the rest of its output is drained.
+pub(crate) async fn start_listening(
+    executable: &std::path::Path,
+    args: &[&str],
+    what: &'static str,
+) -> Result<(tokio::process::Child, std::net::SocketAddr), BenchError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(executable)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(start_error(what))?;
+    let stdout = child.stdout.take().ok_or_else(|| BenchError::Start {
+        what,
+        reason: "no stdout".into(),
+    })?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = lines.next_line().await.map_err(start_error(what))?;
+    let address = first
+        .as_deref()
+        .and_then(|line| line.strip_prefix("listening "))
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| BenchError::Start {
+            what,
+            reason: format!("unexpected first line {first:?}"),
+        })?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, address))
+}
+
 pub(crate) fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }

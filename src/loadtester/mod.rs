@@ -255,6 +255,12 @@ fn verify(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<(), Refu
     })
 }
 
+/// A call from the controller: its signature checked (when a secret is set), then its payload.
+fn signed_payload(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Incoming, Refusal> {
+    verify(shared, headers, body)?;
+    parse(body)
+}
+
 /// Compares without stopping at the first differing byte.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -295,10 +301,7 @@ async fn check(
     body: Bytes,
     switch: Switch,
 ) -> Response {
-    if let Err(refusal) = verify(&shared, &headers, &body) {
-        return refusal.into_response();
-    }
-    let incoming = match parse(&body) {
+    let incoming = match signed_payload(&shared, &headers, &body) {
         Ok(incoming) => incoming,
         Err(refusal) => return refusal.into_response(),
     };
@@ -372,10 +375,7 @@ async fn start_load(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = verify(&shared, &headers, &body) {
-        return refusal.into_response();
-    }
-    let incoming = match parse(&body) {
+    let incoming = match signed_payload(&shared, &headers, &body) {
         Ok(incoming) => incoming,
         Err(refusal) => return refusal.into_response(),
     };
