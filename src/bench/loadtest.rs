@@ -19,16 +19,9 @@ pub async fn loadtest(
     rps: u32,
     duration: Duration,
 ) -> Result<serde_json::Value, BenchError> {
-    let upstream = SampleApp::start(
-        "127.0.0.1:0",
-        Behaviour {
-            version: "bench".into(),
-            error_rate: 0.0,
-            latency: Duration::from_millis(2),
-        },
-    )
-    .await
-    .map_err(start_error("the upstream"))?;
+    let upstream = SampleApp::start("127.0.0.1:0", Behaviour::healthy("bench"))
+        .await
+        .map_err(start_error("the upstream"))?;
     let (mut child, address) = start_listening(
         executable,
         &["loadtester", "--listen", "127.0.0.1:0"],

@@ -77,6 +77,32 @@ pub fn webhook_key(
 }
 
 impl Announcer {
+    /// Calls the hooks of `kind` in the background, without waiting on their verdict
+    /// (post-rollout and event hooks); failures are logged.
+    pub fn spawn_hooks(
+        &self,
+        namespace: &str,
+        hooks: Vec<CanaryWebhook>,
+        kind: HookType,
+        body: HookPayload,
+    ) {
+        // Keys are read now, from the store, so the task owns everything it needs.
+        let keys: HashMap<String, Result<Option<Vec<u8>>, String>> = hooks
+            .iter()
+            .filter(|h| h.r#type == kind)
+            .map(|h| (h.name.clone(), webhook_key(&self.secrets, namespace, h)))
+            .collect();
+        let client = self.hooks.clone();
+        tokio::spawn(async move {
+            let lookup = |hook: &CanaryWebhook| keys.get(&hook.name).cloned().unwrap_or(Ok(None));
+            for outcome in client.run(&hooks, kind, &body, &lookup).await {
+                if !outcome.ok {
+                    tracing::warn!(hook = %outcome.name, kind = kind.as_str(), message = %outcome.message, "webhook failed");
+                }
+            }
+        });
+    }
+
     /// Sends `event` to the event webhooks and the alert providers, in the background.
     pub fn announce(
         &self,
@@ -92,26 +118,12 @@ impl Announcer {
             .cloned()
             .collect();
         if !hooks.is_empty() {
-            // Keys are read now, from the store, so the task owns everything it needs.
-            let keys: HashMap<String, Result<Option<Vec<u8>>, String>> = hooks
-                .iter()
-                .map(|h| (h.name.clone(), webhook_key(&self.secrets, &namespace, h)))
-                .collect();
             let body = payload.for_event(
                 event.severity.event_type(),
                 &event.message,
                 jiff::Timestamp::now(),
             );
-            let client = self.hooks.clone();
-            tokio::spawn(async move {
-                let lookup =
-                    |hook: &CanaryWebhook| keys.get(&hook.name).cloned().unwrap_or(Ok(None));
-                for outcome in client.run(&hooks, HookType::Event, &body, &lookup).await {
-                    if !outcome.ok {
-                        tracing::debug!(hook = %outcome.name, message = %outcome.message, "event webhook failed");
-                    }
-                }
-            });
+            self.spawn_hooks(&namespace, hooks, HookType::Event, body);
         }
         let alerts: Vec<CanaryAlert> = match canary.spec.analysis.as_ref().map(|a| &a.alerts) {
             Some(alerts) if !alerts.is_empty() => alerts.clone(),

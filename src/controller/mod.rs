@@ -283,6 +283,8 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         .watches_stream(secret_events, move |secret: Secret| {
             secret_trigger(secret.name_any(), secret.namespace().unwrap_or_default())
         });
+    // One connection pool for every webhook, whether the engine waits on it or not.
+    let hooks = HookClient::default();
     let context = Arc::new(Context {
         client: client.clone(),
         deployments,
@@ -294,11 +296,11 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         routers: router::Routers::new(&client),
         policies,
         default_router,
-        hooks: HookClient::default(),
+        hooks: hooks.clone(),
         announcer: alerts::Announcer {
             client: client.clone(),
             secrets: secrets.clone(),
-            hooks: HookClient::default(),
+            hooks,
             notifier: crate::notify::Notifier::default(),
             default_alert: config.default_alert.clone(),
         },

@@ -732,27 +732,7 @@ async fn apply(
                     &decision.status,
                     status.last_applied_spec.as_deref().unwrap_or_default(),
                 );
-                let client = ctx.hooks.clone();
-                let kind = *kind;
-                let keys: std::collections::HashMap<String, _> = hooks
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.clone(),
-                            super::alerts::webhook_key(&ctx.secrets, &namespace, h),
-                        )
-                    })
-                    .collect();
-                tokio::spawn(async move {
-                    let lookup = |hook: &crate::api::CanaryWebhook| {
-                        keys.get(&hook.name).cloned().unwrap_or(Ok(None))
-                    };
-                    for outcome in client.run(&hooks, kind, &body, &lookup).await {
-                        if !outcome.ok {
-                            tracing::warn!(hook = %outcome.name, message = %outcome.message, "post-rollout webhook failed");
-                        }
-                    }
-                });
+                ctx.announcer.spawn_hooks(&namespace, hooks, *kind, body);
             }
             Action::Event(event) => {
                 tracing::info!(canary = %canary.name_any(), namespace = %namespace, reason = event.reason, "{}", event.message);
