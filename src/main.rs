@@ -262,7 +262,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", aviary::cli::cause_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -366,3 +366,25 @@ async fn operator_verbs_drive_a_running_rollout_within_rbac() {
     assert_eq!(promoted.status.code(), Some(0), "{}", text(&promoted));
     assert_eq!(f.image_of("podinfo-primary").await, "podinfo:4");
 }
+
+/// Without a kubeconfig the CLI says why once, not the same cause chain over and over.
+#[test]
+fn a_missing_kubeconfig_is_explained_once() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aviary"))
+        .args(["status", "podinfo", "-n", "test"])
+        .env("KUBECONFIG", "/nonexistent/aviary-kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("/nonexistent/aviary-kubeconfig").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API"),
+        "{stderr}"
+    );
+}

@@ -267,6 +267,47 @@ fn what_a_router_cannot_serve_is_refused_with_the_field() {
 }
 
 #[test]
+fn a_string_match_is_exactly_one_kind_and_a_regex_compiles() {
+    let matching = |condition: &str| {
+        format!("{VALID_START}  analysis:\n    iterations: 2\n    match:\n      - headers:\n          x-user:\n{condition}")
+    };
+    assert_refused(
+        &matching("            prefix: insider\n            regex: \"^ins.*\"\n"),
+        "spec.analysis.match[0].headers.x-user",
+        14,
+        "sets prefix and regex: exactly one",
+    );
+    assert_refused(
+        &matching("            regex: \"(unclosed\"\n"),
+        "spec.analysis.match[0].headers.x-user",
+        14,
+        "invalid regex",
+    );
+    assert!(errors(
+        &matching("            exact: insider\n"),
+        Options::default()
+    )
+    .is_empty());
+}
+
+#[test]
+fn istio_and_gateway_api_keep_sessions_and_smi_cannot() {
+    let affinity = |provider: &str| {
+        format!("  provider: {provider}\n  targetRef:\n    name: podinfo\n  service:\n    port: 80\n    gatewayRefs:\n      - name: edge\n  analysis:\n    iterations: 2\n    sessionAffinity:\n      cookieName: flavor\n")
+    };
+    for provider in ["istio", "gatewayapi:v1"] {
+        let found = errors(&affinity(provider), Options::default());
+        assert!(found.is_empty(), "{provider}: {found:#?}");
+    }
+    assert_refused(
+        &affinity("linkerd"),
+        "spec.analysis.sessionAffinity",
+        15,
+        "provider smi:v1alpha2 cannot keep sessions on the canary",
+    );
+}
+
+#[test]
 fn promotion_windows_are_checked_field_by_field() {
     let body = |schedule: &str, duration: &str, zone: &str| {
         format!(

@@ -45,7 +45,7 @@ impl RouterKind {
 
     /// Whether sticky sessions by cookie can be expressed (`analysis.sessionAffinity`).
     pub fn can_pin_sessions(self) -> bool {
-        matches!(self, RouterKind::GatewayApi)
+        matches!(self, RouterKind::Istio | RouterKind::GatewayApi)
     }
 
     /// Whether `spec.service.gatewayRefs` is required.

@@ -37,6 +37,22 @@ pub enum CliError {
     BadCondition(String),
 }
 
+/// An error and its causes in one line, each cause once: many errors (kube's among them) already
+/// write their source into their own message, so printing the chain as it is repeats it.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A client from KUBECONFIG or the in-cluster configuration, and the namespace it defaults to.
 pub async fn connect(namespace: Option<String>) -> Result<(Client, String), CliError> {
     crate::http_client::install_crypto_provider();
@@ -60,4 +76,29 @@ pub async fn who_am_i(client: &Client) -> Result<String, CliError> {
         .and_then(|s| s.user_info)
         .and_then(|u| u.username)
         .unwrap_or_else(|| "unknown".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("file missing")]
+    struct Root;
+
+    /// Says its source in its own message too, as kube's errors do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the config: {0}")]
+    struct Repeating(#[source] Root);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot reach the Kubernetes API")]
+    struct Outer(#[source] Repeating);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let text = super::cause_chain(&Outer(Repeating(Root)));
+        assert_eq!(
+            text,
+            "cannot reach the Kubernetes API: cannot read the config: file missing"
+        );
+    }
 }

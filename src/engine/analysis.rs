@@ -209,11 +209,12 @@ pub fn check_records(
     outcomes
         .iter()
         .map(|outcome| {
+            // The same range the verdict uses: `thresholdRange`, or the deprecated `threshold`.
             let range = analysis
                 .metrics
                 .iter()
                 .find(|m| m.name == outcome.name)
-                .and_then(|m| m.threshold_range.clone())
+                .map(CanaryMetric::accepted_range)
                 .unwrap_or_default();
             let (value, passed, detail) = match &outcome.value {
                 Ok(value) => (Some(*value), range.contains(*value), String::new()),
@@ -256,5 +257,50 @@ fn describe_range(min: Option<f64>, max: Option<f64>) -> String {
         (Some(min), None) => format!(">= {}", format_value(min)),
         (None, Some(max)) => format!("<= {}", format_value(max)),
         (None, None) => "any value".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(name: &str, value: f64) -> MetricOutcome {
+        MetricOutcome {
+            name: name.into(),
+            value: Ok(value),
+            comparison: None,
+        }
+    }
+
+    /// The status shows a check as failed exactly when the verdict counts it as failed, also
+    /// under the deprecated `threshold` (a minimum for the success rate, a maximum otherwise).
+    #[test]
+    fn last_checks_use_the_range_the_verdict_uses() {
+        let analysis = CanaryAnalysis {
+            metrics: vec![
+                CanaryMetric {
+                    name: BUILTIN_SUCCESS_RATE.into(),
+                    threshold: Some(99.0),
+                    ..CanaryMetric::default()
+                },
+                CanaryMetric {
+                    name: "latency".into(),
+                    threshold: Some(500.0),
+                    ..CanaryMetric::default()
+                },
+            ],
+            ..CanaryAnalysis::default()
+        };
+        let outcomes = [
+            measured(BUILTIN_SUCCESS_RATE, 90.0),
+            measured("latency", 200.0),
+        ];
+        let verdict = judge_metrics(&analysis, &outcomes, &BTreeMap::new());
+        assert_eq!(verdict.failures.len(), 1, "{:?}", verdict.failures);
+        let records = check_records(&analysis, &outcomes);
+        assert!(!records[0].passed, "90% under a 99% threshold: {records:?}");
+        assert_eq!(records[0].min, Some(99.0));
+        assert!(records[1].passed, "{records:?}");
+        assert_eq!(records[1].max, Some(500.0));
     }
 }

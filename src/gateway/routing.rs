@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use http::request::Parts;
 use regex::Regex;
 
-use crate::api::{RequestMatch, StringMatch};
+use crate::api::{Matcher, MatcherError, RequestMatch, StringMatch};
 use crate::engine::Routes;
 
 /// The two backends of a rollout.
@@ -35,25 +35,23 @@ enum Condition {
 
 impl Condition {
     fn compile(field: &str, spec: &StringMatch) -> Result<Condition, MatchError> {
-        let condition = if let Some(exact) = &spec.exact {
-            Condition::Exact(exact.clone())
-        } else if let Some(prefix) = &spec.prefix {
-            Condition::Prefix(prefix.clone())
-        } else if let Some(suffix) = &spec.suffix {
-            Condition::Suffix(suffix.clone())
-        } else if let Some(pattern) = &spec.regex {
-            // Istio and Envoy match the whole value with RE2 semantics.
-            let anchored = format!("^(?:{pattern})$");
-            Condition::Regex(Regex::new(&anchored).map_err(|e| MatchError::BadRegex {
-                field: field.to_string(),
-                reason: e.to_string(),
-            })?)
-        } else {
-            return Err(MatchError::Empty {
-                field: field.to_string(),
-            });
-        };
-        Ok(condition)
+        let matcher = spec.matcher().map_err(|reason| MatchError::NotOne {
+            field: field.to_string(),
+            reason,
+        })?;
+        Ok(match matcher {
+            Matcher::Exact(exact) => Condition::Exact(exact.to_string()),
+            Matcher::Prefix(prefix) => Condition::Prefix(prefix.to_string()),
+            Matcher::Suffix(suffix) => Condition::Suffix(suffix.to_string()),
+            Matcher::Regex(pattern) => {
+                // Istio and Envoy match the whole value with RE2 semantics.
+                let anchored = format!("^(?:{pattern})$");
+                Condition::Regex(Regex::new(&anchored).map_err(|e| MatchError::BadRegex {
+                    field: field.to_string(),
+                    reason: e.to_string(),
+                })?)
+            }
+        })
     }
 
     fn accepts(&self, value: &str) -> bool {
@@ -71,8 +69,8 @@ impl Condition {
 pub enum MatchError {
     #[error("{field}: invalid regex: {reason}")]
     BadRegex { field: String, reason: String },
-    #[error("{field}: needs one of exact, prefix, suffix or regex")]
-    Empty { field: String },
+    #[error("{field}: {reason}")]
+    NotOne { field: String, reason: MatcherError },
 }
 
 /// One compiled A/B rule: every header and the path condition must hold.

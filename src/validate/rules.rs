@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::api::{
-    parse_duration, AlertProviderSpec, CanaryAnalysis, CanarySpec, MetricTemplateSpec, RouterKind,
-    BUILTIN_DURATION, BUILTIN_SUCCESS_RATE,
+    parse_duration, AlertProviderSpec, CanaryAnalysis, CanarySpec, Matcher, MetricTemplateSpec,
+    RouterKind, BUILTIN_DURATION, BUILTIN_SUCCESS_RATE,
 };
 
 use super::{Options, Sink};
@@ -207,6 +207,7 @@ fn check_analysis(
             "match without iterations is ignored: A/B testing needs iterations",
         );
     }
+    check_matches(analysis, sink);
     if let Some(affinity) = &analysis.session_affinity {
         if affinity.cookie_name.trim().is_empty() {
             sink.error(
@@ -334,6 +335,25 @@ fn check_analysis(
         }
     }
     check_promotion_windows(analysis, sink);
+}
+
+/// Every string condition of `analysis.match` is exactly one of exact, prefix, suffix or regex,
+/// and a regex compiles: otherwise two routers could read the same condition differently.
+fn check_matches(analysis: &CanaryAnalysis, sink: &mut Sink<'_>) {
+    for (index, request) in analysis.r#match.iter().enumerate() {
+        for (field, condition) in request.conditions() {
+            let path = format!("spec.analysis.match[{index}].{field}");
+            match condition.matcher() {
+                Err(reason) => sink.error(&path, reason.to_string()),
+                Ok(Matcher::Regex(pattern)) => {
+                    if let Err(error) = regex::Regex::new(pattern) {
+                        sink.error(&path, format!("invalid regex {pattern:?}: {error}"));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 fn check_promotion_windows(analysis: &CanaryAnalysis, sink: &mut Sink<'_>) {

@@ -102,6 +102,33 @@ impl Receiver {
 }
 
 impl Receiver {
+    /// The calls to `path` once `done` holds for them, waiting up to `limit`: posts arrive
+    /// concurrently, so a test asserts on a receiver only after waiting for that receiver.
+    pub async fn calls_once(
+        &self,
+        path: &str,
+        limit: Duration,
+        done: impl Fn(&[Call]) -> bool,
+    ) -> Vec<Call> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let calls = self.calls(path);
+            if done(&calls) {
+                return calls;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} did not hear what the test waits for within {limit:?}; it heard:\n{}",
+                calls
+                    .iter()
+                    .map(Self::describe)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// One call in a line, for assertion messages.
     pub fn describe(call: &Call) -> String {
         format!("{} {}", call.path, String::from_utf8_lossy(&call.body))

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::session::{session_cookies, Cookie};
 use super::ObjectRouter;
-use crate::api::{Canary, HeaderOperations, RequestMatch, StringMatch};
+use crate::api::{Canary, HeaderOperations, Matcher, RequestMatch, StringMatch};
 use crate::controller::objects::{owner_reference, service_name};
 use crate::engine::Routes;
 
@@ -26,19 +26,13 @@ fn resource() -> ApiResource {
 /// A string condition as Gateway API's `{type, value}`: prefix and suffix become anchored
 /// regular expressions, since HTTPRoute headers only know Exact and RegularExpression.
 fn typed_value(condition: &StringMatch) -> Option<(&'static str, String)> {
-    if let Some(exact) = &condition.exact {
-        return Some(("Exact", exact.clone()));
-    }
-    if let Some(regex) = &condition.regex {
-        return Some(("RegularExpression", regex.clone()));
-    }
-    if let Some(prefix) = &condition.prefix {
-        return Some(("RegularExpression", format!("^{}.*", regex::escape(prefix))));
-    }
-    condition
-        .suffix
-        .as_ref()
-        .map(|suffix| ("RegularExpression", format!(".*{}$", regex::escape(suffix))))
+    // Validation refuses a condition that is not exactly one kind before any router runs.
+    Some(match condition.matcher().ok()? {
+        Matcher::Exact(exact) => ("Exact", exact.to_string()),
+        Matcher::Regex(regex) => ("RegularExpression", regex.to_string()),
+        Matcher::Prefix(prefix) => ("RegularExpression", format!("^{}.*", regex::escape(prefix))),
+        Matcher::Suffix(suffix) => ("RegularExpression", format!(".*{}$", regex::escape(suffix))),
+    })
 }
 
 fn named_matches(conditions: &std::collections::BTreeMap<String, StringMatch>) -> Vec<Value> {
@@ -55,9 +49,9 @@ fn named_matches(conditions: &std::collections::BTreeMap<String, StringMatch>) -
 fn route_match(condition: &RequestMatch) -> Value {
     let mut out = serde_json::Map::new();
     if let Some(uri) = &condition.uri {
-        let path = match (&uri.exact, &uri.prefix) {
-            (Some(exact), _) => Some(json!({ "type": "Exact", "value": exact })),
-            (None, Some(prefix)) => Some(json!({ "type": "PathPrefix", "value": prefix })),
+        let path = match uri.matcher() {
+            Ok(Matcher::Exact(exact)) => Some(json!({ "type": "Exact", "value": exact })),
+            Ok(Matcher::Prefix(prefix)) => Some(json!({ "type": "PathPrefix", "value": prefix })),
             _ => typed_value(uri).map(|(kind, value)| json!({ "type": kind, "value": value })),
         };
         if let Some(path) = path {
@@ -72,7 +66,7 @@ fn route_match(condition: &RequestMatch) -> Value {
     if !params.is_empty() {
         out.insert("queryParams".into(), Value::Array(params));
     }
-    if let Some(method) = condition.method.as_ref().and_then(|m| m.exact.clone()) {
+    if let Some(Ok(Matcher::Exact(method))) = condition.method.as_ref().map(StringMatch::matcher) {
         out.insert("method".into(), json!(method));
     }
     Value::Object(out)
