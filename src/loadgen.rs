@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -156,7 +158,7 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
             };
             let micros = sent_at.elapsed().as_micros() as u64;
             let seen = answered.fetch_add(1, Ordering::Relaxed) as usize;
-            let mut kept = latencies.lock().unwrap_or_else(|p| p.into_inner());
+            let mut kept = latencies.lock();
             if kept.len() < MAX_LATENCY_SAMPLES {
                 kept.push(micros);
             } else {
@@ -177,7 +179,7 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
     report.elapsed = started.elapsed();
     report.ok = ok.load(Ordering::Relaxed);
     report.failed = failed.load(Ordering::Relaxed);
-    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut latencies = std::mem::take(&mut *latencies.lock());
     latencies.sort_unstable();
     report.latencies_us = latencies;
     report

@@ -2,7 +2,9 @@
 //! demo and of the tests. `aviary sample-app` runs one on its own.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
@@ -57,22 +59,19 @@ impl SampleApp {
     }
 
     pub fn behaviour(&self) -> Behaviour {
-        self.behaviour
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.behaviour.read().clone()
     }
 
     /// Deploys another version in place.
     pub fn set(&self, behaviour: Behaviour) {
-        *self.behaviour.write().unwrap_or_else(|p| p.into_inner()) = behaviour;
+        *self.behaviour.write() = behaviour;
     }
 }
 
 async fn answer(
     State(behaviour): State<Arc<RwLock<Behaviour>>>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let current = behaviour.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let current = behaviour.read().clone();
     if !current.latency.is_zero() {
         tokio::time::sleep(current.latency).await;
     }

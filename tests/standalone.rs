@@ -3,7 +3,9 @@
 
 use std::net::TcpListener;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use axum::{extract::State, routing::post, Json, Router};
@@ -57,7 +59,7 @@ async fn receiver() -> (u16, Received) {
             "/hook",
             post(
                 |State(seen): State<Received>, Json(body): Json<serde_json::Value>| async move {
-                    seen.lock().unwrap().push(body);
+                    seen.lock().push(body);
                     "ok"
                 },
             ),
@@ -187,7 +189,7 @@ async fn run_promotes_and_calls_every_webhook_with_the_payload() {
     );
     assert!(stdout.contains("phase: Succeeded"), "{stdout}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let payloads = received.lock().unwrap().clone();
+    let payloads = received.lock().clone();
     for payload in &payloads {
         assert_eq!(payload["name"], "shop");
         assert_eq!(payload["namespace"], "test");

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -252,7 +254,7 @@ async fn measure(
                 let recorder = recorder.clone();
                 async move {
                     if let Some(at) = canary.status.as_ref().and_then(|s| s.last_step_time) {
-                        let mut times = recorder.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut times = recorder.lock();
                         let entry = times
                             .entry(canary.metadata.name.clone().unwrap_or_default())
                             .or_default();
@@ -278,11 +280,7 @@ async fn measure(
 
     let interval_s = bench.interval.as_secs_f64();
     let mut lateness: Vec<f64> = Vec::new();
-    for times in step_times
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-    {
+    for times in step_times.lock().values() {
         for pair in times.windows(2) {
             let gap = (pair[1].as_millisecond() - pair[0].as_millisecond()) as f64 / 1000.0;
             lateness.push((gap - interval_s).max(0.0));

@@ -107,7 +107,7 @@ pub struct Context {
     /// The controller's own last status writes, to recognise stale copies.
     pub written: status_write::Written,
     /// Canaries whose routes were read back from the mesh since this process started.
-    pub resumed: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub resumed: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {

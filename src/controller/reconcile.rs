@@ -426,12 +426,7 @@ async fn resume_routes(
         canary.namespace().unwrap_or_default(),
         canary.name_any()
     );
-    if ctx
-        .resumed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&key)
-    {
+    if ctx.resumed.lock().contains(&key) {
         return Ok(());
     }
     if status.phase.is_active() {
@@ -447,10 +442,7 @@ async fn resume_routes(
             }
         }
     }
-    ctx.resumed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key);
+    ctx.resumed.lock().insert(key);
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! The controller's own Prometheus metrics (Flagger's names with our prefix) and Kubernetes Events.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 
 use crate::api::CanaryPhase;
 
@@ -35,8 +35,8 @@ impl ControllerMetrics {
         }
     }
 
-    fn series(&self) -> std::sync::MutexGuard<'_, Series> {
-        self.series.lock().unwrap_or_else(|p| p.into_inner())
+    fn series(&self) -> parking_lot::MutexGuard<'_, Series> {
+        self.series.lock()
     }
 
     /// Records the state of one canary after a reconcile.

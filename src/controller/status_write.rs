@@ -8,8 +8,8 @@
 //!   the watch has delivered the controller's own last write waits for it instead of deciding
 //!   (and acting, and announcing) a second time.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
@@ -61,7 +61,7 @@ fn version(canary: &Canary) -> Option<u64> {
 impl Written {
     /// The copy is older than the controller's own last write of it.
     pub fn is_stale(&self, canary: &Canary) -> bool {
-        let written = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let written = self.0.lock();
         match (version(canary), written.get(&key(canary))) {
             (Some(seen), Some(last)) => seen < *last,
             _ => false,
@@ -69,18 +69,12 @@ impl Written {
     }
 
     pub fn forget(&self, canary: &Canary) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key(canary));
+        self.0.lock().remove(&key(canary));
     }
 
     fn record(&self, canary: &Canary) {
         if let Some(version) = version(canary) {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key(canary), version);
+            self.0.lock().insert(key(canary), version);
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -59,10 +61,7 @@ impl Gateway {
 
     fn table(&self) -> Arc<RouteTable> {
         // A poisoned lock only means a writer panicked after swapping a whole table in.
-        self.table
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.table.read().clone()
     }
 
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
@@ -224,11 +223,7 @@ impl GatewayHandle {
     /// Replaces the routes; requests already in flight finish where they were sent.
     pub fn set_routes(&self, routes: Routes, matches: &[RequestMatch]) -> Result<(), MatchError> {
         let next = self.gateway.table().with_routes(routes, matches)?;
-        *self
-            .gateway
-            .table
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        *self.gateway.table.write() = Arc::new(next);
         Ok(())
     }
 
@@ -236,11 +231,7 @@ impl GatewayHandle {
     pub fn set_primary_address(&self, primary: SocketAddr) {
         let mut next = (*self.gateway.table()).clone();
         next.primary = primary;
-        *self
-            .gateway
-            .table
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        *self.gateway.table.write() = Arc::new(next);
     }
 
     pub fn routes(&self) -> Routes {

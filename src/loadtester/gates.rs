@@ -1,7 +1,7 @@
 //! Gate and rollback switches per canary, as the loadtester keeps them.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// The switches of one canary. Gates start closed: nothing passes a manual gate by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,7 +35,6 @@ impl Gates {
     pub fn get(&self, canary: &str) -> Switches {
         self.switches
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .get(canary)
             .copied()
             .unwrap_or_default()
@@ -43,7 +42,7 @@ impl Gates {
 
     /// Sets one switch; returns whether it changed.
     pub fn set(&self, canary: &str, switch: Switch, open: bool) -> bool {
-        let mut all = self.switches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.switches.lock();
         let entry = all.entry(canary.to_string()).or_default();
         let slot = match switch {
             Switch::Gate => &mut entry.gate_open,
@@ -56,7 +55,7 @@ impl Gates {
 
     /// How many gates are open and closed (for /metrics).
     pub fn counts(&self) -> (usize, usize) {
-        let all = self.switches.lock().unwrap_or_else(|p| p.into_inner());
+        let all = self.switches.lock();
         let open = all.values().filter(|s| s.gate_open).count();
         (open, all.len() - open)
     }

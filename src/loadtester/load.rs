@@ -5,8 +5,8 @@
 //! `method` (GET), `headers` (one `Name: value` per line), `body`, and `blocking: "true"` to
 //! answer only when the run ends.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -232,7 +232,7 @@ impl Runs {
     /// Registers a run unless one with the same key is running (deduplicated) or too many
     /// are (full).
     pub fn start(&self, record: RunRecord) -> Start {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         if inner.running.contains_key(&record.key) {
             return Start::Deduplicated;
         }
@@ -244,7 +244,7 @@ impl Runs {
     }
 
     pub fn finish(&self, key: &str, report: &LoadReport) -> Option<RunRecord> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         let mut record = inner.running.remove(key)?;
         record.finish(report);
         inner.finished.push_back(record.clone());
@@ -255,16 +255,12 @@ impl Runs {
     }
 
     pub fn running(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .running
-            .len()
+        self.inner.lock().running.len()
     }
 
     /// Running runs first, then finished ones, newest last.
     pub fn all(&self) -> Vec<RunRecord> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.lock();
         inner
             .running
             .values()

@@ -2,7 +2,9 @@
 //! history of snapshots and answers the built-in checks from the deltas over the metric window.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -65,7 +67,7 @@ impl ScrapeProvider {
             .dialect
             .parse(&text)
             .map_err(|e| failed(e.to_string()))?;
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut history = self.history.lock();
         history.push_back((Instant::now(), snapshot));
         while history.len() > HISTORY {
             history.pop_front();
@@ -94,7 +96,7 @@ impl ScrapeProvider {
     /// What `workload` did over the last `window`, from the newest snapshot and the newest one
     /// at least `window` older (or the oldest one kept).
     fn window(&self, workload: &str, window: Duration) -> Option<WorkloadCounts> {
-        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let history = self.history.lock();
         let (latest_at, latest) = history.back()?;
         let start = latest_at.checked_sub(window).unwrap_or(*latest_at);
         let baseline = history

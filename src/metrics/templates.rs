@@ -253,7 +253,7 @@ type TlsKey = (Option<[u8; 32]>, bool);
 /// Builds Prometheus clients, sharing one HTTP client per TLS trust.
 pub struct PrometheusPool {
     timeout: std::time::Duration,
-    clients: std::sync::Mutex<BTreeMap<TlsKey, reqwest::Client>>,
+    clients: parking_lot::Mutex<BTreeMap<TlsKey, reqwest::Client>>,
 }
 
 impl PrometheusPool {
@@ -271,7 +271,7 @@ impl PrometheusPool {
         timeout: std::time::Duration,
     ) -> Result<PrometheusClient, MetricError> {
         let key = connection.tls_key();
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut clients = self.clients.lock();
         let http = match clients.get(&key) {
             Some(http) => http.clone(),
             None => {

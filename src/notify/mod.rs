@@ -5,7 +5,9 @@
 mod formats;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -78,7 +80,7 @@ impl Default for Notifier {
 
 impl Notifier {
     fn client(&self, proxy: Option<&str>) -> Result<reqwest::Client, NotifyError> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut clients = self.clients.lock();
         let key = proxy.map(str::to_string);
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());

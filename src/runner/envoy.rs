@@ -3,9 +3,9 @@
 //! new route file moved into place, which Envoy picks up without a restart. Its admin
 //! listener serves `/stats/prometheus`, which the Envoy built-in checks read.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -279,18 +279,18 @@ fn write_routes(dir: &Path, config: &Value) -> std::io::Result<()> {
 
 impl Traffic for EnvoyProxy {
     fn set_routes(&self, routes: Routes, matches: &[RequestMatch]) -> Result<(), String> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock();
         state.routes = routes;
         state.matches = matches.to_vec();
         self.rewrite(&state)
     }
 
     fn routes(&self) -> Routes {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).routes
+        self.state.lock().routes
     }
 
     fn set_primary_address(&self, primary: SocketAddr) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock();
         state.primary_cluster = if primary == self.canary {
             "canary"
         } else {
@@ -304,7 +304,7 @@ impl Traffic for EnvoyProxy {
 
 impl Drop for EnvoyProxy {
     fn drop(&mut self) {
-        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut child = self.child.lock();
         let _ = child.kill();
         let _ = child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

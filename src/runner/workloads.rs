@@ -1,7 +1,7 @@
 //! The two versions a standalone rollout moves traffic between.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -36,11 +36,7 @@ impl ExternalUpstreams {
 
 impl Workloads for ExternalUpstreams {
     fn primary_revision(&self) -> String {
-        self.primary
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .clone()
+        self.primary.lock().1.clone()
     }
 
     fn canary_revision(&self) -> String {
@@ -50,7 +46,7 @@ impl Workloads for ExternalUpstreams {
     fn promote<'a>(&'a self, traffic: &'a dyn Traffic) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             traffic.set_primary_address(self.canary.0);
-            *self.primary.lock().unwrap_or_else(|p| p.into_inner()) = self.canary.clone();
+            *self.primary.lock() = self.canary.clone();
             Ok(())
         })
     }

@@ -3,7 +3,9 @@
 //! in time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -48,7 +50,7 @@ async fn record(
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    inner.calls.lock().unwrap().push(Call {
+    inner.calls.lock().push(Call {
         path: path.clone(),
         headers,
         body,
@@ -59,7 +61,6 @@ async fn record(
     let (code, text) = inner
         .answers
         .lock()
-        .unwrap()
         .get(&path)
         .cloned()
         .unwrap_or((200, "ok".into()));
@@ -85,7 +86,6 @@ impl Receiver {
         self.inner
             .answers
             .lock()
-            .unwrap()
             .insert(path.to_string(), (code, body.to_string()));
     }
 
@@ -93,7 +93,6 @@ impl Receiver {
         self.inner
             .calls
             .lock()
-            .unwrap()
             .iter()
             .filter(|c| c.path == path)
             .cloned()

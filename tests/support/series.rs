@@ -3,7 +3,9 @@
 //! any counter is its rate and ratios of rates are exact: a success rate or a histogram
 //! quantile has one right answer.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 /// One counter: its full name with labels (`name{a="b"}`) and its increase per second.
@@ -41,14 +43,13 @@ impl KnownSeries {
 
     /// Adds counters (a new workload) while serving.
     pub fn add(&self, more: Vec<Counter>) {
-        self.counters.lock().unwrap().extend(more);
+        self.counters.lock().extend(more);
     }
 
     fn render(&self) -> String {
         let seconds = self.started.elapsed().as_secs_f64();
         self.counters
             .lock()
-            .unwrap()
             .iter()
             .map(|c| format!("{} {}\n", c.series, c.per_second * seconds))
             .collect()

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 const BUCKETS: [f64; 8] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
@@ -67,6 +69,8 @@ impl ProxyTelemetry {
             );
             let address = super::serve_on_own_thread(app);
             let ticking = telemetry.clone();
+            // A plain thread of its own ticks the counters: no runtime thread to block.
+            #[allow(clippy::disallowed_methods)]
             std::thread::spawn(move || {
                 let period = Duration::from_millis(100);
                 loop {
@@ -81,14 +85,14 @@ impl ProxyTelemetry {
     }
 
     pub fn set(&self, namespace: &str, workload: &str, health: Health) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock();
         state
             .health
             .insert((namespace.into(), workload.into()), health);
     }
 
     fn tick(&self, seconds: f64) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock();
         let health = state.health.clone();
         for (key, health) in health {
             let counters = state.counters.entry(key).or_default();
@@ -106,7 +110,7 @@ impl ProxyTelemetry {
     }
 
     fn render(&self) -> String {
-        let state = self.state.lock().unwrap();
+        let state = self.state.lock();
         let mut out = String::from("# TYPE istio_requests_total counter\n");
         for ((namespace, workload), c) in &state.counters {
             let labels = format!("reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_workload=\"{workload}\",destination_service=\"{workload}.{namespace}.svc.cluster.local\"");
