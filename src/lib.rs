@@ -19,6 +19,7 @@ pub mod judge;
 pub mod loadgen;
 pub mod loadtester;
 pub mod metrics;
+pub mod naming;
 pub mod notify;
 pub mod runner;
 pub mod sample_app;

@@ -9,14 +9,16 @@ mod provider;
 mod request;
 mod schema;
 mod status;
+mod vocabulary;
 
 pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use canary::*;
 pub use duration::{parse_duration, DurationError};
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
 pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
-pub use request::{OperatorRequest, Verb, REQUEST_ANNOTATION};
+pub use request::{OperatorRequest, Verb};
 pub use status::{CanaryCondition, CanaryPhase, CanaryStatus, MetricCheck, MetricJudgement};
+pub use vocabulary::{ConditionStatus, ConditionType, Reason};
 
 /// The API group shared by every Aviary kind.
 pub const GROUP: &str = "aviary.dev";

@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The annotation that carries the latest request, as JSON.
-pub const REQUEST_ANNOTATION: &str = "aviary.dev/request";
+use crate::naming::REQUEST_ANNOTATION;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

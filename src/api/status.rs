@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
+use super::{ConditionStatus, ConditionType, Reason};
 
 /// The rollout phases, named as Flagger names them so dashboards and `kubectl wait` keep working.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -63,11 +64,11 @@ impl CanaryPhase {
     }
 
     /// The value of the `Promoted` condition for this phase.
-    fn promoted_condition(self) -> &'static str {
+    fn promoted_condition(self) -> ConditionStatus {
         match self {
-            CanaryPhase::Initialized | CanaryPhase::Succeeded => "True",
-            CanaryPhase::Failed => "False",
-            _ => "Unknown",
+            CanaryPhase::Initialized | CanaryPhase::Succeeded => ConditionStatus::True,
+            CanaryPhase::Failed => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
         }
     }
 }
@@ -187,14 +188,56 @@ pub struct CanaryCondition {
 }
 
 impl CanaryStatus {
+    /// Sets condition `kind` to `value` for `reason`; returns whether anything changed (a
+    /// condition already at this status for this reason keeps its times and message).
+    pub fn set_condition(
+        &mut self,
+        kind: ConditionType,
+        value: ConditionStatus,
+        (reason, message): (Reason, &str),
+        now: Timestamp,
+    ) -> bool {
+        let (kind, value, reason) = (kind.as_str(), value.as_str(), reason.as_str());
+        let updated = CanaryCondition {
+            r#type: kind.into(),
+            status: value.into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_transition_time: Some(now),
+            last_update_time: Some(now),
+        };
+        match self.conditions.iter_mut().find(|c| c.r#type == kind) {
+            Some(existing)
+                if existing.reason.as_deref() == Some(reason) && existing.status == value =>
+            {
+                false
+            }
+            Some(existing) => {
+                *existing = updated;
+                true
+            }
+            None => {
+                self.conditions.push(updated);
+                true
+            }
+        }
+    }
+
+    pub fn clear_condition(&mut self, kind: ConditionType) {
+        self.conditions.retain(|c| c.r#type != kind.as_str());
+    }
+
     /// Moves to `phase`, keeping `lastTransitionTime` and the `Promoted` condition in step with it.
     pub fn set_phase(&mut self, phase: CanaryPhase, message: &str, now: Timestamp) {
         if self.phase != phase || self.last_transition_time.is_none() {
             self.last_transition_time = Some(now);
         }
         self.phase = phase;
-        let status = phase.promoted_condition().to_string();
-        let existing = self.conditions.iter_mut().find(|c| c.r#type == "Promoted");
+        let status = phase.promoted_condition().as_str().to_string();
+        let existing = self
+            .conditions
+            .iter_mut()
+            .find(|c| c.r#type == ConditionType::Promoted.as_str());
         match existing {
             Some(condition) => {
                 if condition.status != status {
@@ -206,7 +249,7 @@ impl CanaryStatus {
                 condition.message = Some(message.to_string());
             }
             None => self.conditions.push(CanaryCondition {
-                r#type: "Promoted".to_string(),
+                r#type: ConditionType::Promoted.as_str().to_string(),
                 status,
                 last_update_time: Some(now),
                 last_transition_time: Some(now),

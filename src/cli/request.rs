@@ -5,7 +5,8 @@ use kube::Client;
 use serde_json::json;
 
 use super::CliError;
-use crate::api::{Canary, OperatorRequest, Verb, REQUEST_ANNOTATION};
+use crate::api::{Canary, OperatorRequest, Verb};
+use crate::naming::REQUEST_ANNOTATION;
 
 /// How often, and how many times, to look whether an earlier request has been acted on.
 const POLL: std::time::Duration = std::time::Duration::from_millis(500);

@@ -83,7 +83,7 @@ pub fn render(canary: &Canary) -> String {
     let message = status
         .conditions
         .iter()
-        .find(|c| c.r#type == "Promoted")
+        .find(|c| c.r#type == crate::api::ConditionType::Promoted.as_str())
         .and_then(|c| c.message.clone())
         .unwrap_or_default();
     let _ = writeln!(

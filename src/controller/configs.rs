@@ -92,7 +92,7 @@ pub fn rewrite_for_primary(template: &mut PodTemplateSpec) {
     let Some(spec) = template.spec.as_mut() else {
         return;
     };
-    let primary = |name: &mut String| name.push_str("-primary");
+    let primary = |name: &mut String| *name = crate::naming::primary(name);
     for volume in spec.volumes.iter_mut().flatten() {
         if let Some(c) = volume.config_map.as_mut() {
             primary(&mut c.name);
@@ -206,7 +206,7 @@ impl Configs<'_> {
     ) -> (Vec<ConfigMap>, Vec<Secret>) {
         let owner = super::objects::owner_reference(canary).ok();
         let meta = |name: &str| ObjectMeta {
-            name: Some(format!("{name}-primary")),
+            name: Some(crate::naming::primary(name)),
             namespace: Some(self.namespace.to_string()),
             owner_references: owner.clone().map(|o| vec![o]),
             ..ObjectMeta::default()

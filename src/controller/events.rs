@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::api::{AlertSeverity, Canary};
+use crate::api::{AlertSeverity, Canary, Reason};
 
 /// Writes Events as `aviary`, from one instance.
 #[derive(Clone)]
@@ -26,7 +26,7 @@ impl EventWriter {
         &self,
         canary: &Canary,
         severity: AlertSeverity,
-        reason: &str,
+        reason: Reason,
         message: &str,
     ) {
         let namespace = canary.namespace().unwrap_or_default();
@@ -51,7 +51,7 @@ impl EventWriter {
                 }
                 .to_string(),
             ),
-            reason: Some(reason.to_string()),
+            reason: Some(reason.as_str().to_string()),
             note: Some(message.chars().take(1000).collect()),
             action: Some("Reconcile".to_string()),
             reporting_controller: Some("aviary.dev/controller".to_string()),
@@ -61,7 +61,7 @@ impl EventWriter {
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         if let Err(error) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(%error, canary = %canary.name_any(), reason, "cannot record event");
+            tracing::warn!(%error, canary = %canary.name_any(), %reason, "cannot record event");
         }
     }
 }

@@ -36,11 +36,6 @@ pub use leader::LeaseSettings;
 pub use readiness::is_ready;
 pub use signals::ControllerMetrics;
 
-/// The server-side-apply field manager for every object Aviary writes.
-pub const FIELD_MANAGER: &str = "aviary";
-/// Finalizer put on Canaries with `revertOnDeletion`.
-pub const FINALIZER: &str = "aviary.dev/revert-on-deletion";
-
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     /// Prometheus address used when a Canary sets no `metricsServer`.
@@ -212,7 +207,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|c| {
                 c.spec.target_ref.name == name
-                    || objects::primary_name(&c.spec.target_ref.name) == name
+                    || crate::naming::primary(&c.spec.target_ref.name) == name
             })
             .map(|c| ObjectRef::from_obj(&*c))
             .collect::<Vec<_>>()

@@ -11,9 +11,8 @@ use kube::Resource;
 use sha2::{Digest, Sha256};
 
 use crate::api::Canary;
+use crate::naming::{self, REVISION_ANNOTATION};
 
-/// Annotation on the primary Deployment: the revision its template was copied from.
-pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
 /// The labels Flagger accepts as the workload's selector, in the order it tries them.
 pub const SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
 
@@ -57,10 +56,6 @@ pub fn owner_reference(canary: &Canary) -> Result<OwnerReference, ObjectError> {
     canary.controller_owner_ref(&()).ok_or(ObjectError::Unnamed)
 }
 
-pub fn primary_name(target: &str) -> String {
-    format!("{target}-primary")
-}
-
 /// The apex Service name (spec.service.name, default the target's name).
 pub fn service_name(canary: &Canary) -> String {
     canary
@@ -82,7 +77,7 @@ pub fn primary_deployment(
 ) -> Result<Deployment, ObjectError> {
     let target_name = target.metadata.name.clone().unwrap_or_default();
     let (label, value) = selector_label(target)?;
-    let primary_value = format!("{value}-primary");
+    let primary_value = naming::primary(&value);
     let target_spec = target
         .spec
         .clone()
@@ -96,7 +91,7 @@ pub fn primary_deployment(
         .insert(label.clone(), primary_value.clone());
     Ok(Deployment {
         metadata: ObjectMeta {
-            name: Some(primary_name(&target_name)),
+            name: Some(naming::primary(&target_name)),
             namespace: canary.metadata.namespace.clone(),
             labels: Some(BTreeMap::from([(label.clone(), primary_value.clone())])),
             annotations: Some(BTreeMap::from([(
@@ -161,17 +156,17 @@ pub fn services(canary: &Canary, target: &Deployment) -> Result<Vec<Service>, Ob
         }),
         status: None,
     };
-    let primary_value = format!("{value}-primary");
+    let primary_value = naming::primary(&value);
     Ok(vec![
         service(
             meta(base.clone(), spec.apex.as_ref()),
             primary_value.clone(),
         ),
         service(
-            meta(format!("{base}-primary"), spec.primary.as_ref()),
+            meta(naming::primary(&base), spec.primary.as_ref()),
             primary_value,
         ),
-        service(meta(format!("{base}-canary"), spec.canary.as_ref()), value),
+        service(meta(naming::canary(&base), spec.canary.as_ref()), value),
     ])
 }
 
@@ -183,7 +178,7 @@ pub fn primary_autoscaler(
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     let name = source.metadata.name.clone().unwrap_or_default();
     let mut spec = source.spec.clone().unwrap_or_default();
-    spec.scale_target_ref.name = primary_name(&canary.spec.target_ref.name);
+    spec.scale_target_ref.name = naming::primary(&canary.spec.target_ref.name);
     if let Some(replicas) = canary
         .spec
         .autoscaler_ref
@@ -199,7 +194,7 @@ pub fn primary_autoscaler(
     }
     Ok(HorizontalPodAutoscaler {
         metadata: ObjectMeta {
-            name: Some(primary_name(&name)),
+            name: Some(naming::primary(&name)),
             namespace: canary.metadata.namespace.clone(),
             owner_references: Some(vec![owner_reference(canary)?]),
             ..ObjectMeta::default()

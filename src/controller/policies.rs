@@ -14,8 +14,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-/// Label on every copy: the name of the policy it was made from.
-pub const COPY_OF_LABEL: &str = "aviary.dev/copy-of";
+use crate::api::Reason;
+
+use crate::naming::COPY_OF_LABEL;
 
 /// How a policy kind says which pods it applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +117,7 @@ fn copy_of(
         "apiVersion": format!("{}/{}", kind.group, kind.version),
         "kind": kind.kind,
         "metadata": {
-            "name": format!("{name}-primary"),
+            "name": crate::naming::primary(&name),
             "namespace": original.namespace(),
             "labels": { COPY_OF_LABEL: name },
             "ownerReferences": [owner],
@@ -134,7 +135,7 @@ pub fn desired_copies(
     servers: &[String],
     owner: &Value,
 ) -> Vec<Value> {
-    let primary_value = format!("{}-primary", pods.selector_value);
+    let primary_value = crate::naming::primary(pods.selector_value);
     objects
         .iter()
         .filter(|o| !is_copy(o))
@@ -157,7 +158,7 @@ pub fn desired_copies(
                 if target["kind"] != "Server" || !servers.iter().any(|s| s == server) {
                     return None;
                 }
-                let renamed = format!("{server}-primary");
+                let renamed = crate::naming::primary(server);
                 Some(copy_of(kind, original, owner, |spec| {
                     spec["targetRef"]["name"] = json!(renamed);
                 }))
@@ -202,7 +203,7 @@ pub fn stale_copies<'a>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct MtlsVerdict {
     pub enforced: bool,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -229,7 +230,7 @@ pub fn istio_mtls(
     let Some(policy) = workload.or(namespace_wide) else {
         return MtlsVerdict {
             enforced: false,
-            reason: "MTLSNotStrict",
+            reason: Reason::MTLSNotStrict,
             message: format!("no PeerAuthentication applies to namespace {namespace}: Istio's default is PERMISSIVE; requireMTLS needs STRICT"),
         };
     };
@@ -244,7 +245,7 @@ pub fn istio_mtls(
     if mode == "STRICT" {
         MtlsVerdict {
             enforced: true,
-            reason: "MTLSStrict",
+            reason: Reason::MTLSStrict,
             message: format!(
                 "PeerAuthentication {}/{} ({scope}) sets STRICT mTLS",
                 namespace,
@@ -254,7 +255,7 @@ pub fn istio_mtls(
     } else {
         MtlsVerdict {
             enforced: false,
-            reason: "MTLSNotStrict",
+            reason: Reason::MTLSNotStrict,
             message: format!(
                 "PeerAuthentication {}/{} ({scope}) sets mTLS mode {mode}; requireMTLS needs STRICT",
                 namespace,
@@ -282,13 +283,13 @@ pub fn linkerd_meshed(
     if meshed {
         MtlsVerdict {
             enforced: true,
-            reason: "Meshed",
+            reason: Reason::Meshed,
             message: format!("pods in {namespace} are injected with the Linkerd proxy ({INJECT}: enabled): mTLS is on"),
         }
     } else {
         MtlsVerdict {
             enforced: false,
-            reason: "NotMeshed",
+            reason: Reason::NotMeshed,
             message: format!("neither namespace {namespace} nor the pod template sets {INJECT}: enabled; requireMTLS needs meshed pods"),
         }
     }

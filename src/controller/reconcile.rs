@@ -15,16 +15,18 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::configs::{combined_revision, referenced, ConfigKind, Configs};
-use super::objects::{self, primary_name, ObjectError, REVISION_ANNOTATION};
+use super::objects::{self, ObjectError};
 use super::readiness::is_ready;
-use super::{Context, ERROR_BACKOFF, FIELD_MANAGER, FINALIZER};
+use super::{Context, ERROR_BACKOFF};
 use crate::api::{
-    AlertSeverity, Canary, CanaryAnalysis, CanaryCondition, CanaryPhase, CanaryStatus, HookType,
+    AlertSeverity, Canary, CanaryAnalysis, CanaryPhase, CanaryStatus, ConditionStatus,
+    ConditionType, HookType, Reason,
 };
 use crate::engine::{self, Action, Decision, MetricOutcome, Observations, Routes};
 use crate::hooks::HookPayload;
 use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
 use crate::metrics::templates::{Resolution, TemplateSource, TemplateVars, WithTemplates};
+use crate::naming::{self, FIELD_MANAGER, FINALIZER, REQUEST_ANNOTATION, REVISION_ANNOTATION};
 use futures::future::BoxFuture;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +44,8 @@ pub enum ReconcileError {
 /// How soon to look again at a canary whose copy was stale.
 const STALE_RETRY: Duration = Duration::from_millis(300);
 
-/// The condition that records the `requireMTLS` preflight that let a rollout start.
-const MTLS_CONDITION: &str = "MTLS";
-
 /// How long a reconcile waits for the watch-fed stores to be listed after start.
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
-
-/// The condition type that reports why a canary cannot run (missing target, conflicts).
-const READY_CONDITION: &str = "Ready";
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
@@ -125,7 +121,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                 .unwrap_or_default(),
             ctx.min_interval
         );
-        return block(canary, ctx, &api, status, "InvalidSpec", message).await;
+        return block(canary, ctx, &api, status, Reason::InvalidSpec, message).await;
     }
 
     let options = crate::validate::Options {
@@ -140,7 +136,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .map(|f| format!("{}: {}", f.path, f.message))
             .collect::<Vec<_>>()
             .join("; ");
-        return block(canary, ctx, &api, status, "InvalidSpec", message).await;
+        return block(canary, ctx, &api, status, Reason::InvalidSpec, message).await;
     }
 
     let checks = match resolve_checks(canary, ctx) {
@@ -151,7 +147,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ");
-            return block(canary, ctx, &api, status, "InvalidMetric", message).await;
+            return block(canary, ctx, &api, status, Reason::InvalidMetric, message).await;
         }
     };
 
@@ -159,14 +155,14 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         let message = format!(
             "Deployment {target_name} is already managed by Canary {owner}; this one is not run"
         );
-        return block(canary, ctx, &api, status, "TargetClaimed", message).await;
+        return block(canary, ctx, &api, status, Reason::TargetClaimed, message).await;
     }
     let Some(target) = ctx
         .deployments
         .get(&ObjectRef::new(target_name).within(&namespace))
     else {
         let message = format!("target Deployment {namespace}/{target_name} not found");
-        return block(canary, ctx, &api, status, "TargetNotFound", message).await;
+        return block(canary, ctx, &api, status, Reason::TargetNotFound, message).await;
     };
     if let Err(error) = objects::selector_label(&target) {
         return block(
@@ -174,14 +170,14 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             ctx,
             &api,
             status,
-            "TargetSelectorMissing",
+            Reason::TargetSelectorMissing,
             error.to_string(),
         )
         .await;
     }
     let primary = ctx
         .deployments
-        .get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
+        .get(&ObjectRef::new(&naming::primary(target_name)).within(&namespace));
     let analysis = canary.spec.analysis.clone().unwrap_or_default();
     let configs = Configs {
         config_maps: &ctx.config_maps,
@@ -259,17 +255,21 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     if let Some((marker, message)) = unreadable_request {
         next.handled_request = Some(marker);
         ctx.events
-            .publish(canary, AlertSeverity::Warn, "RequestIgnored", &message)
+            .publish(
+                canary,
+                AlertSeverity::Warn,
+                Reason::RequestIgnored,
+                &message,
+            )
             .await;
     }
-    clear_condition(&mut next, READY_CONDITION);
+    next.clear_condition(ConditionType::Ready);
     if let Some(verdict) = mtls {
-        set_condition(
-            &mut next,
-            MTLS_CONDITION,
-            "True",
-            verdict.reason,
-            &verdict.message,
+        next.set_condition(
+            ConditionType::MTLS,
+            ConditionStatus::True,
+            (verdict.reason, &verdict.message),
+            Timestamp::now(),
         );
     }
     if next.last_applied_spec.as_deref() == Some(revision.as_str()) {
@@ -300,7 +300,7 @@ fn operator_request(
     Option<crate::api::OperatorRequest>,
     Option<(String, String)>,
 ) {
-    let Some(text) = canary.annotations().get(crate::api::REQUEST_ANNOTATION) else {
+    let Some(text) = canary.annotations().get(REQUEST_ANNOTATION) else {
         return (None, None);
     };
     match crate::api::OperatorRequest::parse(text) {
@@ -346,59 +346,24 @@ async fn block(
     ctx: &Context,
     api: &Api<Canary>,
     status: CanaryStatus,
-    reason: &str,
+    reason: Reason,
     message: String,
 ) -> Result<Requeue, ReconcileError> {
     let mut next = status.clone();
-    let changed = set_condition(&mut next, READY_CONDITION, "False", reason, &message);
+    let changed = next.set_condition(
+        ConditionType::Ready,
+        ConditionStatus::False,
+        (reason, &message),
+        Timestamp::now(),
+    );
     if changed {
         ctx.events
             .publish(canary, AlertSeverity::Warn, reason, &message)
             .await;
-        tracing::warn!(canary = %canary.name_any(), reason, %message, "canary blocked");
+        tracing::warn!(canary = %canary.name_any(), %reason, %message, "canary blocked");
     }
     write_status(api, canary, ctx, &status, &next).await?;
     Ok(Requeue::requeue(interval(canary)))
-}
-
-fn set_condition(
-    status: &mut CanaryStatus,
-    kind: &str,
-    value: &str,
-    reason: &str,
-    message: &str,
-) -> bool {
-    let now = Some(Timestamp::now());
-    match status.conditions.iter_mut().find(|c| c.r#type == kind) {
-        Some(existing)
-            if existing.reason.as_deref() == Some(reason) && existing.status == value =>
-        {
-            false
-        }
-        Some(existing) => {
-            existing.status = value.into();
-            existing.reason = Some(reason.into());
-            existing.message = Some(message.into());
-            existing.last_transition_time = now;
-            existing.last_update_time = now;
-            true
-        }
-        None => {
-            status.conditions.push(CanaryCondition {
-                r#type: kind.into(),
-                status: value.into(),
-                reason: Some(reason.into()),
-                message: Some(message.into()),
-                last_transition_time: now,
-                last_update_time: now,
-            });
-            true
-        }
-    }
-}
-
-fn clear_condition(status: &mut CanaryStatus, kind: &str) {
-    status.conditions.retain(|c| c.r#type != kind);
 }
 
 async fn write_status(
@@ -566,7 +531,7 @@ impl crate::driver::Gatherer for Gather<'_> {
             };
             let mut outcomes = crate::driver::measure_all(&canary.spec, &templated).await;
             let primary = WorkloadRef {
-                name: objects::primary_name(&provider.workload.name),
+                name: naming::primary(&provider.workload.name),
                 ..provider.workload.clone()
             };
             let comparer = crate::metrics::compare::Comparer {
@@ -727,7 +692,7 @@ async fn apply(
                 ctx.announcer.spawn_hooks(&namespace, hooks, *kind, body);
             }
             Action::Event(event) => {
-                tracing::info!(canary = %canary.name_any(), namespace = %namespace, reason = event.reason, "{}", event.message);
+                tracing::info!(canary = %canary.name_any(), namespace = %namespace, reason = %event.reason, "{}", event.message);
                 ctx.events
                     .publish(canary, event.severity, event.reason, &event.message)
                     .await;
@@ -767,7 +732,7 @@ async fn finalize(
     {
         let primary = ctx
             .deployments
-            .get(&ObjectRef::new(&primary_name(target_name)).within(&namespace));
+            .get(&ObjectRef::new(&naming::primary(target_name)).within(&namespace));
         let replicas = primary
             .as_ref()
             .and_then(|p| p.spec.as_ref())
@@ -799,7 +764,7 @@ async fn finalize(
                 &Patch::Merge(json!({ "metadata": { "ownerReferences": null }, "spec": { "selector": { label: value } } })),
             )
             .await?;
-        ctx.events.publish(canary, AlertSeverity::Info, "Reverted", &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
+        ctx.events.publish(canary, AlertSeverity::Info, Reason::Reverted, &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
     }
     let finalizers: Vec<String> = canary
         .finalizers()

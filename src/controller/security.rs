@@ -12,9 +12,10 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::policies::{self, MtlsVerdict, PolicyKind, TargetPods};
-use super::{objects, Context, FIELD_MANAGER};
-use crate::api::Canary;
+use super::{objects, Context};
+use crate::api::{Canary, Reason};
 use crate::metrics::prometheus::MeshTelemetry;
+use crate::naming::{COPY_OF_LABEL, FIELD_MANAGER};
 
 /// A policy kind the cluster serves and the watch-fed store of its objects.
 pub struct WatchedPolicies {
@@ -92,7 +93,7 @@ pub async fn sync_copies(
         for copy in &desired {
             let name = copy["metadata"]["name"].as_str().unwrap_or_default();
             let current = existing.iter().find(|o| o.name_any() == name);
-            if current.is_some_and(|o| !o.labels().contains_key(policies::COPY_OF_LABEL)) {
+            if current.is_some_and(|o| !o.labels().contains_key(COPY_OF_LABEL)) {
                 // Someone else's object by that name: never overwrite it (or let garbage
                 // collection take it with the Canary).
                 tracing::warn!(canary = %canary.name_any(), kind = watched.kind.kind, name, "a policy named like the -primary copy exists and is not Aviary's; not copied");
@@ -102,8 +103,8 @@ pub async fn sync_copies(
             // (server-side apply prunes what Aviary set before).
             let up_to_date = current.is_some_and(|o| {
                 o.data["spec"] == copy["spec"]
-                    && o.labels().get(policies::COPY_OF_LABEL).map(String::as_str)
-                        == copy["metadata"]["labels"][policies::COPY_OF_LABEL].as_str()
+                    && o.labels().get(COPY_OF_LABEL).map(String::as_str)
+                        == copy["metadata"]["labels"][COPY_OF_LABEL].as_str()
             });
             if !up_to_date {
                 api.patch(
@@ -125,7 +126,7 @@ pub async fn sync_copies(
         if watched.kind == policies::LINKERD_SERVER {
             copied_servers = desired
                 .iter()
-                .filter_map(|c| c["metadata"]["labels"][policies::COPY_OF_LABEL].as_str())
+                .filter_map(|c| c["metadata"]["labels"][COPY_OF_LABEL].as_str())
                 .map(str::to_string)
                 .collect();
         }
@@ -176,7 +177,7 @@ pub async fn mtls_preflight(
             else {
                 return Ok(MtlsVerdict {
                     enforced: false,
-                    reason: "MTLSNotStrict",
+                    reason: Reason::MTLSNotStrict,
                     message: "PeerAuthentication (security.istio.io/v1) is not served by this cluster, so STRICT mTLS cannot be confirmed".into(),
                 });
             };

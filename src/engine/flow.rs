@@ -4,7 +4,9 @@ mod operator;
 
 use std::time::Duration;
 
-use crate::api::{AlertSeverity, CanaryAnalysis, CanaryPhase, CanaryStatus, HookType};
+use crate::api::{
+    AlertSeverity, CanaryAnalysis, CanaryPhase, CanaryStatus, ConditionType, HookType, Reason,
+};
 
 use super::analysis::{self, Failure};
 use super::strategy::{next_promotion_weight, next_weight, Strategy};
@@ -117,7 +119,7 @@ impl<'a> Rollout<'a> {
             self.set_phase(CanaryPhase::Initialized, "Primary is ready");
             self.event(
                 AlertSeverity::Info,
-                "Initialized",
+                Reason::Initialized,
                 format!(
                     "Initialization done: {} runs on its primary",
                     self.input.name
@@ -127,7 +129,7 @@ impl<'a> Rollout<'a> {
             self.set_phase(CanaryPhase::Failed, "Primary did not become ready");
             self.event(
                 AlertSeverity::Error,
-                "InitializationFailed",
+                Reason::InitializationFailed,
                 format!(
                     "The primary of {} was not ready within progressDeadlineSeconds ({}s)",
                     self.input.name,
@@ -148,7 +150,7 @@ impl<'a> Rollout<'a> {
             self.actions.push(Action::ScaleTarget { up: false });
             self.event(
                 AlertSeverity::Info,
-                "RevisionUnchanged",
+                Reason::RevisionUnchanged,
                 format!(
                     "{} is back on its promoted revision; nothing to roll out",
                     self.input.name
@@ -165,7 +167,7 @@ impl<'a> Rollout<'a> {
                 self.set_phase(CanaryPhase::Waiting, &failure.0);
                 self.event(
                     AlertSeverity::Info,
-                    "Waiting",
+                    Reason::Waiting,
                     format!(
                         "Waiting for approval to roll out {}: {}",
                         self.input.name, failure.0
@@ -185,7 +187,7 @@ impl<'a> Rollout<'a> {
         self.actions.push(Action::SetRoutes(Routes::primary_only()));
         self.event(
             AlertSeverity::Info,
-            "NewRevision",
+            Reason::NewRevision,
             format!(
                 "New revision {target} of {} detected; scaling up the canary",
                 self.input.name
@@ -200,7 +202,7 @@ impl<'a> Rollout<'a> {
         self.actions.push(Action::SetRoutes(Routes::primary_only()));
         self.event(
             AlertSeverity::Warn,
-            "AnalysisRestarted",
+            Reason::AnalysisRestarted,
             format!(
                 "{} changed to revision {target} during analysis; restarting from weight 0",
                 self.input.name
@@ -295,7 +297,7 @@ impl<'a> Rollout<'a> {
                 self.status.iterations += 1;
                 self.event(
                     AlertSeverity::Info,
-                    "IterationPassed",
+                    Reason::IterationPassed,
                     format!(
                         "{}: iteration {}/{} passed ({})",
                         self.input.name,
@@ -332,7 +334,7 @@ impl<'a> Rollout<'a> {
         self.actions.push(Action::SetRoutes(routes));
         self.event(
             AlertSeverity::Info,
-            "AnalysisStarted",
+            Reason::AnalysisStarted,
             format!(
                 "Starting analysis of {} at canary weight {weight}",
                 self.input.name
@@ -345,7 +347,7 @@ impl<'a> Rollout<'a> {
         if let Some(failure) = self.gate(HookType::ConfirmTrafficIncrease)? {
             self.event(
                 AlertSeverity::Info,
-                "TrafficIncreaseWaiting",
+                Reason::TrafficIncreaseWaiting,
                 format!(
                     "{} holds at weight {}: {}",
                     self.input.name, self.status.canary_weight, failure.0
@@ -360,7 +362,7 @@ impl<'a> Rollout<'a> {
         ));
         self.event(
             AlertSeverity::Info,
-            "WeightAdvanced",
+            Reason::WeightAdvanced,
             format!(
                 "Advanced {} to canary weight {weight} ({})",
                 self.input.name,
@@ -403,14 +405,14 @@ impl<'a> Rollout<'a> {
             .status
             .conditions
             .iter()
-            .find(|c| c.r#type == "Promoted")
+            .find(|c| c.r#type == ConditionType::Promoted.as_str())
             .and_then(|c| c.message.as_deref())
             != Some(reason.as_str());
         if self.status.phase != CanaryPhase::WaitingPromotion || message_changed {
             self.set_phase(CanaryPhase::WaitingPromotion, &reason);
             self.event(
                 AlertSeverity::Info,
-                "WaitingPromotion",
+                Reason::WaitingPromotion,
                 format!("{} {reason}", self.input.name),
             );
         }
@@ -427,7 +429,7 @@ impl<'a> Rollout<'a> {
         self.set_phase(CanaryPhase::Promoting, "Copying the canary to the primary");
         self.event(
             AlertSeverity::Info,
-            "Promoting",
+            Reason::Promoting,
             format!(
                 "Promoting {}: copying the canary's template to the primary",
                 self.input.name
@@ -448,7 +450,7 @@ impl<'a> Rollout<'a> {
                 );
                 self.event(
                     AlertSeverity::Error,
-                    "PromotionFailed",
+                    Reason::PromotionFailed,
                     format!(
                         "The primary of {} was not ready with the new revision within progressDeadlineSeconds",
                         self.input.name
@@ -477,7 +479,7 @@ impl<'a> Rollout<'a> {
             );
             self.event(
                 AlertSeverity::Info,
-                "RoutedToPrimary",
+                Reason::RoutedToPrimary,
                 format!(
                     "Routing all traffic of {} to the promoted primary",
                     self.input.name
@@ -499,7 +501,7 @@ impl<'a> Rollout<'a> {
         );
         self.event(
             AlertSeverity::Info,
-            "Succeeded",
+            Reason::Succeeded,
             format!(
                 "Promotion of {} completed: revision {} is live",
                 self.input.name,
@@ -520,7 +522,7 @@ impl<'a> Rollout<'a> {
         self.set_phase(CanaryPhase::Failed, reason);
         self.event(
             AlertSeverity::Error,
-            "RolledBack",
+            Reason::RolledBack,
             format!("Rolled back {}: {reason}", self.input.name),
         );
         self.post_rollout_hooks();
@@ -539,7 +541,7 @@ impl<'a> Rollout<'a> {
         } else {
             self.event(
                 AlertSeverity::Warn,
-                "CheckFailed",
+                Reason::CheckFailed,
                 format!(
                     "Halting {} at weight {} ({}/{threshold} failed checks): {}",
                     self.input.name,
@@ -586,7 +588,7 @@ impl<'a> Rollout<'a> {
             if let Some(by) = self.status.approved_by.take() {
                 self.event(
                     AlertSeverity::Info,
-                    "GateApproved",
+                    Reason::GateApproved,
                     format!(
                         "{}: closed {} gate passed on the approval of {by} ({})",
                         self.input.name,
@@ -656,7 +658,7 @@ impl<'a> Rollout<'a> {
         }
         self.event(
             AlertSeverity::Warn,
-            "AnalysisHeld",
+            Reason::AnalysisHeld,
             format!(
                 "Holding {} at weight {} without a verdict: {reason}",
                 self.input.name, self.status.canary_weight
@@ -751,7 +753,7 @@ impl<'a> Rollout<'a> {
         self.status.set_phase(phase, message, self.input.now);
     }
 
-    fn event(&mut self, severity: AlertSeverity, reason: &'static str, message: String) {
+    fn event(&mut self, severity: AlertSeverity, reason: Reason, message: String) {
         self.actions.push(Action::Event(Event {
             severity,
             reason,

@@ -182,7 +182,7 @@ impl Routes {
 pub struct Event {
     pub severity: AlertSeverity,
     /// A short CamelCase reason, as Kubernetes Events have.
-    pub reason: &'static str,
+    pub reason: crate::api::Reason,
     pub message: String,
 }
 

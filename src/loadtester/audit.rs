@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource};
 
-use crate::api::Canary;
+use crate::api::{Canary, Reason};
 
 #[derive(Clone, Default)]
 pub struct Audit {
@@ -16,8 +16,8 @@ pub struct Audit {
 }
 
 impl Audit {
-    pub async fn record(&self, namespace: &str, name: &str, reason: &str, note: &str) {
-        tracing::info!(canary = %name, %namespace, reason, "{note}");
+    pub async fn record(&self, namespace: &str, name: &str, reason: Reason, note: &str) {
+        tracing::info!(canary = %name, %namespace, %reason, "{note}");
         let Some(client) = &self.client else {
             return;
         };
@@ -47,7 +47,7 @@ impl Audit {
             },
             event_time: Some(MicroTime(now)),
             type_: Some("Normal".into()),
-            reason: Some(reason.into()),
+            reason: Some(reason.as_str().into()),
             note: Some(note.chars().take(1000).collect()),
             action: Some("Gate".into()),
             reporting_controller: Some("aviary.dev/loadtester".into()),

@@ -21,6 +21,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::api::Reason;
+
 pub use audit::Audit;
 pub use gates::{Gates, Switch};
 pub use load::{LoadError, LoadRequest, RunRecord, Runs, Start};
@@ -353,10 +355,10 @@ async fn change(
     let state = if open { "opened" } else { "closed" };
     shared.counters.changes.fetch_add(1, Ordering::Relaxed);
     let reason = match (switch, open) {
-        (Switch::Gate, true) => "GateOpened",
-        (Switch::Gate, false) => "GateClosed",
-        (Switch::Rollback, true) => "RollbackOpened",
-        (Switch::Rollback, false) => "RollbackClosed",
+        (Switch::Gate, true) => Reason::GateOpened,
+        (Switch::Gate, false) => Reason::GateClosed,
+        (Switch::Rollback, true) => Reason::RollbackOpened,
+        (Switch::Rollback, false) => Reason::RollbackClosed,
     };
     let note = format!(
         "{} {state} by {who} through the loadtester{}",

@@ -219,7 +219,7 @@ pub fn resolve(
             .map(|_| render(&query, &sampled).unwrap_or_default());
         let primary_samples = metric.compare.map(|_| {
             let primary = TemplateVars {
-                target: format!("{}-primary", vars.target),
+                target: crate::naming::primary(&vars.target),
                 ..sampled.clone()
             };
             render(&query, &primary).unwrap_or_default()

@@ -200,7 +200,7 @@ impl Runner {
                     }
                 }
                 Action::Event(event) => {
-                    tracing::info!(canary = %self.name, reason = event.reason, severity = ?event.severity, "{}", event.message);
+                    tracing::info!(canary = %self.name, reason = %event.reason, severity = ?event.severity, "{}", event.message);
                     self.send_event_hooks(event, status);
                     events.push(event.clone());
                 }

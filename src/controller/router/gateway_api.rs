@@ -115,7 +115,7 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Value {
     let namespace = canary.namespace().unwrap_or_default();
     let service = &canary.spec.service;
     let port = service.port;
-    let (primary_host, canary_host) = (format!("{name}-primary"), format!("{name}-canary"));
+    let (primary_host, canary_host) = (crate::naming::primary(&name), crate::naming::canary(&name));
     let backend = |host: &str, weight: i32, filters: Vec<Value>| {
         let mut out =
             json!({ "group": "", "kind": "Service", "name": host, "port": port, "weight": weight });
@@ -228,7 +228,7 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Value {
 
 /// The routes an HTTPRoute written by [`http_route`] expresses.
 pub fn routes_of_http_route(canary: &Canary, spec: &Value) -> Option<Routes> {
-    let canary_host = format!("{}-canary", service_name(canary));
+    let canary_host = crate::naming::canary(&service_name(canary));
     let rules = spec.get("rules")?.as_array()?;
     let main = rules.last()?;
     let canary_weight = main["backendRefs"]

@@ -67,8 +67,8 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
     if gateways.is_empty() {
         gateways.push("mesh".into());
     }
-    let primary_host = format!("{name}-primary");
-    let canary_host = format!("{name}-canary");
+    let primary_host = crate::naming::primary(&name);
+    let canary_host = crate::naming::canary(&name);
     let destination = |host: &str, weight: i32| json!({ "destination": { "host": host, "port": { "number": service.port } }, "weight": weight });
     let cookies = session_cookies(canary, routes);
     // A destination whose responses set a session cookie.
@@ -209,7 +209,7 @@ pub fn destination_rules(canary: &Canary) -> Vec<Value> {
 /// The routes a VirtualService written by [`virtual_service`] expresses.
 pub fn routes_of_virtual_service(canary: &Canary, spec: &Value) -> Option<Routes> {
     let name = service_name(canary);
-    let canary_host = format!("{name}-canary");
+    let canary_host = crate::naming::canary(&name);
     let http = spec.get("http")?.as_array()?;
     let main = http
         .iter()

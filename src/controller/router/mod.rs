@@ -13,8 +13,8 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::api::{Canary, RouterKind};
-use crate::controller::FIELD_MANAGER;
 use crate::engine::Routes;
+use crate::naming::FIELD_MANAGER;
 
 pub use gateway_api::{http_route, routes_of_http_route};
 pub use istio::{destination_rules, routes_of_virtual_service, virtual_service, IstioRouter};

@@ -33,8 +33,8 @@ pub fn traffic_split(canary: &Canary, routes: Routes) -> Value {
         "spec": {
             "service": name,
             "backends": [
-                { "service": format!("{name}-primary"), "weight": routes.primary_weight },
-                { "service": format!("{name}-canary"), "weight": routes.canary_weight }
+                { "service": crate::naming::primary(&name), "weight": routes.primary_weight },
+                { "service": crate::naming::canary(&name), "weight": routes.canary_weight }
             ]
         }
     })
@@ -42,7 +42,7 @@ pub fn traffic_split(canary: &Canary, routes: Routes) -> Value {
 
 /// The routes a TrafficSplit written by [`traffic_split`] expresses.
 pub fn routes_of_traffic_split(canary: &Canary, spec: &Value) -> Option<Routes> {
-    let canary_service = format!("{}-canary", service_name(canary));
+    let canary_service = crate::naming::canary(&service_name(canary));
     let canary_weight = spec["backends"]
         .as_array()?
         .iter()

@@ -1,7 +1,7 @@
 //! Operator requests (`aviary promote|abort|pause|resume|retry`): each is acted on once, and
 //! every one of them, honoured or not, is answered with an Event naming who asked.
 
-use crate::api::{AlertSeverity, CanaryPhase, HookType, OperatorRequest, Verb};
+use crate::api::{AlertSeverity, CanaryPhase, HookType, OperatorRequest, Reason, Verb};
 
 use super::{analysis, Flow, Rollout};
 
@@ -44,7 +44,7 @@ impl Rollout<'_> {
                 self.status.paused_by = Some(by.clone());
                 self.event(
                     AlertSeverity::Warn,
-                    "Paused",
+                    Reason::Paused,
                     format!(
                         "{name} paused by {by} in {phase} at weight {}",
                         self.status.canary_weight
@@ -62,9 +62,9 @@ impl Rollout<'_> {
                     if self.status.holding_since.is_some() {
                         self.status.holding_since = Some(now);
                     }
-                    "Resumed"
+                    Reason::Resumed
                 } else {
-                    "ResumeIgnored"
+                    Reason::ResumeIgnored
                 };
                 self.event(
                     AlertSeverity::Info,
@@ -94,7 +94,7 @@ impl Rollout<'_> {
                     self.status.paused_by = None;
                     self.event(
                         AlertSeverity::Info,
-                        "Retrying",
+                        Reason::Retrying,
                         format!("{name}: {by} asked to roll out revision {target} again"),
                     );
                 } else {
@@ -110,7 +110,7 @@ impl Rollout<'_> {
                 self.status.approved_by = Some(by.clone());
                 self.event(
                     AlertSeverity::Info,
-                    "PromotionApproved",
+                    Reason::PromotionApproved,
                     format!("{name}: {by} approved passing the next closed gate (in {phase})"),
                 );
                 false
@@ -130,7 +130,7 @@ impl Rollout<'_> {
                     self.status.paused_by = None;
                     self.event(
                         AlertSeverity::Warn,
-                        "PromotedByOperator",
+                        Reason::PromotedByOperator,
                         format!(
                             "{name}: {by} skipped the remaining steps at weight {}",
                             self.status.canary_weight
@@ -143,7 +143,7 @@ impl Rollout<'_> {
                     self.status.approved_by = Some(by.clone());
                     self.event(
                         AlertSeverity::Info,
-                        "PromotionApproved",
+                        Reason::PromotionApproved,
                         format!(
                             "{name}: {by} approved the waiting rollout; analysis runs as usual"
                         ),
@@ -165,6 +165,6 @@ impl Rollout<'_> {
             verb.as_str(),
             self.status.phase
         );
-        self.event(AlertSeverity::Warn, "RequestIgnored", message);
+        self.event(AlertSeverity::Warn, Reason::RequestIgnored, message);
     }
 }

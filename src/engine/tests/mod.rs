@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use super::*;
 use crate::api::{
     CanaryAnalysis, CanaryMetric, CanaryPhase, CanaryService, CanarySpec, CanaryStatus,
-    CanaryWebhook, RequestMatch, StringMatch, TargetRef, ThresholdRange,
+    CanaryWebhook, Reason, RequestMatch, StringMatch, TargetRef, ThresholdRange,
 };
 
 const INTERVAL: Duration = Duration::from_secs(30);
@@ -182,7 +182,7 @@ impl Sim {
     }
 
     fn has_event(&self, reason: &str) -> bool {
-        self.events.iter().any(|e| e.reason == reason)
+        self.events.iter().any(|e| e.reason.as_str() == reason)
     }
 }
 
@@ -367,7 +367,7 @@ fn rollback_is_decided_in_the_interval_that_reaches_the_threshold() {
     let message = &sim
         .events
         .iter()
-        .find(|e| e.reason == "RolledBack")
+        .find(|e| e.reason == Reason::RolledBack)
         .unwrap()
         .message;
     assert!(message.contains("request-success-rate = 80"), "{message}");
@@ -621,7 +621,7 @@ fn rollout_hook_failure_is_a_failed_check_and_metrics_are_not_asked() {
     let message = &sim
         .events
         .iter()
-        .find(|e| e.reason == "RolledBack")
+        .find(|e| e.reason == Reason::RolledBack)
         .unwrap()
         .message;
     assert!(message.contains("rollout webhook"), "{message}");
@@ -766,7 +766,7 @@ fn a_provider_that_is_down_holds_the_step_and_never_passes() {
         .events
         .iter()
         .rev()
-        .find(|e| e.reason == "AnalysisHeld")
+        .find(|e| e.reason == Reason::AnalysisHeld)
         .unwrap();
     assert!(
         held.message.contains("http://prom:9090"),
@@ -796,7 +796,7 @@ fn on_no_data_hold_waits_then_fails_at_the_progress_deadline() {
     let rolled = sim
         .events
         .iter()
-        .find(|e| e.reason == "RolledBack")
+        .find(|e| e.reason == Reason::RolledBack)
         .unwrap();
     assert!(
         rolled.message.contains("progressDeadlineSeconds"),
@@ -856,7 +856,7 @@ fn the_comparative_judge_rolls_back_a_regression_at_the_first_look() {
     let rolled = sim
         .events
         .iter()
-        .find(|e| e.reason == "RolledBack")
+        .find(|e| e.reason == Reason::RolledBack)
         .unwrap();
     assert!(
         rolled.message.contains("judged against the primary"),

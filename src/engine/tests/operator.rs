@@ -17,7 +17,7 @@ impl Sim {
         self.events
             .iter()
             .rev()
-            .find(|e| e.reason == reason)
+            .find(|e| e.reason.as_str() == reason)
             .unwrap_or_else(|| panic!("no {reason} event in {:?}", self.events))
             .message
             .clone()

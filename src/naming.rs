@@ -1,0 +1,34 @@
+//! Every name Aviary makes up or writes on others' objects: the `-primary` and `-canary`
+//! copies, its labels and annotations, its field manager and its finalizer. Routers, bootstrap,
+//! templates and cleanup read them here, so the copies they expect are the copies made.
+
+/// The server-side-apply field manager for every object Aviary writes.
+pub const FIELD_MANAGER: &str = "aviary";
+/// Finalizer put on Canaries with `revertOnDeletion`.
+pub const FINALIZER: &str = "aviary.dev/revert-on-deletion";
+/// Annotation on the primary Deployment: the revision its template was copied from.
+pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
+/// Annotation on a Canary that carries the latest operator request, as JSON.
+pub const REQUEST_ANNOTATION: &str = "aviary.dev/request";
+/// Label on every policy copy: the name of the policy it was made from.
+pub const COPY_OF_LABEL: &str = "aviary.dev/copy-of";
+
+/// The copy that serves the stable revision: Deployment, Service, ConfigMap, Secret, policy,
+/// and the value of the primary pods' selector label.
+pub fn primary(name: &str) -> String {
+    format!("{name}-primary")
+}
+
+/// The Service in front of the target's (the canary's) pods.
+pub fn canary(name: &str) -> String {
+    format!("{name}-canary")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copies_are_suffixed() {
+        assert_eq!(super::primary("podinfo"), "podinfo-primary");
+        assert_eq!(super::canary("podinfo"), "podinfo-canary");
+    }
+}
