@@ -360,7 +360,8 @@ async fn basic_auth_and_tls_with_a_custom_ca() {
     .unwrap();
     let client = pool.client(&good, Duration::from_secs(5)).unwrap();
     let mut answered = None;
-    for _ in 0..100 {
+    // Prometheus, started just now, may take a while to serve on a loaded machine.
+    for _ in 0..300 {
         match client.query_number("vector(42)", "x", 1).await {
             Ok(value) => {
                 answered = Some(value);

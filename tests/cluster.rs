@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use serde_json::json;
 
 use aviary::api::{Canary, CanaryPhase, CanaryStatus};
@@ -120,11 +120,23 @@ async fn canary_crd_supports_crud_apply_watch_and_status() {
     let ns = support::namespace(&client, "crd").await;
     let canaries: Api<Canary> = Api::namespaced(client.clone(), &ns);
 
-    let watch = watcher(canaries.clone(), watcher::Config::default()).applied_objects();
+    // The watch reports its initial (empty) list before anything is created, so it sees the
+    // creation and the status change as changes, not as one late list.
+    let (listed, on_listed) = tokio::sync::oneshot::channel();
+    let watch = watcher(canaries.clone(), watcher::Config::default());
     let seen = tokio::spawn(async move {
         let mut watch = std::pin::pin!(watch);
+        let mut listed = Some(listed);
         let mut names = Vec::new();
-        while let Ok(Some(canary)) = watch.try_next().await {
+        while let Ok(Some(event)) = watch.try_next().await {
+            let canary = match event {
+                watcher::Event::InitDone => {
+                    listed.take().map(|l| l.send(()));
+                    continue;
+                }
+                watcher::Event::Apply(canary) | watcher::Event::InitApply(canary) => canary,
+                _ => continue,
+            };
             names.push(canary.metadata.name.clone().unwrap());
             if canary
                 .status
@@ -136,6 +148,10 @@ async fn canary_crd_supports_crud_apply_watch_and_status() {
         }
         names
     });
+    tokio::time::timeout(Duration::from_secs(60), on_listed)
+        .await
+        .expect("the watch lists within 60s")
+        .unwrap();
 
     let created: Canary = serde_json::from_value(canary_manifest("podinfo", json!(9898))).unwrap();
     canaries
@@ -375,7 +391,8 @@ resources:
     let http = aviary::http_client::client(Duration::from_secs(5));
     let ready = format!("http://127.0.0.1:{admin}/ready");
     let mut live = false;
-    for _ in 0..100 {
+    // A cold Envoy start on a loaded machine can take many seconds: allow up to 60.
+    for _ in 0..600 {
         if http
             .get(&ready)
             .send()

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use aviary::api::{CanaryPhase, CanaryStatus};
 use support::fixture::Fixture;
 use support::telemetry::{Health, ProxyTelemetry};
-use support::{eventually, ControllerProcess};
+use support::{eventually, eventually_some, ControllerProcess};
 
 fn stepped() -> Value {
     json!({
@@ -93,21 +93,18 @@ async fn a_healthy_revision_is_promoted_step_by_step() {
         "events carry the values: {}",
         advanced.1
     );
-    let metrics = aviary::http_client::client(Duration::from_secs(2))
-        .get(format!("http://{}/metrics", f.controller.listen))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(&format!(
-            "aviary_canary_status{{name=\"podinfo\",namespace=\"{}\"}} 1",
-            f.ns
-        )),
-        "{metrics}"
+    // The controller's metrics are updated after the status write: wait for them.
+    let http = aviary::http_client::client(Duration::from_secs(2));
+    let url = format!("http://{}/metrics", f.controller.listen);
+    let succeeded = format!(
+        "aviary_canary_status{{name=\"podinfo\",namespace=\"{}\"}} 1",
+        f.ns
     );
+    let metrics = eventually_some(LIMIT, || async {
+        let text = http.get(&url).send().await.ok()?.text().await.ok()?;
+        text.contains(&succeeded).then_some(text)
+    })
+    .await;
     assert!(metrics.contains("aviary_info{"), "{metrics}");
 }
 
@@ -374,7 +371,8 @@ async fn a_second_replica_takes_over_when_the_leader_dies() {
     let lease = format!("{}/aviary-leader", f.ns);
     let lease_args = ["--leader-lease", lease.as_str(), "--lease-duration", "4s"];
     let mut leader = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The standby starts only once the first replica holds the lease.
+    eventually(LIMIT, || async { leader.logs().contains("became leader") }).await;
     let standby = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;
     f.telemetry.set(&f.ns, "orders", Health::GOOD);
     f.create_target("orders", "orders:1").await;

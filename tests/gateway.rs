@@ -152,8 +152,15 @@ async fn mirrored_requests_reach_the_canary_but_answers_come_from_the_primary() 
     for _ in 0..50 {
         assert_eq!(version(&client, &gateway, &[]).await, "v1");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let text = gateway.telemetry().render();
+    // Mirrored copies are sent on tasks of their own: wait for the count to reach 50.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut text = gateway.telemetry().render();
+    while !text.contains("aviary_gateway_mirrored_requests_total 50")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = gateway.telemetry().render();
+    }
     assert!(
         text.contains("aviary_gateway_mirrored_requests_total 50"),
         "{text}"

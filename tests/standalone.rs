@@ -14,38 +14,49 @@ use tokio::process::{Child, Command};
 
 const AVIARY: &str = env!("CARGO_BIN_EXE_aviary");
 
+/// A free port for the run's own gateway, below the kernel's ephemeral range (32768 and up), so
+/// no outgoing connection can take it before `aviary run` binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = rand::random_range(20000..32000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
-/// A sample app process of the given version and error rate.
+/// A port where nothing listens for the whole test: bound, never listening, so connections to
+/// it are refused and nothing else can take it. Keep the socket alive as long as the port.
+fn dead_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// A sample app process of the given version and error rate, on a port it picked itself.
 async fn sample_app(version: &str, error_rate: f64) -> (Child, u16) {
-    let port = free_port();
     let mut child = Command::new(AVIARY)
-        .args([
-            "sample-app",
-            "--port",
-            &port.to_string(),
-            "--version",
-            version,
-        ])
+        .args(["sample-app", "--port", "0", "--version", version])
         .args(["--error-rate", &error_rate.to_string()])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("sample app starts");
     let stdout = child.stdout.take().unwrap();
-    let line = BufReader::new(stdout)
-        .lines()
-        .next_line()
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(line.starts_with("listening"), "sample app said {line:?}");
+    let line = tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .expect("the sample app starts within 60s")
+    .unwrap()
+    .unwrap();
+    let port = line
+        .strip_prefix("listening ")
+        .and_then(|address| address.trim().rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("sample app said {line:?}"));
     (child, port)
 }
 
@@ -130,6 +141,51 @@ mod tempfile_path {
             let _ = std::fs::remove_file(&self.0);
         }
     }
+}
+
+/// `aviary run` on `file` at `rps`, with stdout and stderr piped; returns the child and its
+/// stdout lines. Logs are kept to warnings, so the stderr pipe, read only at the end, cannot
+/// fill and stall the run.
+fn start_run(
+    file: &std::path::Path,
+    rps: &str,
+) -> (
+    Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = Command::new(AVIARY)
+        .args(["run", "-f"])
+        .arg(file)
+        .args(["--allow-short-intervals", "--load-rps", rps])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// Reads stdout until a line starting with `prefix` (within 90 s); returns everything read.
+async fn read_until(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+) -> String {
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with(prefix) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(found == Ok(true), "no {prefix} line; the run said:\n{seen}");
+    seen
 }
 
 async fn run(file: &std::path::Path) -> std::process::Output {
@@ -230,12 +286,22 @@ async fn a_canary_that_refuses_connections_fails_checks_with_a_clear_message() {
     let (_primary, primary) = sample_app("v1", 0.0).await;
     let (mut canary_process, canary) = sample_app("v2", 0.0).await;
     let file = write_manifest(&manifest(free_port(), primary, canary, ""));
-    let running = tokio::spawn(async move { run(&file.0).await });
-    // Let the run start against a live canary, then take the canary away.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (child, mut lines) = start_run(&file.0, "80");
+    // Once traffic goes to the live canary, take the canary away.
+    let mut stdout = read_until(&mut lines, "WeightAdvanced").await;
     canary_process.kill().await.unwrap();
-    let output = running.await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rest = tokio::time::timeout(Duration::from_secs(90), async {
+        let mut rest = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    })
+    .await
+    .expect("the run ends");
+    stdout.push_str(&rest);
+    let output = child.wait_with_output().await.unwrap();
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("refused or dropped"), "{stdout}");
     assert!(stdout.contains(&format!("127.0.0.1:{canary}")), "{stdout}");
@@ -267,7 +333,7 @@ async fn an_invalid_file_is_refused_before_anything_starts() {
 #[tokio::test]
 async fn an_unreachable_upstream_refuses_the_run() {
     let (_primary, primary) = sample_app("v1", 0.0).await;
-    let dead = free_port();
+    let (_held, dead) = dead_port();
     let file = write_manifest(&manifest(free_port(), primary, dead, ""));
     let output = Command::new(AVIARY)
         .args(["run", "-f"])
@@ -294,26 +360,8 @@ async fn ctrl_c_returns_all_traffic_to_the_primary_before_exiting() {
         .replace("stepWeight: 50", "stepWeight: 5")
         .replace("threshold: 1", "threshold: 5");
     let file = write_manifest(&slow);
-    let mut child = Command::new(AVIARY)
-        .args(["run", "-f"])
-        .arg(&file.0)
-        .args(["--allow-short-intervals", "--load-rps", "200"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("run goes on until interrupted");
-        if line.starts_with("WeightAdvanced") {
-            break;
-        }
-    }
+    let (child, mut lines) = start_run(&file.0, "200");
+    read_until(&mut lines, "WeightAdvanced").await;
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])

@@ -14,7 +14,7 @@ use aviary::api::CanaryPhase;
 use support::fixture::Fixture;
 use support::receiver::Receiver;
 use support::telemetry::Health;
-use support::{eventually, free_port, kubeconfig};
+use support::{eventually, kubeconfig, spawn_listening, STARTUP_LIMIT};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const TYPES: [&str; 8] = [
@@ -164,20 +164,21 @@ async fn each_webhook_type_moves_the_phase_as_the_reference_says() {
         !r.calls("/post-rollout").is_empty()
     })
     .await;
-    let heard = r.calls("/event");
-    assert!(
+    // Event hooks are posted on tasks of their own, in no fixed order with the post-rollout hook.
+    r.calls_once("/event", LIMIT, |heard| {
         heard.iter().any(|c| {
             let body = c.json();
             body["metadata"]["eventType"] == "Normal"
                 && body["metadata"]["eventMessage"]
                     .as_str()
                     .is_some_and(|m| m.contains("Promotion of"))
-        }),
-        "event hooks hear every event: {:?}",
-        heard.iter().map(Receiver::describe).collect::<Vec<_>>()
-    );
+        })
+    })
+    .await;
 
-    // An open rollback hook rolls back at once.
+    // An open rollback hook rolls back at once. The promotion gate is closed again first, so
+    // the rollout cannot finish before the rollback hook opens.
+    r.answer("/confirm-promotion", 403, "not before the demo");
     f.set_image("podinfo", "podinfo:3").await;
     until(&f, "podinfo", "traffic on the canary", || async {
         f.status("podinfo").await.canary_weight > 0
@@ -204,7 +205,8 @@ async fn each_webhook_type_moves_the_phase_as_the_reference_says() {
             .any(|n| n.contains("smoke test failed"))
     })
     .await;
-    assert_eq!(f.status("podinfo").await.phase, CanaryPhase::Failed);
+    // The Event is recorded before the status is written.
+    f.wait_phase("podinfo", CanaryPhase::Failed, LIMIT).await;
     assert_eq!(
         f.status("podinfo").await.canary_weight,
         0,
@@ -235,22 +237,19 @@ async fn start_loadtester(dir: &std::path::Path, tokens: &str, secret: &str) -> 
     std::fs::write(&token_file, tokens).unwrap();
     let secret_file = dir.join("webhook-secret");
     std::fs::write(&secret_file, secret).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"))
-        .args(["loadtester", "--listen", &listen, "--record-events"])
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"));
+    command
+        .args(["loadtester", "--listen", "127.0.0.1:0", "--record-events"])
         .arg("--token-file")
         .arg(&token_file)
         .arg("--webhook-secret-file")
         .arg(&secret_file)
         .env("KUBECONFIG", kubeconfig().await)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the loadtester starts");
+        .stderr(std::process::Stdio::null());
+    let (child, listen) = spawn_listening(command, STARTUP_LIMIT).await;
     let base = format!("http://{listen}");
     let http = aviary::http_client::client(Duration::from_secs(2));
-    eventually(Duration::from_secs(10), || async {
+    eventually(STARTUP_LIMIT, || async {
         http.get(format!("{base}/healthz"))
             .send()
             .await
@@ -343,10 +342,10 @@ async fn loadtester_gates_need_a_token_record_who_and_check_signatures() {
     f.wait_phase("podinfo", CanaryPhase::Succeeded, LIMIT).await;
     let opened = events_with(&f, "GateOpened").await;
     assert!(opened.iter().any(|n| n.contains("by alice")), "{opened:?}");
-    assert!(
-        !upstream.calls("/load").is_empty(),
-        "the load test sent requests"
-    );
+    // The load runs on the loadtester's own time: wait for it to reach the upstream.
+    upstream
+        .calls_once("/load", LIMIT, |calls| !calls.is_empty())
+        .await;
     let metrics = http
         .get(format!("{}/metrics", lt.base))
         .send()
@@ -391,7 +390,16 @@ async fn loadtester_gates_need_a_token_record_who_and_check_signatures() {
         "no load for an unverified call"
     );
 
-    // The rollback switch, opened with the token, aborts the next rollout.
+    // The rollback switch, opened with the token, aborts the next rollout. The gate is closed
+    // first (it stays open otherwise), so the rollout cannot finish before the switch opens.
+    let close = http
+        .post(format!("{}/gate/close", lt.base))
+        .bearer_auth(token)
+        .json(&gate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(close.status().as_u16(), 200);
     f.set_image("podinfo", "podinfo:3").await;
     until(&f, "podinfo", "traffic on the canary", || async {
         f.status("podinfo").await.canary_weight > 0

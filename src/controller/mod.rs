@@ -145,7 +145,11 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     };
     let metrics = Arc::new(ControllerMetrics::new(&config.mesh));
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    server::serve(&config.listen, metrics.clone(), ready.clone()).await?;
+    let address = server::serve(&config.listen, metrics.clone(), ready.clone()).await?;
+    // The first line of stdout, as every serving subcommand prints it: a caller that asked for
+    // port 0 learns the port here.
+    println!("listening {address}");
+    tracing::info!(%address, "controller serving /healthz, /readyz and /metrics");
     if let Some(lease) = &config.lease {
         leader::acquire(client.clone(), lease).await?;
         leader::keep_renewing(client.clone(), lease.clone());

@@ -17,9 +17,15 @@ pub async fn serve(
     listen: &str,
     metrics: Arc<ControllerMetrics>,
     ready: Arc<AtomicBool>,
-) -> Result<(), ControllerError> {
+) -> Result<std::net::SocketAddr, ControllerError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
+        .map_err(|source| ControllerError::Serve {
+            address: listen.to_string(),
+            source,
+        })?;
+    let address = listener
+        .local_addr()
         .map_err(|source| ControllerError::Serve {
             address: listen.to_string(),
             source,
@@ -46,5 +52,5 @@ pub async fn serve(
             tracing::error!(%error, "controller HTTP server stopped");
         }
     });
-    Ok(())
+    Ok(address)
 }

@@ -147,13 +147,20 @@ impl Fixture {
             .unwrap();
     }
 
+    /// The canary's status. Tests poll this, so a transient API error (a busy API server
+    /// answering 429 or 5xx, a reset connection) is retried for a while, not a failure.
     pub async fn status(&self, name: &str) -> CanaryStatus {
-        self.canaries()
-            .get(name)
-            .await
-            .unwrap()
-            .status
-            .unwrap_or_default()
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.canaries().get(name).await {
+                Ok(canary) => return canary.status.unwrap_or_default(),
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%error, "reading the canary again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("cannot read Canary {name}: {error}"),
+            }
+        }
     }
 
     pub async fn wait_phase(

@@ -119,6 +119,25 @@ where
     }
 }
 
+/// Like `eventually`, for a check that yields what it found: returns the first `Some`.
+pub async fn eventually_some<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Serves `app` on a loopback port from a thread of its own (each test has its own runtime, and a
 /// server shared by several tests must outlive any one of them); returns `host:port`.
 pub fn serve_on_own_thread(app: axum::Router) -> String {
@@ -162,18 +181,54 @@ pub fn envoy_binary() -> PathBuf {
     path
 }
 
+/// A free loopback port for a process that cannot bind port 0 and report it (Prometheus,
+/// Envoy). Picked below the kernel's ephemeral range (32768 and up): a port there may be taken
+/// at any moment as the source port of an outgoing connection before the child binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = rand::random_range(20000..32000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts `command` (stdout piped) and waits up to `limit` for its first line,
+/// `listening <address>`: a child that binds port 0 itself can never lose its port to another.
+/// The rest of its stdout is drained. Early exit or a wrong first line fail the test.
+pub async fn spawn_listening(
+    mut command: tokio::process::Command,
+    limit: Duration,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the child process starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(limit, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("no `listening` line within {limit:?}"))
+        .expect("stdout is readable");
+    let address = first
+        .as_deref()
+        .and_then(|line| line.strip_prefix("listening "))
+        .unwrap_or_else(|| panic!("expected `listening <address>` first, got {first:?}"))
+        .trim()
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, address)
 }
 
 pub mod fixture;
 pub mod receiver;
 pub mod series;
 pub mod telemetry;
+
+/// How long a child process may take to start on a loaded 2-core machine.
+pub const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 
 /// A running `aviary controller` process, killed when dropped.
 pub struct ControllerProcess {
@@ -194,13 +249,13 @@ impl ControllerProcess {
         extra: &[&str],
     ) -> ControllerProcess {
         let kubeconfig = kubeconfig().await;
-        let listen = format!("127.0.0.1:{}", free_port());
         let log = std::env::temp_dir().join(format!(
             "aviary-controller-{namespace}-{}.log",
             rand::random::<u32>()
         ));
         let file = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"));
+        command
             .args([
                 "controller",
                 "--namespace",
@@ -208,20 +263,18 @@ impl ControllerProcess {
                 "--metrics-server",
                 prometheus,
             ])
-            .args(["--listen", &listen, "--min-interval", "1s"])
+            .args(["--listen", "127.0.0.1:0", "--min-interval", "1s"])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "aviary=debug,kube=warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("controller starts");
+            .stderr(file);
+        let (child, listen) = spawn_listening(command, STARTUP_LIMIT).await;
         let http = aviary::http_client::client(Duration::from_secs(2));
         // Serving, not ready: a standby replica stays unready until it leads.
         let ready = format!("http://{listen}/healthz");
         let mut process = ControllerProcess { child, listen, log };
-        for _ in 0..100 {
+        let deadline = tokio::time::Instant::now() + STARTUP_LIMIT;
+        while tokio::time::Instant::now() < deadline {
             if http
                 .get(&ready)
                 .send()
