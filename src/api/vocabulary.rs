@@ -24,7 +24,8 @@ macro_rules! words {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, so `{:<18}` lines reasons up as it would a string.
+                f.pad(self.as_str())
             }
         }
     };
@@ -115,5 +116,6 @@ mod tests {
             assert!(seen.insert(text), "{text} twice");
         }
         assert_eq!(ConditionStatus::True.to_string(), "True");
+        assert_eq!(format!("{:<9}|", Reason::Paused), "Paused   |");
     }
 }

@@ -1,0 +1,74 @@
+//! `aviary bench …`: each benchmark prints one JSON object.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Whether `aviary loadtester` sustains the requested rate.
+    Loadtest {
+        #[arg(long, default_value_t = 500)]
+        rps: u32,
+        #[arg(long, default_value = "30s", value_parser = super::duration)]
+        duration: Duration,
+    },
+    /// Added latency and memory of the embedded gateway.
+    Gateway {
+        #[arg(long, default_value_t = 1000)]
+        rps: u32,
+        #[arg(long, default_value = "10s", value_parser = super::duration)]
+        duration: Duration,
+    },
+    /// False rollbacks, missed regressions and time to a decision of the comparative judge
+    /// against Flagger-style thresholds, on seeded simulated traffic with known truth.
+    Judge {
+        #[arg(long, default_value_t = 400)]
+        runs: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// The controller at scale on the cluster in KUBECONFIG.
+    Controller {
+        #[arg(long, default_value_t = 100)]
+        canaries: usize,
+        #[arg(long, default_value = "10s", value_parser = super::duration)]
+        interval: Duration,
+        /// Length of the steady-state window, in intervals.
+        #[arg(long, default_value_t = 6)]
+        intervals: u32,
+    },
+}
+
+impl Bench {
+    pub async fn run(self) -> Result<ExitCode> {
+        let report = match self {
+            Bench::Loadtest { rps, duration } => {
+                let executable = super::this_executable()?;
+                serde_json::to_string(&aviary::bench::loadtest(&executable, rps, duration).await?)?
+            }
+            Bench::Gateway { rps, duration } => {
+                let executable = super::this_executable()?;
+                serde_json::to_string(&aviary::bench::gateway(&executable, rps, duration).await?)?
+            }
+            Bench::Judge { runs, seed } => aviary::bench::judge_bench(runs, seed).to_string(),
+            Bench::Controller {
+                canaries,
+                interval,
+                intervals,
+            } => {
+                let bench = aviary::bench::controller::ControllerBench {
+                    canaries,
+                    interval,
+                    intervals,
+                };
+                let executable = super::this_executable()?;
+                serde_json::to_string(&aviary::bench::controller::run(&executable, bench).await?)?
+            }
+        };
+        println!("{report}");
+        Ok(ExitCode::SUCCESS)
+    }
+}
