@@ -5,6 +5,7 @@
 mod alerts;
 pub mod configs;
 mod events;
+mod finalizer;
 mod leader;
 pub mod objects;
 pub mod policies;

@@ -98,15 +98,8 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     if canary.meta().deletion_timestamp.is_some() {
         return finalize(canary, ctx, &api).await;
     }
-    if canary.spec.revert_on_deletion && !canary.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = canary.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_string());
-        api.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })),
-        )
-        .await?;
+    if canary.spec.revert_on_deletion {
+        super::finalizer::ensure(&api, canary).await?;
     }
     let status = canary.status.clone().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
@@ -766,18 +759,7 @@ async fn finalize(
             .await?;
         ctx.events.publish(canary, AlertSeverity::Info, Reason::Reverted, &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
     }
-    let finalizers: Vec<String> = canary
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    api.patch(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })),
-    )
-    .await?;
+    super::finalizer::release(api, canary).await?;
     ctx.metrics.forget(&name, &namespace);
     ctx.written.forget(canary);
     Ok(Requeue::await_change())
