@@ -47,5 +47,9 @@ fn the_engine_and_the_judge_touch_no_kube_tokio_network_or_clock() {
             }
         }
     }
-    assert!(found.is_empty(), "the pure core reaches out:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "the pure core reaches out:\n{}",
+        found.join("\n")
+    );
 }

@@ -276,6 +276,17 @@ pub struct PromotionWindow {
     pub time_zone: Option<String>,
 }
 
+impl CanarySpec {
+    /// The analysis interval, also when there is no `analysis`: the one place its default is
+    /// applied, for the engine, the controller and the runner alike.
+    pub fn interval(&self) -> std::time::Duration {
+        self.analysis
+            .as_ref()
+            .map(CanaryAnalysis::interval)
+            .unwrap_or(CanaryAnalysis::DEFAULT_INTERVAL)
+    }
+}
+
 impl CanaryAnalysis {
     pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
     pub const DEFAULT_THRESHOLD: i32 = 1;

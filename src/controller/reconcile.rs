@@ -63,15 +63,6 @@ pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, _: Arc<Context>
     Requeue::requeue(ERROR_BACKOFF)
 }
 
-fn interval(canary: &Canary) -> Duration {
-    canary
-        .spec
-        .analysis
-        .as_ref()
-        .map(CanaryAnalysis::interval)
-        .unwrap_or(CanaryAnalysis::DEFAULT_INTERVAL)
-}
-
 async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, ReconcileError> {
     // Right after start the stores may still be filling: deciding then would report targets as
     // missing that merely have not been listed yet.
@@ -103,7 +94,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     }
     let status = canary.status.clone().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
-    if interval(canary) < ctx.min_interval {
+    if canary.spec.interval() < ctx.min_interval {
         let message = format!(
             "spec.analysis.interval {:?} is below the minimum of {:?}",
             canary
@@ -356,7 +347,7 @@ async fn block(
         tracing::warn!(canary = %canary.name_any(), %reason, %message, "canary blocked");
     }
     write_status(api, canary, ctx, &status, &next).await?;
-    Ok(Requeue::requeue(interval(canary)))
+    Ok(Requeue::requeue(canary.spec.interval()))
 }
 
 async fn write_status(
@@ -502,7 +493,7 @@ impl crate::driver::Gatherer for Gather<'_> {
             let address = metrics_address(canary, self.ctx);
             // A query must answer well within the interval, or the step would be late.
             let timeout =
-                (interval(canary) / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
+                (canary.spec.interval() / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
             let provider = MeshProvider {
                 prometheus: PrometheusClient::with_http(
                     self.ctx.prometheus_http.clone(),
@@ -537,7 +528,7 @@ impl crate::driver::Gatherer for Gather<'_> {
                 resolved: self.checks,
                 pool: &self.ctx.template_pool,
                 timeout,
-                analysis_interval: interval(canary),
+                analysis_interval: canary.spec.interval(),
             };
             comparer.add_to(&canary.spec, &mut outcomes).await;
             outcomes

@@ -695,12 +695,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn interval(&self) -> Duration {
-        self.input
-            .spec
-            .analysis
-            .as_ref()
-            .map(CanaryAnalysis::interval)
-            .unwrap_or(crate::api::CanaryAnalysis::DEFAULT_INTERVAL)
+        self.input.spec.interval()
     }
 
     fn since(&self, then: Option<jiff::Timestamp>) -> Option<Duration> {

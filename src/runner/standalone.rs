@@ -125,11 +125,7 @@ pub async fn run(
         }),
         None => scrape.clone(),
     };
-    let interval = spec
-        .analysis
-        .as_ref()
-        .map(|a| a.interval())
-        .unwrap_or(Duration::from_secs(60));
+    let interval = spec.interval();
     if spec.metrics_server.is_none() {
         scrape.spawn_scraper(
             (interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)),
