@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Canary;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigKind {
     ConfigMap,
     Secret,

@@ -6,6 +6,7 @@ mod alerts;
 pub mod configs;
 mod events;
 mod finalizer;
+mod index;
 mod leader;
 pub mod objects;
 pub mod policies;
@@ -20,11 +21,11 @@ mod status_write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::DynamicObject;
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector;
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
@@ -160,20 +161,25 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    // One watch per kind feeds both the store reconciles read from and the trigger that wakes
-    // the canaries a changed object concerns.
+    // One watch per kind feeds the store reconciles read from, the index of which canaries an
+    // object concerns, and the trigger that wakes those canaries.
+    let relations = Arc::new(index::RelationIndex::default());
+    let namespace = config.namespace.as_deref();
+    let seen = relations.clone();
     let (deployments, deployment_events) =
-        reflected::<Deployment>(&client, config.namespace.as_deref());
-    let (config_maps, config_map_events) =
-        reflected::<ConfigMap>(&client, config.namespace.as_deref());
-    let (secrets, secret_events) = reflected::<Secret>(&client, config.namespace.as_deref());
-    let (templates, template_events) =
-        reflected::<MetricTemplate>(&client, config.namespace.as_deref());
+        reflected::<Deployment>(&client, namespace, move |event| {
+            seen.observe_deployment(event)
+        });
+    let (config_maps, config_map_events) = reflected::<ConfigMap>(&client, namespace, |_| {});
+    let (secrets, secret_events) = reflected::<Secret>(&client, namespace, |_| {});
+    let (templates, template_events) = reflected::<MetricTemplate>(&client, namespace, |_| {});
     let (canaries, canary_writer) = reflector::store();
+    let seen = relations.clone();
     let canary_events = reflector::reflector(
         canary_writer,
         watcher(canary_api, watcher::Config::default().any_semantic()).modify(slim),
     )
+    .inspect_ok(move |event| seen.observe_canary(event))
     .default_backoff()
     .touched_objects();
     // Bounded concurrency keeps a burst (thousands of canaries at start) from overwhelming the
@@ -181,41 +187,10 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let controller = Controller::for_stream(canary_events, canaries.clone()).with_config(
         kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
     );
-    let lookup = canaries.clone();
-    let by_config = |kind: configs::ConfigKind| {
-        let (canaries, deployments) = (canaries.clone(), deployments.clone());
-        move |name: String, namespace: String| {
-            canaries
-                .state()
-                .into_iter()
-                .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
-                .filter(|c| {
-                    deployments
-                        .get(&ObjectRef::new(&c.spec.target_ref.name).within(&namespace))
-                        .and_then(|d| d.spec.as_ref().map(|s| configs::referenced(&s.template)))
-                        .is_some_and(|refs| refs.contains(&(kind, name.clone())))
-                })
-                .map(|c| ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
-        }
-    };
-    let (map_trigger, secret_trigger) = (
-        by_config(configs::ConfigKind::ConfigMap),
-        by_config(configs::ConfigKind::Secret),
-    );
+    let index = relations.clone();
     let controller = controller.watches_stream(deployment_events, move |deployment: Deployment| {
         let namespace = deployment.namespace().unwrap_or_default();
-        let name = deployment.name_any();
-        lookup
-            .state()
-            .into_iter()
-            .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
-            .filter(|c| {
-                c.spec.target_ref.name == name
-                    || crate::naming::primary(&c.spec.target_ref.name) == name
-            })
-            .map(|c| ObjectRef::from_obj(&*c))
-            .collect::<Vec<_>>()
+        index.for_workload(&namespace, &deployment.name_any())
     });
     let mut policies = Vec::new();
     let mut controller = controller;
@@ -236,52 +211,33 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         )
         .default_backoff()
         .touched_objects();
-        let lookup = canaries.clone();
+        let index = relations.clone();
         // A policy change may concern any canary of its namespace; their reconciles compare
         // against the stores and write nothing when the copies are current.
         controller = controller.watches_stream_with(
             events,
             move |policy: DynamicObject| {
-                let namespace = policy.namespace();
-                lookup
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace() == namespace)
-                    .map(|c| ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
+                index.in_namespace(&policy.namespace().unwrap_or_default())
             },
             resource,
         );
         policies.push(security::WatchedPolicies { kind, store });
     }
-    let lookup = canaries.clone();
-    // A template change concerns the canaries whose metrics refer to it.
-    let controller = controller.watches_stream(template_events, move |template: MetricTemplate| {
-        let (name, namespace) = (template.name_any(), template.namespace());
-        lookup
-            .state()
-            .into_iter()
-            .filter(|c| {
-                c.spec
-                    .analysis
-                    .iter()
-                    .flat_map(|a| a.metrics.iter())
-                    .any(|m| {
-                        m.template_ref.as_ref().is_some_and(|r| {
-                            r.name == name
-                                && r.namespace.clone().or_else(|| c.namespace()) == namespace
-                        })
-                    })
-            })
-            .map(|c| ObjectRef::from_obj(&*c))
-            .collect::<Vec<_>>()
-    });
+    let (by_template, by_map, by_secret) = (relations.clone(), relations.clone(), relations);
+    // A template change concerns the canaries whose metrics refer to it; a ConfigMap or Secret
+    // change, the canaries whose target uses it.
     let controller = controller
+        .watches_stream(template_events, move |template: MetricTemplate| {
+            let namespace = template.namespace().unwrap_or_default();
+            by_template.for_template(&namespace, &template.name_any())
+        })
         .watches_stream(config_map_events, move |map: ConfigMap| {
-            map_trigger(map.name_any(), map.namespace().unwrap_or_default())
+            let namespace = map.namespace().unwrap_or_default();
+            by_map.for_config(&namespace, configs::ConfigKind::ConfigMap, &map.name_any())
         })
         .watches_stream(secret_events, move |secret: Secret| {
-            secret_trigger(secret.name_any(), secret.namespace().unwrap_or_default())
+            let namespace = secret.namespace().unwrap_or_default();
+            by_secret.for_config(&namespace, configs::ConfigKind::Secret, &secret.name_any())
         });
     // One connection pool for every webhook, whether the engine waits on it or not.
     let hooks = HookClient::default();
@@ -344,10 +300,12 @@ fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
-/// A watch-fed store of `K` and the stream of objects it saw change.
+/// A watch-fed store of `K` and the stream of objects it saw change; `observe` sees every
+/// watch event first (to keep an index current).
 fn reflected<K>(
     client: &Client,
     namespace: Option<&str>,
+    observe: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> (
     reflector::Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -370,6 +328,7 @@ where
         writer,
         watcher(api, watcher::Config::default().any_semantic()).modify(slim),
     )
+    .inspect_ok(observe)
     .default_backoff()
     .touched_objects();
     (store, events)
