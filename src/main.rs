@@ -92,7 +92,7 @@ impl Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cmd::parse();
     // The standalone gateway is one event loop: on a small machine that beats cross-thread
     // wake-ups for added latency, and a loop proxies thousands of requests a second.
     let mut builder = match cli.command {

@@ -166,29 +166,21 @@ async fn measure(
         .await?;
     let created_in = create_started.elapsed();
 
-    let listen = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(super::start_error("a port"))?
-            .local_addr()
-            .map_err(super::start_error("a port"))?
-            .port()
-    );
-    let mut controller = tokio::process::Command::new(executable)
-        .args([
-            "controller",
-            "--namespace",
-            ns,
-            "--listen",
-            &listen,
-            "--metrics-server",
-            "http://127.0.0.1:9",
-        ])
-        .args(["--min-interval", "1s"])
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(super::start_error("the controller"))?;
+    // The controller picks its own port; its first line names it, and the rest of its stdout is
+    // drained, so this report stays the only thing printed.
+    let args = [
+        "controller",
+        "--namespace",
+        ns,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-server",
+        "http://127.0.0.1:9",
+        "--min-interval",
+        "1s",
+    ];
+    let (mut controller, _listening) =
+        super::start_listening(executable, &args, "the controller").await?;
     let pid = controller.id().unwrap_or(0);
 
     let count_phase = |phase: CanaryPhase| {

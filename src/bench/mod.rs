@@ -26,7 +26,8 @@ pub(crate) fn start_error(what: &'static str) -> impl Fn(std::io::Error) -> Benc
     }
 }
 
-/// Starts `executable args…` as its own process (stderr discarded) and reads the address it
+/// Starts `executable args…` as its own process (stderr discarded, so it logs only warnings:
+/// formatting log lines nobody reads would count in its CPU) and reads the address it
 /// serves from its first line, `listening <address>`; the rest of its output is drained.
 pub(crate) async fn start_listening(
     executable: &std::path::Path,
@@ -37,6 +38,7 @@ pub(crate) async fn start_listening(
     let mut child = tokio::process::Command::new(executable)
         .args(args)
         .stdout(std::process::Stdio::piped())
+        .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()

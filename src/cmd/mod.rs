@@ -52,6 +52,19 @@ pub enum Output {
     Json,
 }
 
+/// Parses the command line. `aviary wait` promises exit 2 for "timed out", so a usage error
+/// there exits 3 ("could not wait"), never clap's 2; help and version exit 0 as usual.
+pub fn parse<C: clap::Parser>() -> C {
+    C::try_parse().unwrap_or_else(|error| {
+        let waiting = std::env::args().skip(1).any(|arg| arg == "wait");
+        if waiting && error.use_stderr() {
+            let _ = error.print();
+            std::process::exit(3);
+        }
+        error.exit()
+    })
+}
+
 /// Success or failure as the process's exit code.
 pub fn exit(success: bool) -> ExitCode {
     if success {

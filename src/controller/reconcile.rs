@@ -54,6 +54,15 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     result
 }
 
+/// A write refused because the object changed since it was read (a conflict, or a JSON patch
+/// whose `test` failed) is retried soon on a fresher copy, not after the error backoff.
+fn conflict_is_stale(error: kube::Error) -> ReconcileError {
+    match error {
+        kube::Error::Api(status) if matches!(status.code, 409 | 422) => ReconcileError::Stale,
+        other => ReconcileError::Kube(other),
+    }
+}
+
 pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, _: Arc<Context>) -> Requeue {
     if matches!(error, ReconcileError::Stale) {
         tracing::debug!(canary = %canary.name_any(), "stale copy; retrying");
@@ -90,7 +99,9 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         return finalize(canary, ctx, &api).await;
     }
     if canary.spec.revert_on_deletion {
-        super::finalizer::ensure(&api, canary).await?;
+        super::finalizer::ensure(&api, canary)
+            .await
+            .map_err(conflict_is_stale)?;
     }
     let status = canary.status.clone().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
@@ -750,7 +761,9 @@ async fn finalize(
             .await?;
         ctx.events.publish(canary, AlertSeverity::Info, Reason::Reverted, &format!("{target_name} restored with {replicas} replicas; the apex Service {apex} routes to it")).await;
     }
-    super::finalizer::release(api, canary).await?;
+    super::finalizer::release(api, canary)
+        .await
+        .map_err(conflict_is_stale)?;
     ctx.metrics.forget(&name, &namespace);
     ctx.written.forget(canary);
     Ok(Requeue::await_change())

@@ -154,6 +154,9 @@ impl Fixture {
         loop {
             match self.canaries().get(name).await {
                 Ok(canary) => return canary.status.unwrap_or_default(),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    panic!("Canary {name} does not exist: {}", status.message)
+                }
                 Err(error) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(%error, "reading the canary again");
                     tokio::time::sleep(Duration::from_millis(200)).await;
