@@ -62,9 +62,34 @@ struct Inner {
     by_template: HashMap<(Namespace, Name), BTreeSet<(Namespace, Name)>>,
     by_namespace: HashMap<Namespace, BTreeSet<Name>>,
     config_users: HashMap<(Namespace, ConfigKind, Name), BTreeSet<Name>>,
-    /// Keys seen since a relist began, per kind; `None` outside a relist.
-    relisting_canaries: Option<BTreeSet<(Namespace, Name)>>,
-    relisting_deployments: Option<BTreeSet<(Namespace, Name)>>,
+    canary_relist: Relist,
+    deployment_relist: Relist,
+}
+
+/// The keys a relist has listed so far; `None` outside a relist.
+#[derive(Debug, Default)]
+struct Relist(Option<BTreeSet<(Namespace, Name)>>);
+
+impl Relist {
+    fn begin(&mut self) {
+        self.0 = Some(BTreeSet::new());
+    }
+
+    fn listed(&mut self, key: &(Namespace, Name)) {
+        if let Some(seen) = self.0.as_mut() {
+            seen.insert(key.clone());
+        }
+    }
+
+    /// Ends the relist: the keys of `known` it did not list (deleted while the watch was down).
+    fn unlisted<V>(&mut self, known: &HashMap<(Namespace, Name), V>) -> Vec<(Namespace, Name)> {
+        let seen = self.0.take().unwrap_or_default();
+        known
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect()
+    }
 }
 
 fn unlink<K: Ord + std::hash::Hash + Eq, V: Ord>(
@@ -164,27 +189,19 @@ fn canary_ref(namespace: &str, name: &str) -> ObjectRef<Canary> {
 impl RelationIndex {
     /// Applies one event of the canary watch.
     pub fn observe_canary(&self, event: &watcher::Event<Canary>) {
-        let mut inner = self.inner.write();
+        let mut guard = self.inner.write();
+        let inner = &mut *guard;
         match event {
-            watcher::Event::Init => inner.relisting_canaries = Some(BTreeSet::new()),
+            watcher::Event::Init => inner.canary_relist.begin(),
             watcher::Event::InitApply(canary) | watcher::Event::Apply(canary) => {
                 let key = key_of(canary);
-                if let Some(seen) = inner.relisting_canaries.as_mut() {
-                    seen.insert(key.clone());
-                }
+                inner.canary_relist.listed(&key);
                 let relations = CanaryRelations::of(canary, &key.0);
                 inner.put_canary(key, relations);
             }
             watcher::Event::Delete(canary) => inner.remove_canary(&key_of(canary)),
             watcher::Event::InitDone => {
-                let seen = inner.relisting_canaries.take().unwrap_or_default();
-                let gone: Vec<_> = inner
-                    .canaries
-                    .keys()
-                    .filter(|k| !seen.contains(*k))
-                    .cloned()
-                    .collect();
-                for key in gone {
+                for key in inner.canary_relist.unlisted(&inner.canaries) {
                     inner.remove_canary(&key);
                 }
             }
@@ -193,14 +210,13 @@ impl RelationIndex {
 
     /// Applies one event of the Deployment watch.
     pub fn observe_deployment(&self, event: &watcher::Event<Deployment>) {
-        let mut inner = self.inner.write();
+        let mut guard = self.inner.write();
+        let inner = &mut *guard;
         match event {
-            watcher::Event::Init => inner.relisting_deployments = Some(BTreeSet::new()),
+            watcher::Event::Init => inner.deployment_relist.begin(),
             watcher::Event::InitApply(deployment) | watcher::Event::Apply(deployment) => {
                 let key = key_of(deployment);
-                if let Some(seen) = inner.relisting_deployments.as_mut() {
-                    seen.insert(key.clone());
-                }
+                inner.deployment_relist.listed(&key);
                 let configs = deployment
                     .spec
                     .as_ref()
@@ -210,14 +226,7 @@ impl RelationIndex {
             }
             watcher::Event::Delete(deployment) => inner.remove_deployment(&key_of(deployment)),
             watcher::Event::InitDone => {
-                let seen = inner.relisting_deployments.take().unwrap_or_default();
-                let gone: Vec<_> = inner
-                    .deployments
-                    .keys()
-                    .filter(|k| !seen.contains(*k))
-                    .cloned()
-                    .collect();
-                for key in gone {
+                for key in inner.deployment_relist.unlisted(&inner.deployments) {
                     inner.remove_deployment(&key);
                 }
             }
