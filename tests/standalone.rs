@@ -1,7 +1,6 @@
 //! The standalone runner end to end over loopback: the real binary, real sample apps, real
 //! webhooks. Nothing here is mocked; every process is started by the test and killed with it.
 
-use std::net::TcpListener;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -12,18 +11,11 @@ use axum::{extract::State, routing::post, Json, Router};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const AVIARY: &str = env!("CARGO_BIN_EXE_aviary");
+mod support;
 
-/// A free port for the run's own gateway, below the kernel's ephemeral range (32768 and up), so
-/// no outgoing connection can take it before `aviary run` binds it.
-fn free_port() -> u16 {
-    loop {
-        let port = rand::random_range(20000..32000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use support::free_port;
+
+const AVIARY: &str = env!("CARGO_BIN_EXE_aviary");
 
 /// A port where nothing listens for the whole test: bound, never listening, so connections to
 /// it are refused and nothing else can take it. Keep the socket alive as long as the port.

@@ -390,29 +390,21 @@ async fn loadtester_gates_need_a_token_record_who_and_check_signatures() {
         "no load for an unverified call"
     );
 
+    // A gate or switch changed with alice's token; the loadtester's answer code.
+    let switch = |path: &'static str| {
+        let request = http.post(format!("{}/{path}", lt.base));
+        let request = request.bearer_auth(token).json(&gate);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
     // The rollback switch, opened with the token, aborts the next rollout. The gate is closed
     // first (it stays open otherwise), so the rollout cannot finish before the switch opens.
-    let close = http
-        .post(format!("{}/gate/close", lt.base))
-        .bearer_auth(token)
-        .json(&gate)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(close.status().as_u16(), 200);
+    assert_eq!(switch("gate/close").await, 200);
     f.set_image("podinfo", "podinfo:3").await;
     until(&f, "podinfo", "traffic on the canary", || async {
         f.status("podinfo").await.canary_weight > 0
     })
     .await;
-    let answer = http
-        .post(format!("{}/rollback/open", lt.base))
-        .bearer_auth(token)
-        .json(&gate)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(switch("rollback/open").await, 200);
     f.wait_phase("podinfo", CanaryPhase::Failed, LIMIT).await;
     assert!(message_of(&f, "podinfo")
         .await
