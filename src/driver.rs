@@ -1,72 +1,171 @@
-//! Driving the pure engine: answering its `Need`s until it decides. The standalone runner and the
-//! Kubernetes controller differ only in where hook outcomes and metric values come from.
+//! Driving the pure engine: answering its `Need`s until it decides, then carrying out its
+//! actions. The controller and the standalone runner differ only in their [`Adapter`]: where
+//! metric values come from, how routes, replicas and promotions are written, where events go.
+//! The webhook payload, the hook fan-out and the action interpreter exist here, once.
+
+use std::collections::HashMap;
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 
-use crate::api::{CanarySpec, CanaryStatus, CanaryWebhook, HookType};
+use crate::api::{CanaryStatus, HookType};
 use crate::engine::{
-    self, Decision, HookOutcome, Input, MetricOutcome, Need, Observations, Step, Unmeasured,
+    self, Action, Decision, Event, Input, MetricOutcome, Need, Observations, Routes, Step,
+    Unmeasured,
 };
+use crate::hooks::{HookClient, HookPayload};
 use crate::metrics::{MetricError, MetricProvider, MetricQuery};
+use crate::plan::{Plan, Webhook};
 
-/// Where the engine's lazily requested observations come from.
-pub trait Gatherer: Sync {
-    fn hooks(&self, kind: HookType) -> BoxFuture<'_, Vec<HookOutcome>>;
-    fn metrics(&self) -> BoxFuture<'_, Vec<MetricOutcome>>;
+/// The effects the engine asks for, as one place (a cluster, a standalone run) makes them.
+pub trait Adapter: Sync {
+    type Error: Send;
+
+    /// The signing key of a webhook: `Ok(None)` when it is not signed.
+    fn hook_key(&self, hook: &Webhook) -> Result<Option<Vec<u8>>, String>;
+    /// Every metric of the plan, measured over its window.
+    fn measure(&self) -> BoxFuture<'_, Vec<MetricOutcome>>;
+    /// Creates the primary and the routing objects.
+    fn bootstrap(&self) -> BoxFuture<'_, Result<(), Self::Error>>;
+    fn set_routes(&self, routes: Routes) -> BoxFuture<'_, Result<(), Self::Error>>;
+    /// Scales the target (the canary) up to the primary's size, or down to zero.
+    fn scale_target(&self, up: bool) -> BoxFuture<'_, Result<(), Self::Error>>;
+    /// Copies the target's revision into the primary.
+    fn promote(&self) -> BoxFuture<'_, Result<(), Self::Error>>;
+    /// Records an event where people look: the log, Kubernetes Events, alert providers.
+    fn publish<'a>(&'a self, event: &'a Event, status: &'a CanaryStatus) -> BoxFuture<'a, ()>;
 }
 
-/// Calls the engine until it decides; returns the decision and the metric values it used.
-pub async fn decide(
-    name: &str,
-    spec: &CanarySpec,
-    status: &CanaryStatus,
-    mut observations: Observations,
-    now: Timestamp,
-    gatherer: &dyn Gatherer,
-) -> (Decision, Vec<MetricOutcome>) {
-    loop {
-        let input = Input {
-            name,
-            spec,
-            status,
-            observations: &observations,
-            now,
-        };
-        match engine::decide(input) {
-            Step::Decided(decision) => {
-                return (*decision, observations.metrics.unwrap_or_default())
-            }
-            Step::Need(Need::Hooks(kind)) => {
-                let outcomes = gatherer.hooks(kind).await;
-                observations.hooks.insert(kind, outcomes);
-            }
-            Step::Need(Need::Metrics) => observations.metrics = Some(gatherer.metrics().await),
+/// One canary being driven: who it is, its plan, and the client its webhooks go through.
+pub struct Session<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub plan: &'a Plan,
+    pub hooks: &'a HookClient,
+}
+
+impl Session<'_> {
+    /// The body every webhook of this canary receives.
+    pub fn payload(&self, status: &CanaryStatus, checksum: &str) -> HookPayload {
+        HookPayload {
+            name: self.name.to_string(),
+            namespace: self.namespace.to_string(),
+            phase: status.phase.as_str().to_string(),
+            checksum: checksum.to_string(),
+            metadata: Default::default(),
         }
     }
-}
 
-/// Every metric of the spec measured by `provider` over its own interval.
-pub async fn measure_all(spec: &CanarySpec, provider: &dyn MetricProvider) -> Vec<MetricOutcome> {
-    let mut outcomes = Vec::new();
-    for metric in spec.analysis.iter().flat_map(|a| a.metrics.iter()) {
-        let query = MetricQuery {
-            name: metric.name.clone(),
-            window: metric.interval(),
-            min_samples: metric.min_samples,
-        };
-        let value = provider.measure(&query).await.map_err(|error| {
-            let reason = error.to_string();
-            match error {
-                MetricError::NoData { .. } | MetricError::TooFewSamples { .. } => {
-                    Unmeasured::NoData(reason)
+    /// Calls the engine until it decides; returns the decision and the metric values it used.
+    pub async fn decide<A: Adapter>(
+        &self,
+        status: &CanaryStatus,
+        mut observations: Observations,
+        now: Timestamp,
+        adapter: &A,
+    ) -> (Decision, Vec<MetricOutcome>) {
+        let label = format!("{}.{}", self.name, self.namespace);
+        let checksum = observations.target_revision.clone().unwrap_or_default();
+        loop {
+            let input = Input {
+                name: &label,
+                plan: self.plan,
+                status,
+                observations: &observations,
+                now,
+            };
+            match engine::decide(input) {
+                Step::Decided(decision) => {
+                    return (*decision, observations.metrics.unwrap_or_default())
                 }
-                MetricError::Provider { .. } => Unmeasured::ProviderDown(reason),
-                MetricError::Unreachable { .. } | MetricError::Unsupported(..) => {
-                    Unmeasured::Failed(reason)
+                Step::Need(Need::Hooks(kind)) => {
+                    let payload = self.payload(status, &checksum);
+                    let keys = |hook: &Webhook| adapter.hook_key(hook);
+                    let outcomes = self
+                        .hooks
+                        .run(&self.plan.analysis.webhooks, kind, &payload, &keys)
+                        .await;
+                    observations.hooks.insert(kind, outcomes);
+                }
+                Step::Need(Need::Metrics) => observations.metrics = Some(adapter.measure().await),
+            }
+        }
+    }
+
+    /// Carries out the decision's actions in order; returns the events it published.
+    pub async fn apply<A: Adapter>(
+        &self,
+        decision: &Decision,
+        adapter: &A,
+    ) -> Result<Vec<Event>, A::Error> {
+        let status = &decision.status;
+        let checksum = status.last_applied_spec.clone().unwrap_or_default();
+        let mut events = Vec::new();
+        for action in &decision.actions {
+            match action {
+                Action::Bootstrap => adapter.bootstrap().await?,
+                Action::SetRoutes(routes) => adapter.set_routes(*routes).await?,
+                Action::ScaleTarget { up } => adapter.scale_target(*up).await?,
+                Action::Promote => adapter.promote().await?,
+                Action::RunHooks(kind) => {
+                    self.spawn_hooks(*kind, self.payload(status, &checksum), adapter)
+                }
+                Action::Event(event) => {
+                    adapter.publish(event, status).await;
+                    let body = self.payload(status, &checksum).for_event(
+                        event.severity.event_type(),
+                        &event.message,
+                        Timestamp::now(),
+                    );
+                    self.spawn_hooks(HookType::Event, body, adapter);
+                    events.push(event.clone());
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Calls the hooks of `kind` in the background, without waiting on their verdict
+    /// (post-rollout and event hooks); failures are logged.
+    fn spawn_hooks<A: Adapter>(&self, kind: HookType, body: HookPayload, adapter: &A) {
+        let hooks: Vec<Webhook> = self
+            .plan
+            .analysis
+            .webhooks
+            .iter()
+            .filter(|hook| hook.kind == kind)
+            .cloned()
+            .collect();
+        if hooks.is_empty() {
+            return;
+        }
+        // Keys are read now, so the task owns everything it needs.
+        let keys: HashMap<String, Result<Option<Vec<u8>>, String>> = hooks
+            .iter()
+            .map(|hook| (hook.name.clone(), adapter.hook_key(hook)))
+            .collect();
+        let client = self.hooks.clone();
+        tokio::spawn(async move {
+            let lookup = |hook: &Webhook| keys.get(&hook.name).cloned().unwrap_or(Ok(None));
+            for outcome in client.run(&hooks, kind, &body, &lookup).await {
+                if !outcome.ok {
+                    tracing::warn!(hook = %outcome.name, kind = kind.as_str(), message = %outcome.message, "webhook failed");
                 }
             }
         });
+    }
+}
+
+/// Every metric of the plan measured by `provider` over its own window.
+pub async fn measure_all(plan: &Plan, provider: &dyn MetricProvider) -> Vec<MetricOutcome> {
+    let mut outcomes = Vec::new();
+    for metric in &plan.analysis.metrics {
+        let query = MetricQuery {
+            name: metric.name.clone(),
+            window: metric.window,
+            min_samples: metric.min_samples,
+        };
+        let value = provider.measure(&query).await.map_err(unmeasured);
         outcomes.push(MetricOutcome {
             name: metric.name.clone(),
             value,
@@ -76,10 +175,16 @@ pub async fn measure_all(spec: &CanarySpec, provider: &dyn MetricProvider) -> Ve
     outcomes
 }
 
-/// The webhooks a spec declares (empty without an analysis block).
-pub fn webhooks(spec: &CanarySpec) -> &[CanaryWebhook] {
-    spec.analysis
-        .as_ref()
-        .map(|a| a.webhooks.as_slice())
-        .unwrap_or_default()
+/// What a provider's error means to the judge.
+fn unmeasured(error: MetricError) -> Unmeasured {
+    let reason = error.to_string();
+    match error {
+        MetricError::NoData { .. } | MetricError::TooFewSamples { .. } => {
+            Unmeasured::NoData(reason)
+        }
+        MetricError::Provider { .. } => Unmeasured::ProviderDown(reason),
+        MetricError::Unreachable { .. } | MetricError::Unsupported(..) => {
+            Unmeasured::Failed(reason)
+        }
+    }
 }

@@ -12,8 +12,9 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::api::{CanaryWebhook, HookType};
+use crate::api::HookType;
 use crate::engine::HookOutcome;
+use crate::plan::Webhook;
 
 /// The JSON body every webhook receives.
 #[derive(Debug, Clone, Serialize)]
@@ -101,15 +102,15 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 
 /// The signing key of a webhook: `Ok(None)` when it is not signed, `Err` when its Secret or
 /// key cannot be read (the call then fails without being made).
-pub type KeyLookup<'a> = &'a (dyn Fn(&CanaryWebhook) -> Result<Option<Vec<u8>>, String> + Sync);
+pub type KeyLookup<'a> = &'a (dyn Fn(&Webhook) -> Result<Option<Vec<u8>>, String> + Sync);
 
 /// Keys for runs without a cluster: a `secretRef` cannot be resolved there.
-pub fn no_secrets(hook: &CanaryWebhook) -> Result<Option<Vec<u8>>, String> {
-    match &hook.secret_ref {
+pub fn no_secrets(hook: &Webhook) -> Result<Option<Vec<u8>>, String> {
+    match &hook.secret {
         None => Ok(None),
-        Some(reference) => Err(format!(
-            "webhook {}: secretRef {} needs a cluster to read the Secret from",
-            hook.name, reference.name
+        Some((secret, _)) => Err(format!(
+            "webhook {}: secretRef {secret} needs a cluster to read the Secret from",
+            hook.name
         )),
     }
 }
@@ -137,7 +138,7 @@ impl HookClient {
     /// Calls one webhook, with its retries; success is an answer with status 202 or lower.
     pub async fn call(
         &self,
-        hook: &CanaryWebhook,
+        hook: &Webhook,
         payload: &HookPayload,
         keys: KeyLookup<'_>,
     ) -> HookOutcome {
@@ -160,13 +161,13 @@ impl HookClient {
             Ok(bytes) => bytes,
             Err(error) => return failed(format!("cannot encode the payload: {error}")),
         };
-        let attempts = 1 + hook.retries.unwrap_or(0).max(0) as usize;
+        let attempts = 1 + hook.retries as usize;
         let mut message = String::new();
         for attempt in 1..=attempts {
             let mut request = self
                 .http
-                .post(&hook.url)
-                .timeout(hook.timeout())
+                .post(hook.url.clone())
+                .timeout(hook.timeout)
                 .header(http::header::CONTENT_TYPE, "application/json");
             if let Some(key) = &key {
                 // Signed per attempt, so a retry carries a fresh timestamp.
@@ -194,7 +195,7 @@ impl HookClient {
                     };
                 }
                 Err(error) if error.is_timeout() => {
-                    message = format!("no answer from {} within {:?}", hook.url, hook.timeout());
+                    message = format!("no answer from {} within {:?}", hook.url, hook.timeout);
                 }
                 Err(error) => message = format!("{} unreachable: {error}", hook.url),
             }
@@ -202,21 +203,21 @@ impl HookClient {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
-        tracing::debug!(hook = %hook.name, kind = hook.r#type.as_str(), %message, "webhook failed");
+        tracing::debug!(hook = %hook.name, kind = hook.kind.as_str(), %message, "webhook failed");
         failed(message)
     }
 
     /// Calls every webhook of `kind` at once and returns their outcomes in spec order.
     pub async fn run(
         &self,
-        hooks: &[CanaryWebhook],
+        hooks: &[Webhook],
         kind: HookType,
         payload: &HookPayload,
         keys: KeyLookup<'_>,
     ) -> Vec<HookOutcome> {
         let calls = hooks
             .iter()
-            .filter(|hook| hook.r#type == kind)
+            .filter(|hook| hook.kind == kind)
             .map(|hook| self.call(hook, payload, keys));
         futures::future::join_all(calls).await
     }

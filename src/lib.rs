@@ -21,6 +21,7 @@ pub mod loadtester;
 pub mod metrics;
 pub mod naming;
 pub mod notify;
+pub mod plan;
 pub mod runner;
 pub mod sample_app;
 pub mod validate;

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aviary::api::{RequestMatch, StringMatch};
 use aviary::engine::Routes;
 use aviary::gateway::{serve_admin, GatewayHandle};
+use aviary::plan::{Condition, RouteMatch};
 use aviary::sample_app::{Behaviour, SampleApp};
 
 async fn setup(latency: Duration) -> (SampleApp, SampleApp, GatewayHandle, reqwest::Client) {
@@ -85,23 +85,14 @@ async fn weights_split_traffic_and_telemetry_counts_it() {
 async fn header_and_cookie_matches_reach_the_canary() {
     let (_p, _c, gateway, client) = setup(Duration::ZERO).await;
     let matches = vec![
-        RequestMatch {
-            headers: BTreeMap::from([(
-                "x-canary".into(),
-                StringMatch {
-                    exact: Some("insider".into()),
-                    ..Default::default()
-                },
-            )]),
+        RouteMatch {
+            headers: BTreeMap::from([("x-canary".into(), Condition::Exact("insider".into()))]),
             ..Default::default()
         },
-        RequestMatch {
+        RouteMatch {
             headers: BTreeMap::from([(
                 "cookie".into(),
-                StringMatch {
-                    regex: Some("^(.*?;)?(canary=always)(;.*)?$".into()),
-                    ..Default::default()
-                },
+                Condition::Regex("^(.*?;)?(canary=always)(;.*)?$".into()),
             )]),
             ..Default::default()
         },

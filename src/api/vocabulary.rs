@@ -71,6 +71,7 @@ words! {
         Succeeded,
         RolledBack,
         Reverted,
+        RoutesResumed,
         // Operator requests.
         Paused,
         Resumed,

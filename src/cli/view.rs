@@ -9,7 +9,7 @@ use kube::{Client, ResourceExt};
 
 use super::CliError;
 use crate::api::{Canary, CanaryStatus, HookType};
-use crate::engine::Strategy;
+use crate::plan::Strategy;
 
 const BAR: usize = 20;
 
@@ -22,28 +22,22 @@ pub fn status_json(canary: &Canary) -> serde_json::Value {
     })
 }
 
-/// Step `n/N` of a canary's analysis.
+/// Step `n/N` of a canary's analysis, as the engine steps through it.
 fn step(canary: &Canary, status: &CanaryStatus) -> String {
-    let Some(analysis) = &canary.spec.analysis else {
+    if canary.spec.analysis.is_none() {
         return "no analysis".into();
+    }
+    let options = crate::plan::Options {
+        allow_short_intervals: true,
+        ..Default::default()
     };
-    match Strategy::of(&canary.spec) {
+    let Ok(plan) = crate::plan::plan(&canary.spec, options) else {
+        return "invalid spec".into();
+    };
+    let analysis = &plan.analysis;
+    match plan.strategy {
         Strategy::Canary => {
-            let weights: Vec<i32> = if analysis.step_weights.is_empty() {
-                let (step, max) = (
-                    analysis.step_weight.unwrap_or(10).max(1),
-                    analysis.max_weight(),
-                );
-                let mut weights = Vec::new();
-                let mut weight = 0;
-                while weight < max {
-                    weight = (weight + step).min(max);
-                    weights.push(weight);
-                }
-                weights
-            } else {
-                analysis.step_weights.clone()
-            };
+            let weights = analysis.weights();
             let at = weights
                 .iter()
                 .take_while(|w| **w <= status.canary_weight)
@@ -51,11 +45,7 @@ fn step(canary: &Canary, status: &CanaryStatus) -> String {
             format!("step {at}/{}", weights.len())
         }
         Strategy::SkipAnalysis => "analysis skipped".into(),
-        _ => format!(
-            "iteration {}/{}",
-            status.iterations,
-            analysis.iterations.unwrap_or(0)
-        ),
+        _ => format!("iteration {}/{}", status.iterations, analysis.iterations),
     }
 }
 
@@ -131,8 +121,11 @@ pub fn render(canary: &Canary) -> String {
             judgement.metric, judgement.verdict, judgement.detail
         );
     }
-    let gates: Vec<String> = crate::driver::webhooks(&canary.spec)
+    let gates: Vec<String> = canary
+        .spec
+        .analysis
         .iter()
+        .flat_map(|a| &a.webhooks)
         .filter(|h| {
             matches!(
                 h.r#type,

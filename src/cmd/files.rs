@@ -76,18 +76,19 @@ impl Run {
         if report.has_errors() {
             bail!("{} is invalid; nothing was started", file.display());
         }
-        let Some((name, namespace, spec)) = report.manifests.into_iter().find_map(|m| match m {
+        let Some((name, namespace, plan)) = report.manifests.into_iter().find_map(|m| match m {
             Manifest::Canary {
                 name,
                 namespace,
-                spec,
-            } => Some((name, namespace, spec)),
+                plan,
+                ..
+            } => Some((name, namespace, plan)),
             _ => None,
         }) else {
             bail!("{} holds no Canary", file.display());
         };
         let status =
-            aviary::runner::standalone::run(name, namespace, *spec, self.load_rps, |progress| {
+            aviary::runner::standalone::run(name, namespace, *plan, self.load_rps, |progress| {
                 for event in &progress.events {
                     println!("{:<18} {}", event.reason, event.message);
                 }

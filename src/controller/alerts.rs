@@ -1,8 +1,9 @@
-//! Who hears about a rollout besides the Kubernetes Event: `event` webhooks and the alert
-//! providers of `analysis.alerts` (or the controller's default). Everything here runs on its
-//! own task, so a slow or broken receiver never delays a reconcile.
+//! Who hears about a rollout besides the Kubernetes Event and the `event` webhooks: the alert
+//! providers of `analysis.alerts` (or the controller's default), and the signing keys of
+//! webhooks. Notifications run on their own task, so a slow or broken receiver never delays a
+//! reconcile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -10,12 +11,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::api::{
-    AlertProvider, AlertSeverity, Canary, CanaryAlert, CanaryStatus, CanaryWebhook,
-    CrossNamespaceRef, HookType,
+    AlertProvider, AlertSeverity, Canary, CanaryAlert, CanaryStatus, CrossNamespaceRef,
 };
 use crate::engine::Event;
-use crate::hooks::{HookClient, HookPayload};
 use crate::notify::{self, Channel, Notification, Notifier};
+use crate::plan::{Plan, Webhook};
 
 /// The provider every canary without `analysis.alerts` reports to.
 #[derive(Debug, Clone)]
@@ -28,7 +28,6 @@ pub struct DefaultAlert {
 pub struct Announcer {
     pub client: Client,
     pub secrets: Store<Secret>,
-    pub hooks: HookClient,
     pub notifier: Notifier,
     pub default_alert: Option<DefaultAlert>,
 }
@@ -55,78 +54,31 @@ fn secret_value(
 pub fn webhook_key(
     secrets: &Store<Secret>,
     namespace: &str,
-    hook: &CanaryWebhook,
+    hook: &Webhook,
 ) -> Result<Option<Vec<u8>>, String> {
-    let Some(reference) = &hook.secret_ref else {
+    let Some((secret, key)) = &hook.secret else {
         return Ok(None);
     };
-    let value = secret_value(secrets, namespace, &reference.name, reference.key())
+    let value = secret_value(secrets, namespace, secret, key)
         .map_err(|reason| format!("webhook {} secretRef: {reason}", hook.name))?;
     // Trimmed as the loadtester trims its secret file: a Secret made from a file often ends
     // in a newline that is not part of the secret.
     let key = value.trim_ascii().to_vec();
     if key.is_empty() {
         return Err(format!(
-            "webhook {} secretRef: key {:?} of Secret {} is empty",
-            hook.name,
-            reference.key(),
-            reference.name
+            "webhook {} secretRef: key {key:?} of Secret {secret} is empty",
+            hook.name
         ));
     }
     Ok(Some(key))
 }
 
 impl Announcer {
-    /// Calls the hooks of `kind` in the background, without waiting on their verdict
-    /// (post-rollout and event hooks); failures are logged.
-    pub fn spawn_hooks(
-        &self,
-        namespace: &str,
-        hooks: Vec<CanaryWebhook>,
-        kind: HookType,
-        body: HookPayload,
-    ) {
-        // Keys are read now, from the store, so the task owns everything it needs.
-        let keys: HashMap<String, Result<Option<Vec<u8>>, String>> = hooks
-            .iter()
-            .filter(|h| h.r#type == kind)
-            .map(|h| (h.name.clone(), webhook_key(&self.secrets, namespace, h)))
-            .collect();
-        let client = self.hooks.clone();
-        tokio::spawn(async move {
-            let lookup = |hook: &CanaryWebhook| keys.get(&hook.name).cloned().unwrap_or(Ok(None));
-            for outcome in client.run(&hooks, kind, &body, &lookup).await {
-                if !outcome.ok {
-                    tracing::warn!(hook = %outcome.name, kind = kind.as_str(), message = %outcome.message, "webhook failed");
-                }
-            }
-        });
-    }
-
-    /// Sends `event` to the event webhooks and the alert providers, in the background.
-    pub fn announce(
-        &self,
-        canary: &Canary,
-        status: &CanaryStatus,
-        payload: HookPayload,
-        event: &Event,
-    ) {
+    /// Sends `event` to the alert providers, in the background.
+    pub fn announce(&self, canary: &Canary, plan: &Plan, status: &CanaryStatus, event: &Event) {
         let namespace = canary.namespace().unwrap_or_default();
-        let hooks: Vec<CanaryWebhook> = crate::driver::webhooks(&canary.spec)
-            .iter()
-            .filter(|h| h.r#type == HookType::Event)
-            .cloned()
-            .collect();
-        if !hooks.is_empty() {
-            let body = payload.for_event(
-                event.severity.event_type(),
-                &event.message,
-                jiff::Timestamp::now(),
-            );
-            self.spawn_hooks(&namespace, hooks, HookType::Event, body);
-        }
-        let alerts: Vec<CanaryAlert> = match canary.spec.analysis.as_ref().map(|a| &a.alerts) {
-            Some(alerts) if !alerts.is_empty() => alerts.clone(),
+        let alerts: Vec<CanaryAlert> = match plan.analysis.alerts.as_slice() {
+            alerts if !alerts.is_empty() => alerts.to_vec(),
             _ => match &self.default_alert {
                 Some(default) => vec![CanaryAlert {
                     name: "default".into(),

@@ -4,14 +4,17 @@
 
 mod alerts;
 pub mod configs;
+mod effects;
 mod events;
 mod finalizer;
 mod index;
 mod leader;
 pub mod objects;
+mod observe;
 pub mod policies;
 mod readiness;
 mod reconcile;
+mod revert;
 pub mod router;
 mod security;
 mod server;
@@ -88,19 +91,20 @@ pub struct Context {
     pub routers: router::Routers,
     /// The policy kinds this cluster serves, watched for `-primary` copies.
     pub policies: Vec<security::WatchedPolicies>,
-    /// The router of canaries that set no `spec.provider`.
-    pub default_router: RouterKind,
+    /// Which canaries an object concerns, kept current by the watches.
+    pub relations: Arc<index::RelationIndex>,
+    /// What decides what a canary may do: the default router, the interval floor, the
+    /// default Prometheus.
+    pub settings: observe::Settings,
     pub hooks: HookClient,
     pub events: events::EventWriter,
     /// Event webhooks and alert providers.
     pub announcer: alerts::Announcer,
-    pub metrics_server: String,
     /// One connection pool for every Prometheus query of every canary.
     pub prometheus_http: reqwest::Client,
     /// The telemetry built-in checks of Gateway API canaries read.
     pub gateway_telemetry: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
-    pub min_interval: Duration,
     /// The controller's own last status writes, to recognise stale copies.
     pub written: status_write::Written,
     /// Canaries whose routes were read back from the mesh since this process started.
@@ -108,23 +112,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// The router a canary's `spec.provider` names (validation has refused unknown names).
-    pub fn router_kind(&self, canary: &Canary) -> RouterKind {
-        canary
-            .spec
-            .provider
-            .as_deref()
-            .and_then(|name| RouterKind::parse(name).ok())
-            .unwrap_or(self.default_router)
-    }
-
-    pub fn router_for(&self, canary: &Canary) -> &dyn router::Router {
-        self.routers.get(self.router_kind(canary))
-    }
-
-    /// Whose proxy telemetry the built-in checks of `canary` read.
-    pub fn telemetry_for(&self, canary: &Canary) -> MeshTelemetry {
-        match self.router_kind(canary) {
+    /// Whose proxy telemetry the built-in checks of a canary on `router` read.
+    pub fn telemetry_for(&self, router: RouterKind) -> MeshTelemetry {
+        match router {
             RouterKind::Istio => MeshTelemetry::Istio,
             RouterKind::Smi => MeshTelemetry::Linkerd,
             RouterKind::GatewayApi => self.gateway_telemetry,
@@ -223,7 +213,8 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         );
         policies.push(security::WatchedPolicies { kind, store });
     }
-    let (by_template, by_map, by_secret) = (relations.clone(), relations.clone(), relations);
+    let (by_template, by_map, by_secret) =
+        (relations.clone(), relations.clone(), relations.clone());
     // A template change concerns the canaries whose metrics refer to it; a ConfigMap or Secret
     // change, the canaries whose target uses it.
     let controller = controller
@@ -251,21 +242,23 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         template_pool: crate::metrics::templates::PrometheusPool::new(Duration::from_secs(30)),
         routers: router::Routers::new(&client),
         policies,
-        default_router,
-        hooks: hooks.clone(),
+        relations,
+        settings: observe::Settings {
+            default_router,
+            min_interval: config.min_interval,
+            metrics_server: config.metrics_server.clone(),
+        },
+        hooks,
         announcer: alerts::Announcer {
             client: client.clone(),
             secrets: secrets.clone(),
-            hooks,
             notifier: crate::notify::Notifier::default(),
             default_alert: config.default_alert.clone(),
         },
         events: events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id())),
-        metrics_server: config.metrics_server.clone(),
         prometheus_http: crate::http_client::client(Duration::from_secs(30)),
         gateway_telemetry,
         metrics,
-        min_interval: config.min_interval,
         written: Default::default(),
         resumed: Default::default(),
     });

@@ -146,6 +146,7 @@ fn ignore_not_found(error: kube::Error) -> Result<(), kube::Error> {
 pub async fn mtls_preflight(
     canary: &Canary,
     ctx: &Context,
+    plan: &crate::plan::Plan,
     target: &Deployment,
 ) -> Result<MtlsVerdict, kube::Error> {
     let namespace = canary.namespace().unwrap_or_default();
@@ -154,7 +155,7 @@ pub async fn mtls_preflight(
         .as_ref()
         .and_then(|s| s.template.metadata.clone())
         .unwrap_or_default();
-    match ctx.telemetry_for(canary) {
+    match ctx.telemetry_for(plan.router) {
         MeshTelemetry::Linkerd => {
             let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
             let annotations = namespaces

@@ -3,18 +3,17 @@
 
 mod view;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
 
-use crate::api::{CanaryPhase, CanarySpec};
-use crate::gateway::{serve_admin, GatewayHandle};
+use crate::api::{CanaryPhase, StandaloneProxy};
 use crate::hooks::HookClient;
-use crate::loadgen::{self, LoadPlan};
-use crate::metrics::{Dialect, ScrapeProvider, Workload};
-use crate::runner::{Runner, Workloads};
+use crate::plan::standalone::Upstream;
+use crate::plan::{Plan, StandalonePlan};
+use crate::runner::{Proxy, Runner, Workloads};
 use crate::sample_app::{Behaviour, SampleApp};
 use crate::validate::{self, Manifest, Options};
 
@@ -80,8 +79,8 @@ impl Workloads for DemoWorkloads {
     }
 }
 
-/// The demo's Canary, with intervals shortened for `--fast`.
-pub fn demo_spec(fast: bool) -> Result<(String, String, CanarySpec), DemoError> {
+/// The demo's Canary, with intervals shortened for `--fast`, read into its plan.
+pub fn demo_plan(fast: bool) -> Result<(String, String, Plan), DemoError> {
     let options = Options {
         allow_short_intervals: true,
         ..Default::default()
@@ -100,6 +99,7 @@ pub fn demo_spec(fast: bool) -> Result<(String, String, CanarySpec), DemoError> 
         name,
         namespace,
         mut spec,
+        ..
     }) = report.manifests.into_iter().next()
     else {
         return Err(DemoError::Manifest("no Canary in the demo manifest".into()));
@@ -112,12 +112,30 @@ pub fn demo_spec(fast: bool) -> Result<(String, String, CanarySpec), DemoError> 
             }
         }
     }
-    Ok((name, namespace, *spec))
+    let plan = crate::plan::plan(&spec, options).map_err(DemoError::Manifest)?;
+    Ok((name, namespace, plan))
+}
+
+/// The standalone section the demo would declare: its own gateway on a free port in front of
+/// the two sample apps.
+fn section(primary: &SampleApp, canary: &SampleApp) -> StandalonePlan {
+    let upstream = |app: &SampleApp| Upstream {
+        address: app.address,
+        revision: app.behaviour().version,
+    };
+    StandalonePlan {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_listen: None,
+        primary: upstream(primary),
+        canary: upstream(canary),
+        proxy: StandaloneProxy::Gateway,
+        envoy_binary: String::new(),
+    }
 }
 
 /// Runs both rollouts and returns their outcomes; the caller decides the exit code.
 pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
-    let (name, namespace, spec) = demo_spec(options.fast)?;
+    let (name, namespace, plan) = demo_plan(options.fast)?;
     let start_failed = |what| {
         move |e: std::io::Error| DemoError::Start {
             what,
@@ -130,57 +148,33 @@ pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
     let canary = SampleApp::start("127.0.0.1:0", Behaviour::healthy("v1"))
         .await
         .map_err(start_failed("the canary sample app"))?;
-    let gateway = GatewayHandle::start("127.0.0.1:0", primary.address, canary.address)
+    let proxy = Proxy::start(&section(&primary, &canary))
         .await
         .map_err(|e| DemoError::Start {
             what: "the gateway",
             reason: e.to_string(),
         })?;
-    let admin = serve_admin(gateway.clone(), "127.0.0.1:0")
-        .await
-        .map_err(|e| DemoError::Start {
-            what: "the gateway admin listener",
-            reason: e.to_string(),
-        })?;
-    let scrape = Arc::new(ScrapeProvider::new(
-        format!("http://{admin}/metrics"),
-        Dialect::EmbeddedGateway,
-        Workload {
-            name: "primary".into(),
-            address: primary.address.to_string(),
-        },
-        Workload {
-            name: "canary".into(),
-            address: canary.address.to_string(),
-        },
-    ));
-    let scrape_period = if options.fast {
+    proxy.scrape_every(if options.fast {
         Duration::from_millis(250)
     } else {
         Duration::from_secs(1)
-    };
-    scrape.spawn_scraper(scrape_period);
-
-    let (stop_load, stop_signal) = watch::channel(false);
-    let load = tokio::spawn(loadgen::run(
-        LoadPlan::get(gateway.address, "/", options.rps, None),
-        stop_signal,
-    ));
+    });
+    let (stop_load, load) = proxy.send_load(options.rps);
     println!(
         "aviary demo: gateway {} -> primary {} / canary {}; {} requests/s of load",
-        gateway.address, primary.address, canary.address, options.rps
+        proxy.address, primary.address, canary.address, options.rps
     );
 
     let runner = Runner {
         name,
         namespace,
-        spec,
-        traffic: Arc::new(gateway.clone()),
+        plan,
+        traffic: proxy.traffic.clone(),
         workloads: Arc::new(DemoWorkloads {
             primary: primary.clone(),
             canary: canary.clone(),
         }),
-        metrics: scrape,
+        metrics: proxy.telemetry.clone(),
         hooks: HookClient::default(),
     };
     let releases = [
@@ -230,7 +224,7 @@ pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
     }
     let _ = stop_load.send(true);
     let load = load.await.unwrap_or_default();
-    gateway.shutdown();
+    proxy.shutdown();
     println!("\n== summary");
     for outcome in &outcomes {
         println!(

@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{
-    CanaryAnalysis, CanaryMetric, HookType, MetricJudgement, NoDataPolicy, BUILTIN_SUCCESS_RATE,
-};
-use crate::judge::{self, Direction, SequentialState, Settings, Verdict};
+use crate::api::{HookType, MetricJudgement, NoDataPolicy};
+use crate::judge::{self, SequentialState, Settings, Verdict};
+use crate::plan::{Analysis, JudgeSettings, Metric};
 
 use super::{Comparison, HookOutcome, MetricOutcome, Unmeasured};
 
@@ -47,40 +46,33 @@ pub struct Judgement {
 }
 
 /// How many intervals an analysis looks at most (the sample test spends its error over them).
-fn looks(analysis: &CanaryAnalysis) -> u32 {
+fn looks(analysis: &Analysis) -> u32 {
     let steps = match (analysis.iterations, analysis.step_weights.len()) {
-        (Some(iterations), _) if iterations > 0 => iterations,
-        (_, n) if n > 0 => n as i32,
+        (iterations, _) if iterations > 0 => iterations as u32,
+        (_, n) if n > 0 => n as u32,
         _ => {
-            let step = analysis.step_weight.unwrap_or(analysis.max_weight()).max(1);
-            (analysis.max_weight() + step - 1) / step
+            let max = analysis.max_weight.max(1) as u32;
+            let step = analysis.step_weight.unwrap_or(analysis.max_weight).max(1) as u32;
+            max.div_ceil(step)
         }
     };
-    steps.max(1) as u32
+    steps.max(1)
 }
 
-fn settings(analysis: &CanaryAnalysis, metric: &CanaryMetric, counts: bool) -> Settings {
-    let spec = metric.judge.clone().unwrap_or_default();
-    let default_increase = if counts { 0.0 } else { 20.0 };
+fn settings(analysis: &Analysis, judge: &JudgeSettings) -> Settings {
     Settings {
-        confidence: spec.confidence.unwrap_or(0.99),
-        allowed_increase: spec.allowed_increase.unwrap_or(default_increase) / 100.0,
-        allowed_decrease: spec.allowed_decrease.unwrap_or(20.0) / 100.0,
-        direction: spec
-            .direction
-            .unwrap_or(if metric.name == BUILTIN_SUCCESS_RATE {
-                Direction::Decrease
-            } else {
-                Direction::Increase
-            }),
+        confidence: judge.confidence,
+        allowed_increase: judge.allowed_increase,
+        allowed_decrease: judge.allowed_decrease,
+        direction: judge.direction,
         looks: looks(analysis),
     }
 }
 
 /// Judges a `compare: primary` metric from both sides.
 fn compare(
-    analysis: &CanaryAnalysis,
-    metric: &CanaryMetric,
+    analysis: &Analysis,
+    (metric, judge): (&Metric, &JudgeSettings),
     (value, comparison): (f64, &Comparison),
     state: &BTreeMap<String, SequentialState>,
     judgement: &mut Judgement,
@@ -89,7 +81,7 @@ fn compare(
         Comparison::Counts { canary, primary } => {
             let mut sequential = state.get(&metric.name).cloned().unwrap_or_default();
             let verdict = judge::judge_counts(
-                &settings(analysis, metric, true),
+                &settings(analysis, judge),
                 *canary,
                 *primary,
                 &mut sequential,
@@ -98,7 +90,7 @@ fn compare(
             verdict
         }
         Comparison::Samples { canary, primary } => {
-            judge::judge_samples(&settings(analysis, metric, false), canary, primary)
+            judge::judge_samples(&settings(analysis, judge), canary, primary)
         }
     };
     if verdict.verdict == Verdict::Fail {
@@ -108,7 +100,7 @@ fn compare(
         )));
     }
     // Too little data to compare is not a pass: a thresholdRange, when set, still applies.
-    let range = metric.accepted_range();
+    let range = &metric.range;
     if verdict.verdict == Verdict::Inconclusive && !range.contains(value) {
         judgement.failures.push(Failure(format!(
             "metric {} = {} is outside {} (too little data to judge against the primary)",
@@ -130,7 +122,7 @@ fn compare(
 /// Judges every declared metric. A metric without a value is never a pass unless its
 /// `onNoData` says so. `state` holds the sequential tests of comparative metrics so far.
 pub fn judge_metrics(
-    analysis: &CanaryAnalysis,
+    analysis: &Analysis,
     outcomes: &[MetricOutcome],
     state: &BTreeMap<String, SequentialState>,
 ) -> Judgement {
@@ -145,11 +137,11 @@ pub fn judge_metrics(
                 .push(Failure(format!("metric {} was not measured", metric.name)));
             continue;
         };
-        if metric.compare.is_some() {
+        if let Some(judge) = &metric.judge {
             if let (Ok(value), Some(comparison)) = (&outcome.value, &outcome.comparison) {
                 compare(
                     analysis,
-                    metric,
+                    (metric, judge),
                     (*value, comparison),
                     state,
                     &mut judgement,
@@ -165,7 +157,7 @@ pub fn judge_metrics(
             }
         }
         match &outcome.value {
-            Err(Unmeasured::NoData(reason)) => match metric.on_no_data.unwrap_or_default() {
+            Err(Unmeasured::NoData(reason)) => match metric.on_no_data {
                 NoDataPolicy::Fail => judgement
                     .failures
                     .push(Failure(format!("metric {}: {reason}", metric.name))),
@@ -185,7 +177,7 @@ pub fn judge_metrics(
                 metric.name
             ))),
             Ok(value) => {
-                let range = metric.accepted_range();
+                let range = &metric.range;
                 if !range.contains(*value) {
                     judgement.failures.push(Failure(format!(
                         "metric {} = {} is outside {}",
@@ -203,7 +195,7 @@ pub fn judge_metrics(
 /// A short summary of the measured values, for progress events.
 /// What the status shows of one step's metrics: value, range, in range or not.
 pub fn check_records(
-    analysis: &CanaryAnalysis,
+    analysis: &Analysis,
     outcomes: &[MetricOutcome],
 ) -> Vec<crate::api::MetricCheck> {
     outcomes
@@ -214,7 +206,7 @@ pub fn check_records(
                 .metrics
                 .iter()
                 .find(|m| m.name == outcome.name)
-                .map(CanaryMetric::accepted_range)
+                .map(|m| m.range.clone())
                 .unwrap_or_default();
             let (value, passed, detail) = match &outcome.value {
                 Ok(value) => (Some(*value), range.contains(*value), String::new()),
@@ -263,6 +255,26 @@ fn describe_range(min: Option<f64>, max: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{CanaryAnalysis, CanaryMetric, CanaryService, CanarySpec, TargetRef};
+    use crate::api::{BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
+
+    fn read(analysis: CanaryAnalysis) -> Analysis {
+        let spec = CanarySpec {
+            target_ref: TargetRef {
+                name: "podinfo".into(),
+                ..TargetRef::default()
+            },
+            service: CanaryService {
+                port: 80,
+                ..CanaryService::default()
+            },
+            analysis: Some(analysis),
+            ..CanarySpec::default()
+        };
+        crate::plan::plan(&spec, Default::default())
+            .unwrap()
+            .analysis
+    }
 
     fn measured(name: &str, value: f64) -> MetricOutcome {
         MetricOutcome {
@@ -276,7 +288,7 @@ mod tests {
     /// under the deprecated `threshold` (a minimum for the success rate, a maximum otherwise).
     #[test]
     fn last_checks_use_the_range_the_verdict_uses() {
-        let analysis = CanaryAnalysis {
+        let analysis = read(CanaryAnalysis {
             metrics: vec![
                 CanaryMetric {
                     name: BUILTIN_SUCCESS_RATE.into(),
@@ -284,16 +296,16 @@ mod tests {
                     ..CanaryMetric::default()
                 },
                 CanaryMetric {
-                    name: "latency".into(),
+                    name: BUILTIN_DURATION.into(),
                     threshold: Some(500.0),
                     ..CanaryMetric::default()
                 },
             ],
             ..CanaryAnalysis::default()
-        };
+        });
         let outcomes = [
             measured(BUILTIN_SUCCESS_RATE, 90.0),
-            measured("latency", 200.0),
+            measured(BUILTIN_DURATION, 200.0),
         ];
         let verdict = judge_metrics(&analysis, &outcomes, &BTreeMap::new());
         assert_eq!(verdict.failures.len(), 1, "{:?}", verdict.failures);

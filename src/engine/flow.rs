@@ -4,14 +4,13 @@ mod operator;
 
 use std::time::Duration;
 
-use crate::api::{
-    AlertSeverity, CanaryAnalysis, CanaryPhase, CanaryStatus, ConditionType, HookType, Reason,
-};
+use crate::api::{AlertSeverity, CanaryPhase, CanaryStatus, ConditionType, HookType, Reason};
 
 use super::analysis::{self, Failure};
-use super::strategy::{next_promotion_weight, next_weight, Strategy};
-use super::windows::{self, WindowState};
+use super::strategy::{analysis_routes, next_promotion_weight};
 use super::{Action, Decision, Event, HookOutcome, Input, Need, Routes, Step};
+use crate::plan::windows::{self, WindowState};
+use crate::plan::{Analysis, Strategy};
 
 /// How soon to look again while waiting on readiness, when the interval is longer.
 const READINESS_POLL: Duration = Duration::from_secs(5);
@@ -44,7 +43,7 @@ pub(super) struct Rollout<'a> {
 impl<'a> Rollout<'a> {
     pub(super) fn new(input: Input<'a>) -> Self {
         Rollout {
-            strategy: Strategy::of(input.spec),
+            strategy: input.plan.strategy,
             status: input.status.clone(),
             actions: Vec::new(),
             input,
@@ -66,7 +65,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn step(&mut self) -> Flow {
-        if self.input.spec.suspend {
+        if self.input.plan.suspend {
             return Ok(());
         }
         let Some(target) = self.input.observations.target_revision.clone() else {
@@ -133,7 +132,7 @@ impl<'a> Rollout<'a> {
                 format!(
                     "The primary of {} was not ready within progressDeadlineSeconds ({}s)",
                     self.input.name,
-                    self.input.spec.progress_deadline().as_secs()
+                    self.input.plan.progress_deadline.as_secs()
                 ),
             );
         }
@@ -240,7 +239,7 @@ impl<'a> Rollout<'a> {
             if self.deadline_passed() {
                 let reason = format!(
                     "the canary was not ready within progressDeadlineSeconds ({}s)",
-                    self.input.spec.progress_deadline().as_secs()
+                    self.input.plan.progress_deadline.as_secs()
                 );
                 self.rollback(&reason);
             }
@@ -253,7 +252,7 @@ impl<'a> Rollout<'a> {
             self.promote();
             return Ok(());
         };
-        if self.status.failed_checks >= analysis.threshold() {
+        if self.status.failed_checks >= analysis.threshold {
             self.rollback("failed checks already at the threshold");
             return Ok(());
         }
@@ -288,11 +287,11 @@ impl<'a> Rollout<'a> {
         }
         self.status.last_step_time = Some(self.input.now);
         match self.strategy {
-            Strategy::Canary if self.status.canary_weight < analysis.max_weight() => {
+            Strategy::Canary if self.status.canary_weight < analysis.max_weight => {
                 self.advance_weight(analysis)
             }
             Strategy::AbTesting | Strategy::BlueGreen
-                if self.status.iterations + 1 < analysis.iterations.unwrap_or(0) =>
+                if self.status.iterations + 1 < analysis.iterations =>
             {
                 self.status.iterations += 1;
                 self.event(
@@ -302,7 +301,7 @@ impl<'a> Rollout<'a> {
                         "{}: iteration {}/{} passed ({})",
                         self.input.name,
                         self.status.iterations,
-                        analysis.iterations.unwrap_or(0),
+                        analysis.iterations,
                         self.metric_summary()
                     ),
                 );
@@ -310,7 +309,7 @@ impl<'a> Rollout<'a> {
             }
             _ => {
                 if matches!(self.strategy, Strategy::AbTesting | Strategy::BlueGreen) {
-                    self.status.iterations = analysis.iterations.unwrap_or(0);
+                    self.status.iterations = analysis.iterations;
                 }
                 self.promotion_gate(analysis)
             }
@@ -318,7 +317,7 @@ impl<'a> Rollout<'a> {
     }
 
     /// Pre-rollout hooks, then the first traffic: the first weight, the A/B match or test traffic.
-    fn enter_traffic(&mut self, analysis: &CanaryAnalysis) -> Flow {
+    fn enter_traffic(&mut self, analysis: &Analysis) -> Flow {
         if let Some(failure) = self.gate(HookType::PreRollout)? {
             self.count_failure(analysis, failure);
             return Ok(());
@@ -326,11 +325,11 @@ impl<'a> Rollout<'a> {
         self.status.pre_rollout_passed = true;
         self.status.last_step_time = Some(self.input.now);
         let weight = match self.strategy {
-            Strategy::Canary => next_weight(analysis, 0),
+            Strategy::Canary => analysis.next_weight(0),
             _ => 0,
         };
         self.status.canary_weight = weight;
-        let routes = self.strategy.analysis_routes(analysis, weight);
+        let routes = analysis_routes(self.strategy, analysis, weight);
         self.actions.push(Action::SetRoutes(routes));
         self.event(
             AlertSeverity::Info,
@@ -343,7 +342,7 @@ impl<'a> Rollout<'a> {
         Ok(())
     }
 
-    fn advance_weight(&mut self, analysis: &CanaryAnalysis) -> Flow {
+    fn advance_weight(&mut self, analysis: &Analysis) -> Flow {
         if let Some(failure) = self.gate(HookType::ConfirmTrafficIncrease)? {
             self.event(
                 AlertSeverity::Info,
@@ -355,11 +354,13 @@ impl<'a> Rollout<'a> {
             );
             return Ok(());
         }
-        let weight = next_weight(analysis, self.status.canary_weight);
+        let weight = analysis.next_weight(self.status.canary_weight);
         self.status.canary_weight = weight;
-        self.actions.push(Action::SetRoutes(
-            self.strategy.analysis_routes(analysis, weight),
-        ));
+        self.actions.push(Action::SetRoutes(analysis_routes(
+            self.strategy,
+            analysis,
+            weight,
+        )));
         self.event(
             AlertSeverity::Info,
             Reason::WeightAdvanced,
@@ -372,10 +373,10 @@ impl<'a> Rollout<'a> {
         Ok(())
     }
 
-    fn promotion_gate(&mut self, analysis: &CanaryAnalysis) -> Flow {
-        match windows::state(&analysis.promotion_windows, self.input.now) {
-            Ok(WindowState::Open) => {}
-            Ok(WindowState::Closed { opens_at }) => {
+    fn promotion_gate(&mut self, analysis: &Analysis) -> Flow {
+        match windows::state(&analysis.windows, self.input.now) {
+            WindowState::Open => {}
+            WindowState::Closed { opens_at } => {
                 let until = match opens_at {
                     Some(at) => format!("until the next window opens at {at}"),
                     None => "with no window ever opening again".to_string(),
@@ -384,10 +385,6 @@ impl<'a> Rollout<'a> {
                     "outside every promotion window; holding at weight {} {until}",
                     self.status.canary_weight
                 ));
-                return Ok(());
-            }
-            Err(error) => {
-                self.wait_promotion(format!("analysis.promotionWindows: {error}"));
                 return Ok(());
             }
         }
@@ -461,13 +458,11 @@ impl<'a> Rollout<'a> {
             return;
         }
         let gradual_step_pending = self.status.canary_weight > 0
-            && next_promotion_weight(self.input.spec.analysis.as_ref(), self.status.canary_weight)
-                > 0;
+            && next_promotion_weight(&self.input.plan.analysis, self.status.canary_weight) > 0;
         if gradual_step_pending && !self.step_due() {
             return;
         }
-        let weight =
-            next_promotion_weight(self.input.spec.analysis.as_ref(), self.status.canary_weight);
+        let weight = next_promotion_weight(&self.input.plan.analysis, self.status.canary_weight);
         self.status.canary_weight = weight;
         self.status.last_step_time = Some(self.input.now);
         self.actions
@@ -528,10 +523,10 @@ impl<'a> Rollout<'a> {
         self.post_rollout_hooks();
     }
 
-    fn count_failure(&mut self, analysis: &CanaryAnalysis, failure: Failure) {
+    fn count_failure(&mut self, analysis: &Analysis, failure: Failure) {
         self.status.failed_checks += 1;
         self.status.last_step_time = Some(self.input.now);
-        let threshold = analysis.threshold();
+        let threshold = analysis.threshold;
         if self.status.failed_checks >= threshold {
             let reason = format!(
                 "{} failed checks reached the threshold of {threshold}; last: {}",
@@ -557,9 +552,7 @@ impl<'a> Rollout<'a> {
 
     /// Outcomes of the hooks of `kind`; asks for them when the spec has some and they are missing.
     fn hooks(&self, kind: HookType) -> Flow<&'a [HookOutcome]> {
-        let declared = self
-            .analysis()
-            .is_some_and(|a| a.webhooks.iter().any(|hook| hook.r#type == kind));
+        let declared = self.analysis().is_some_and(|a| a.has_hooks(kind));
         if !declared {
             return Ok(&[]);
         }
@@ -603,7 +596,7 @@ impl<'a> Rollout<'a> {
     }
 
     /// One analysis step: rollout hooks (load tests) first, then the metrics.
-    fn analyse(&self, analysis: &CanaryAnalysis) -> Flow<(Verdict, Judged)> {
+    fn analyse(&self, analysis: &Analysis) -> Flow<(Verdict, Judged)> {
         if let Some(failure) = self.check(HookType::Rollout)? {
             return Ok((Verdict::Fail(failure), Judged::default()));
         }
@@ -648,7 +641,7 @@ impl<'a> Rollout<'a> {
         self.status.last_step_time = Some(now);
         let since = *self.status.holding_since.get_or_insert(now);
         let held = self.since(Some(since)).unwrap_or_default();
-        if held >= self.input.spec.progress_deadline() {
+        if held >= self.input.plan.progress_deadline {
             let message = format!(
                 "no verdict for {}s (progressDeadlineSeconds): {reason}",
                 held.as_secs()
@@ -687,15 +680,15 @@ impl<'a> Rollout<'a> {
 
     // ---- helpers ------------------------------------------------------------------------------
 
-    fn analysis(&self) -> Option<&'a CanaryAnalysis> {
+    fn analysis(&self) -> Option<&'a Analysis> {
         match self.strategy {
             Strategy::SkipAnalysis => None,
-            _ => self.input.spec.analysis.as_ref(),
+            _ => Some(&self.input.plan.analysis),
         }
     }
 
     fn interval(&self) -> Duration {
-        self.input.spec.interval()
+        self.input.plan.interval
     }
 
     fn since(&self, then: Option<jiff::Timestamp>) -> Option<Duration> {
@@ -710,7 +703,7 @@ impl<'a> Rollout<'a> {
 
     fn deadline_passed(&self) -> bool {
         self.since(self.status.last_transition_time)
-            .is_some_and(|elapsed| elapsed >= self.input.spec.progress_deadline())
+            .is_some_and(|elapsed| elapsed >= self.input.plan.progress_deadline)
     }
 
     fn requeue_after(&self) -> Duration {
@@ -734,12 +727,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn post_rollout_hooks(&mut self) {
-        let declared = self.input.spec.analysis.as_ref().is_some_and(|a| {
-            a.webhooks
-                .iter()
-                .any(|hook| hook.r#type == HookType::PostRollout)
-        });
-        if declared {
+        if self.input.plan.analysis.has_hooks(HookType::PostRollout) {
             self.actions.push(Action::RunHooks(HookType::PostRollout));
         }
     }

@@ -1,4 +1,4 @@
-//! The rollout engine: a pure function of (spec, status, observations, now) to (new status, actions).
+//! The rollout engine: a pure function of (plan, status, observations, now) to (new status, actions).
 //!
 //! It performs no I/O and never reads the clock. Webhooks and metric queries are I/O, so the engine
 //! asks for them lazily: when a decision needs a result it has not been given, [`decide`] answers
@@ -6,21 +6,22 @@
 //! the "which hook runs when" knowledge in one place instead of splitting it between a planner and
 //! a decider.
 
+mod admission;
 mod analysis;
 mod flow;
 mod strategy;
 #[cfg(test)]
 mod tests;
-pub mod windows;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{AlertSeverity, CanarySpec, CanaryStatus, HookType};
+use crate::api::{AlertSeverity, CanaryStatus, HookType};
+use crate::plan::Plan;
 
-pub use strategy::Strategy;
+pub use admission::{blocked, resumed_routes, Obstacle, Unreadable, BLOCKED_RECHECK};
 
 /// Everything the engine may know about the world at one instant.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,8 +38,15 @@ pub struct Observations {
     pub hooks: BTreeMap<HookType, Vec<HookOutcome>>,
     /// Results of the metric checks, when the engine asked for them.
     pub metrics: Option<Vec<MetricOutcome>>,
-    /// The latest operator request on the canary (acted on once, by its id).
-    pub request: Option<crate::api::OperatorRequest>,
+    /// The latest operator request on the canary (acted on once, by its id), or the
+    /// annotation that does not read (answered once, by an Event).
+    pub request: Option<Result<crate::api::OperatorRequest, Unreadable>>,
+    /// The `requireMTLS` preflight that let the rollout start: its reason and message.
+    pub mtls: Option<(crate::api::Reason, String)>,
+    /// The routes the mesh holds, when read back after a restart.
+    pub mesh_routes: Option<Routes>,
+    /// Checksums of the ConfigMaps and Secrets the target uses, by name.
+    pub configs: BTreeMap<String, String>,
 }
 
 /// The answer of one webhook call.
@@ -99,7 +107,7 @@ impl std::fmt::Display for Unmeasured {
 pub struct Input<'a> {
     /// `name.namespace` or any label the events should use.
     pub name: &'a str,
-    pub spec: &'a CanarySpec,
+    pub plan: &'a Plan,
     pub status: &'a CanaryStatus,
     pub observations: &'a Observations,
     pub now: Timestamp,
@@ -188,5 +196,11 @@ pub struct Event {
 
 /// Runs the engine once. See the module documentation for the `Need` protocol.
 pub fn decide(input: Input<'_>) -> Step {
-    flow::Rollout::new(input).run()
+    match flow::Rollout::new(input).run() {
+        Step::Decided(mut decision) => {
+            admission::settle(&mut decision, input.status, input.observations, input.now);
+            Step::Decided(decision)
+        }
+        need => need,
+    }
 }

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use super::routing::{MatchError, RouteTable};
 use super::telemetry::Telemetry;
-use crate::api::RequestMatch;
 use crate::engine::Routes;
+use crate::plan::RouteMatch;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -221,7 +221,7 @@ impl GatewayHandle {
     }
 
     /// Replaces the routes; requests already in flight finish where they were sent.
-    pub fn set_routes(&self, routes: Routes, matches: &[RequestMatch]) -> Result<(), MatchError> {
+    pub fn set_routes(&self, routes: Routes, matches: &[RouteMatch]) -> Result<(), MatchError> {
         let next = self.gateway.table().with_routes(routes, matches)?;
         *self.gateway.table.write() = Arc::new(next);
         Ok(())

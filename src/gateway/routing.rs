@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use http::request::Parts;
 use regex::Regex;
 
-use crate::api::{Matcher, MatcherError, RequestMatch, StringMatch};
 use crate::engine::Routes;
+use crate::plan::{Condition as Declared, RouteMatch};
 
 /// The two backends of a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,16 +34,12 @@ enum Condition {
 }
 
 impl Condition {
-    fn compile(field: &str, spec: &StringMatch) -> Result<Condition, MatchError> {
-        let matcher = spec.matcher().map_err(|reason| MatchError::NotOne {
-            field: field.to_string(),
-            reason,
-        })?;
-        Ok(match matcher {
-            Matcher::Exact(exact) => Condition::Exact(exact.to_string()),
-            Matcher::Prefix(prefix) => Condition::Prefix(prefix.to_string()),
-            Matcher::Suffix(suffix) => Condition::Suffix(suffix.to_string()),
-            Matcher::Regex(pattern) => {
+    fn compile(field: &str, declared: &Declared) -> Result<Condition, MatchError> {
+        Ok(match declared {
+            Declared::Exact(exact) => Condition::Exact(exact.clone()),
+            Declared::Prefix(prefix) => Condition::Prefix(prefix.clone()),
+            Declared::Suffix(suffix) => Condition::Suffix(suffix.clone()),
+            Declared::Regex(pattern) => {
                 // Istio and Envoy match the whole value with RE2 semantics.
                 let anchored = format!("^(?:{pattern})$");
                 Condition::Regex(Regex::new(&anchored).map_err(|e| MatchError::BadRegex {
@@ -69,8 +65,8 @@ impl Condition {
 pub enum MatchError {
     #[error("{field}: invalid regex: {reason}")]
     BadRegex { field: String, reason: String },
-    #[error("{field}: {reason}")]
-    NotOne { field: String, reason: MatcherError },
+    #[error("{field}: {name:?} is not a header name")]
+    BadHeader { field: String, name: String },
 }
 
 /// One compiled A/B rule: every header and the path condition must hold.
@@ -123,7 +119,7 @@ impl RouteTable {
     pub fn with_routes(
         &self,
         routes: Routes,
-        matches: &[RequestMatch],
+        matches: &[RouteMatch],
     ) -> Result<RouteTable, MatchError> {
         let mut rules = Vec::new();
         for (index, request_match) in matches.iter().enumerate() {
@@ -131,9 +127,9 @@ impl RouteTable {
             for (name, spec) in &request_match.headers {
                 let field = format!("analysis.match[{index}].headers.{name}");
                 let header = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                    .map_err(|e| MatchError::BadRegex {
+                    .map_err(|_| MatchError::BadHeader {
                         field: field.clone(),
-                        reason: e.to_string(),
+                        name: name.clone(),
                     })?;
                 rule.headers
                     .push((header, Condition::compile(&field, spec)?));
@@ -204,10 +200,10 @@ mod tests {
         builder.body(()).unwrap().into_parts().0
     }
 
-    fn header_match(name: &str, condition: StringMatch) -> RequestMatch {
-        RequestMatch {
+    fn header_match(name: &str, condition: Declared) -> RouteMatch {
+        RouteMatch {
             headers: BTreeMap::from([(name.to_string(), condition)]),
-            ..RequestMatch::default()
+            ..RouteMatch::default()
         }
     }
 
@@ -228,19 +224,10 @@ mod tests {
             ..Routes::primary_only()
         };
         let matches = [
-            header_match(
-                "x-canary",
-                StringMatch {
-                    exact: Some("insider".into()),
-                    ..StringMatch::default()
-                },
-            ),
+            header_match("x-canary", Declared::Exact("insider".into())),
             header_match(
                 "cookie",
-                StringMatch {
-                    regex: Some("^(.*?;)?(canary=always)(;.*)?$".into()),
-                    ..StringMatch::default()
-                },
+                Declared::Regex("^(.*?;)?(canary=always)(;.*)?$".into()),
             ),
         ];
         let table = table().with_routes(routes, &matches).unwrap();
@@ -264,25 +251,13 @@ mod tests {
             match_to_canary: true,
             ..Routes::primary_only()
         };
-        let prefix = header_match(
-            "user-agent",
-            StringMatch {
-                prefix: Some("Mozilla".into()),
-                ..StringMatch::default()
-            },
-        );
+        let prefix = header_match("user-agent", Declared::Prefix("Mozilla".into()));
         let table = table().with_routes(routes, &[prefix]).unwrap();
         assert_eq!(
             table.choose(&request(&[("user-agent", "Mozilla/5.0")]), 99),
             Upstream::Canary
         );
-        let bad = header_match(
-            "x",
-            StringMatch {
-                regex: Some("(".into()),
-                ..StringMatch::default()
-            },
-        );
+        let bad = header_match("x", Declared::Regex("(".into()));
         let error = table.with_routes(routes, &[bad]).unwrap_err();
         assert!(error.to_string().contains("analysis.match[0].headers.x"));
     }

@@ -140,14 +140,10 @@ impl Comparer<'_> {
     /// measured makes the metric's value a provider failure (the step holds, never passes).
     pub async fn add_to(
         &self,
-        spec: &crate::api::CanarySpec,
+        plan: &crate::plan::Plan,
         outcomes: &mut [crate::engine::MetricOutcome],
     ) {
-        let compared = spec
-            .analysis
-            .iter()
-            .flat_map(|a| a.metrics.iter())
-            .filter(|m| m.compare.is_some());
+        let compared = plan.analysis.metrics.iter().filter(|m| m.judge.is_some());
         for metric in compared {
             let Some(outcome) = outcomes.iter_mut().find(|o| o.name == metric.name) else {
                 continue;
@@ -167,7 +163,7 @@ impl Comparer<'_> {
                             &client,
                             query.canary_samples.as_deref().unwrap_or_default(),
                             query.primary_samples.as_deref().unwrap_or_default(),
-                            metric.interval(),
+                            metric.window,
                         )
                         .await
                         .map(Some),
@@ -185,7 +181,7 @@ impl Comparer<'_> {
                         &metric.name,
                         sides,
                         self.analysis_interval,
-                        metric.interval(),
+                        metric.window,
                     )
                     .await
                 }

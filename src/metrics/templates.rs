@@ -9,7 +9,8 @@ use futures::future::BoxFuture;
 
 use super::prometheus::{Connection, PrometheusClient};
 use super::{MetricError, MetricProvider, MetricQuery};
-use crate::api::{CanarySpec, MetricTemplateSpec, BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
+use crate::api::MetricTemplateSpec;
+use crate::plan::{Metric, MetricSource, Plan};
 
 /// What `{{ … }}` placeholders are filled with (Flagger's variables).
 #[derive(Debug, Clone, Default)]
@@ -118,126 +119,21 @@ pub trait TemplateSource {
     fn secret(&self, namespace: &str, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String>;
 }
 
-/// Resolves every metric of `spec`, in order. `default_address` is the Prometheus of inline
+/// Resolves every metric of the plan, in order. `default_address` is the Prometheus of inline
 /// queries and of templates without an address.
 pub fn resolve(
-    spec: &CanarySpec,
+    plan: &Plan,
     base: &TemplateVars,
     default_address: &str,
     source: &dyn TemplateSource,
 ) -> Result<Vec<(String, Resolution)>, Vec<TemplateProblem>> {
     let mut resolved = Vec::new();
     let mut problems = Vec::new();
-    let metrics = spec.analysis.iter().flat_map(|a| a.metrics.iter());
-    for (index, metric) in metrics.enumerate() {
+    for (index, metric) in plan.analysis.metrics.iter().enumerate() {
         let path = format!("spec.analysis.metrics[{index}]");
-        let mut vars = base.clone();
-        vars.interval = super::prometheus::promql_window(metric.interval());
-        vars.variables = metric.template_variables.clone();
-        let (query, connection, field) = match (&metric.template_ref, &metric.query) {
-            (Some(reference), _) => {
-                let namespace = reference.namespace.as_deref().unwrap_or(&base.namespace);
-                let Some(template) = source.template(namespace, &reference.name) else {
-                    problems.push(TemplateProblem {
-                        path: format!("{path}.templateRef"),
-                        message: format!("MetricTemplate {namespace}/{} not found", reference.name),
-                    });
-                    continue;
-                };
-                if template.provider.r#type != "prometheus" {
-                    problems.push(TemplateProblem {
-                        path: format!("{path}.templateRef"),
-                        message: format!(
-                            "MetricTemplate {namespace}/{} has provider type {:?}; only prometheus is supported",
-                            reference.name, template.provider.r#type
-                        ),
-                    });
-                    continue;
-                }
-                let address = template
-                    .provider
-                    .address
-                    .clone()
-                    .unwrap_or_else(|| default_address.to_string());
-                let connection = match &template.provider.secret_ref {
-                    None => Ok(Connection {
-                        insecure_skip_verify: template.provider.insecure_skip_verify,
-                        ..Connection::plain(&address)
-                    }),
-                    Some(secret) => source.secret(namespace, &secret.name).and_then(|data| {
-                        Connection::from_secret(
-                            &address,
-                            &format!("{namespace}/{}", secret.name),
-                            &data,
-                            template.provider.insecure_skip_verify,
-                        )
-                        .map_err(|e| e.to_string())
-                    }),
-                };
-                let connection = match connection {
-                    Ok(connection) => connection,
-                    Err(message) => {
-                        problems.push(TemplateProblem {
-                            path: format!("{path}.templateRef"),
-                            message: format!(
-                                "MetricTemplate {namespace}/{}: {message}",
-                                reference.name
-                            ),
-                        });
-                        continue;
-                    }
-                };
-                (template.query, connection, "templateRef")
-            }
-            (None, Some(query)) => (query.clone(), Connection::plain(default_address), "query"),
-            (None, None) => {
-                if !matches!(
-                    metric.name.as_str(),
-                    BUILTIN_SUCCESS_RATE | BUILTIN_DURATION
-                ) {
-                    problems.push(TemplateProblem {
-                        path: format!("{path}.templateRef"),
-                        message: format!(
-                            "metric {:?} is not a built-in and has no templateRef",
-                            metric.name
-                        ),
-                    });
-                } else {
-                    resolved.push((metric.name.clone(), Resolution::Builtin));
-                }
-                continue;
-            }
-        };
-        let sampled = TemplateVars {
-            interval: super::prometheus::promql_window(super::compare::sub_interval(
-                metric.interval(),
-            )),
-            ..vars.clone()
-        };
-        let canary_samples = metric
-            .compare
-            .map(|_| render(&query, &sampled).unwrap_or_default());
-        let primary_samples = metric.compare.map(|_| {
-            let primary = TemplateVars {
-                target: crate::naming::primary(&vars.target),
-                ..sampled.clone()
-            };
-            render(&query, &primary).unwrap_or_default()
-        });
-        match render(&query, &vars) {
-            Ok(query) => resolved.push((
-                metric.name.clone(),
-                Resolution::Query(ResolvedQuery {
-                    query,
-                    canary_samples,
-                    primary_samples,
-                    connection,
-                }),
-            )),
-            Err(found) => problems.extend(found.into_iter().map(|message| TemplateProblem {
-                path: format!("{path}.{field}"),
-                message,
-            })),
+        match resolve_one(metric, &path, base, default_address, source) {
+            Ok(resolution) => resolved.push((metric.name.clone(), resolution)),
+            Err(found) => problems.extend(found),
         }
     }
     if problems.is_empty() {
@@ -245,6 +141,121 @@ pub fn resolve(
     } else {
         Err(problems)
     }
+}
+
+fn resolve_one(
+    metric: &Metric,
+    path: &str,
+    base: &TemplateVars,
+    default_address: &str,
+    source: &dyn TemplateSource,
+) -> Result<Resolution, Vec<TemplateProblem>> {
+    let (query, connection, field) = match &metric.source {
+        MetricSource::Builtin => return Ok(Resolution::Builtin),
+        MetricSource::Query(query) => (query.clone(), Connection::plain(default_address), "query"),
+        MetricSource::Template {
+            name, namespace, ..
+        } => {
+            let namespace = namespace.as_deref().unwrap_or(&base.namespace);
+            let (query, connection) = template_query(namespace, name, default_address, source)
+                .map_err(|message| {
+                    vec![TemplateProblem {
+                        path: format!("{path}.templateRef"),
+                        message,
+                    }]
+                })?;
+            (query, connection, "templateRef")
+        }
+    };
+    let variables = match &metric.source {
+        MetricSource::Template { variables, .. } => variables.clone(),
+        _ => BTreeMap::new(),
+    };
+    let vars = TemplateVars {
+        interval: super::prometheus::promql_window(metric.window),
+        variables,
+        ..base.clone()
+    };
+    let problems = |found: Vec<String>| {
+        found
+            .into_iter()
+            .map(|message| TemplateProblem {
+                path: format!("{path}.{field}"),
+                message,
+            })
+            .collect::<Vec<_>>()
+    };
+    let rendered = render(&query, &vars).map_err(problems)?;
+    let (canary_samples, primary_samples) = match metric.judge {
+        Some(_) => {
+            let (canary, primary) = sample_queries(&query, metric, &vars);
+            (Some(canary), Some(primary))
+        }
+        None => (None, None),
+    };
+    Ok(Resolution::Query(ResolvedQuery {
+        query: rendered,
+        canary_samples,
+        primary_samples,
+        connection,
+    }))
+}
+
+/// For `compare: primary`: the query over one sub-interval, for the canary and the primary.
+fn sample_queries(query: &str, metric: &Metric, vars: &TemplateVars) -> (String, String) {
+    let sampled = TemplateVars {
+        interval: super::prometheus::promql_window(super::compare::sub_interval(metric.window)),
+        ..vars.clone()
+    };
+    let primary = TemplateVars {
+        target: crate::naming::primary(&vars.target),
+        ..sampled.clone()
+    };
+    (
+        render(query, &sampled).unwrap_or_default(),
+        render(query, &primary).unwrap_or_default(),
+    )
+}
+
+/// A MetricTemplate's query and the connection to its Prometheus, credentials included.
+fn template_query(
+    namespace: &str,
+    name: &str,
+    default_address: &str,
+    source: &dyn TemplateSource,
+) -> Result<(String, Connection), String> {
+    let template = source
+        .template(namespace, name)
+        .ok_or_else(|| format!("MetricTemplate {namespace}/{name} not found"))?;
+    let provider = &template.provider;
+    if provider.r#type != "prometheus" {
+        return Err(format!(
+            "MetricTemplate {namespace}/{name} has provider type {:?}; only prometheus is supported",
+            provider.r#type
+        ));
+    }
+    let address = provider
+        .address
+        .clone()
+        .unwrap_or_else(|| default_address.to_string());
+    let connection = match &provider.secret_ref {
+        None => Ok(Connection {
+            insecure_skip_verify: provider.insecure_skip_verify,
+            ..Connection::plain(&address)
+        }),
+        Some(secret) => source.secret(namespace, &secret.name).and_then(|data| {
+            Connection::from_secret(
+                &address,
+                &format!("{namespace}/{}", secret.name),
+                &data,
+                provider.insecure_skip_verify,
+            )
+            .map_err(|e| e.to_string())
+        }),
+    };
+    let connection =
+        connection.map_err(|message| format!("MetricTemplate {namespace}/{name}: {message}"))?;
+    Ok((template.query, connection))
 }
 
 /// A TLS trust: the digest of the extra CA bundle and whether verification is off.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::Traffic;
-use crate::api::{RequestMatch, StringMatch};
 use crate::engine::Routes;
+use crate::plan::{Condition, RouteMatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvoyError {
@@ -38,7 +38,7 @@ pub enum EnvoyError {
 
 struct State {
     routes: Routes,
-    matches: Vec<RequestMatch>,
+    matches: Vec<RouteMatch>,
     /// The cluster that serves the primary's share (`canary` after a promotion).
     primary_cluster: &'static str,
 }
@@ -108,23 +108,19 @@ fn bootstrap(
     })
 }
 
-fn string_match(condition: &StringMatch) -> Option<Value> {
+fn string_match(condition: &Condition) -> Option<Value> {
     match condition {
-        StringMatch { exact: Some(v), .. } => Some(json!({ "exact": v })),
-        StringMatch {
-            prefix: Some(v), ..
-        } if !v.is_empty() => Some(json!({ "prefix": v })),
-        StringMatch {
-            suffix: Some(v), ..
-        } if !v.is_empty() => Some(json!({ "suffix": v })),
-        StringMatch { regex: Some(v), .. } => Some(json!({ "safe_regex": { "regex": v } })),
+        Condition::Exact(v) => Some(json!({ "exact": v })),
+        Condition::Prefix(v) if !v.is_empty() => Some(json!({ "prefix": v })),
+        Condition::Suffix(v) if !v.is_empty() => Some(json!({ "suffix": v })),
+        Condition::Regex(v) => Some(json!({ "safe_regex": { "regex": v } })),
         _ => None,
     }
 }
 
 /// An Envoy route match for one A/B condition: headers, path and method. `None` when the
 /// condition holds nothing Envoy can test, so it never becomes a catch-all to the canary.
-fn route_match(condition: &RequestMatch) -> Option<Value> {
+fn route_match(condition: &RouteMatch) -> Option<Value> {
     let mut headers: Vec<Value> = condition
         .headers
         .iter()
@@ -134,16 +130,9 @@ fn route_match(condition: &RequestMatch) -> Option<Value> {
         headers.push(json!({ "name": ":method", "string_match": method }));
     }
     let mut out = match &condition.uri {
-        Some(StringMatch {
-            exact: Some(path), ..
-        }) => json!({ "path": path }),
-        Some(StringMatch {
-            prefix: Some(prefix),
-            ..
-        }) => json!({ "prefix": prefix }),
-        Some(StringMatch {
-            regex: Some(regex), ..
-        }) => json!({ "safe_regex": { "regex": regex } }),
+        Some(Condition::Exact(path)) => json!({ "path": path }),
+        Some(Condition::Prefix(prefix)) => json!({ "prefix": prefix }),
+        Some(Condition::Regex(regex)) => json!({ "safe_regex": { "regex": regex } }),
         _ if headers.is_empty() => return None,
         _ => json!({ "prefix": "/" }),
     };
@@ -278,7 +267,7 @@ fn write_routes(dir: &Path, config: &Value) -> std::io::Result<()> {
 }
 
 impl Traffic for EnvoyProxy {
-    fn set_routes(&self, routes: Routes, matches: &[RequestMatch]) -> Result<(), String> {
+    fn set_routes(&self, routes: Routes, matches: &[RouteMatch]) -> Result<(), String> {
         let mut state = self.state.lock();
         state.routes = routes;
         state.matches = matches.to_vec();
@@ -319,14 +308,8 @@ mod tests {
 
     #[test]
     fn ab_conditions_never_become_a_catch_all() {
-        let insider = RequestMatch {
-            headers: BTreeMap::from([(
-                "x-canary".to_string(),
-                StringMatch {
-                    exact: Some("insider".into()),
-                    ..Default::default()
-                },
-            )]),
+        let insider = RouteMatch {
+            headers: BTreeMap::from([("x-canary".to_string(), Condition::Exact("insider".into()))]),
             ..Default::default()
         };
         let state = State {
@@ -335,7 +318,7 @@ mod tests {
                 mirror_percent: Some(10),
                 ..Routes::primary_only()
             },
-            matches: vec![insider, RequestMatch::default()],
+            matches: vec![insider, RouteMatch::default()],
             primary_cluster: "primary",
         };
         let config = route_configuration(&state);

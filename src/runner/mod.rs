@@ -2,21 +2,25 @@
 //! and metrics scraped from the gateway's own telemetry. `aviary run` and `aviary demo` use it.
 
 pub mod envoy;
+mod session;
 pub mod standalone;
 mod workloads;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 
-use crate::api::{CanaryPhase, CanarySpec, CanaryStatus, HookType};
-use crate::engine::{self, Action, Event, MetricOutcome, Observations, Routes};
+use crate::api::{CanaryPhase, CanaryStatus};
+use crate::driver::{Adapter, Session};
+use crate::engine::{Event, MetricOutcome, Observations, Routes};
 use crate::gateway::GatewayHandle;
-use crate::hooks::{HookClient, HookPayload};
+use crate::hooks::HookClient;
 use crate::metrics::MetricProvider;
+use crate::plan::{Plan, RouteMatch, Webhook};
 
+pub use session::{Proxy, StandaloneError};
 pub use workloads::{wait_until_listening, ExternalUpstreams, Workloads};
 
 /// What the runner reports after every decision.
@@ -38,22 +42,14 @@ pub enum RunError {
 
 /// Where a standalone rollout steers traffic: the embedded gateway or a real Envoy.
 pub trait Traffic: Send + Sync {
-    fn set_routes(
-        &self,
-        routes: Routes,
-        matches: &[crate::api::RequestMatch],
-    ) -> Result<(), String>;
+    fn set_routes(&self, routes: Routes, matches: &[RouteMatch]) -> Result<(), String>;
     fn routes(&self) -> Routes;
     /// Points the primary's share at another address (the promotion of external upstreams).
     fn set_primary_address(&self, primary: std::net::SocketAddr);
 }
 
 impl Traffic for GatewayHandle {
-    fn set_routes(
-        &self,
-        routes: Routes,
-        matches: &[crate::api::RequestMatch],
-    ) -> Result<(), String> {
+    fn set_routes(&self, routes: Routes, matches: &[RouteMatch]) -> Result<(), String> {
         GatewayHandle::set_routes(self, routes, matches).map_err(|e| e.to_string())
     }
 
@@ -70,7 +66,7 @@ impl Traffic for GatewayHandle {
 pub struct Runner {
     pub name: String,
     pub namespace: String,
-    pub spec: CanarySpec,
+    pub plan: Plan,
     pub traffic: Arc<dyn Traffic>,
     pub workloads: Arc<dyn Workloads>,
     pub metrics: Arc<dyn MetricProvider>,
@@ -95,8 +91,11 @@ impl Runner {
         let mut started = false;
         tokio::pin!(stop);
         loop {
-            let (decision, metrics) = self.decide(&status).await;
-            let events = self.apply(&decision.actions, &decision.status).await?;
+            let (decision, metrics) = self
+                .session()
+                .decide(&status, self.observations(), Timestamp::now(), self)
+                .await;
+            let events = self.session().apply(&decision, self).await?;
             status = decision.status;
             on_progress(&Progress {
                 status: status.clone(),
@@ -116,18 +115,17 @@ impl Runner {
         }
     }
 
-    fn interrupt(&self) -> Result<CanaryStatus, RunError> {
-        self.traffic
-            .set_routes(Routes::primary_only(), &[])
-            .map_err(|e| RunError::Routes(e.to_string()))?;
-        tracing::warn!(canary = %self.name, "interrupted; all traffic returned to the primary");
-        Err(RunError::Interrupted)
+    fn session(&self) -> Session<'_> {
+        Session {
+            name: &self.name,
+            namespace: &self.namespace,
+            plan: &self.plan,
+            hooks: &self.hooks,
+        }
     }
 
-    /// Calls the engine until it decides, gathering what it asks for.
-    async fn decide(&self, status: &CanaryStatus) -> (engine::Decision, Vec<MetricOutcome>) {
-        let now = Timestamp::now();
-        let observations = Observations {
+    fn observations(&self) -> Observations {
+        Observations {
             target_revision: Some(self.workloads.canary_revision()),
             primary_revision: Some(self.workloads.primary_revision()),
             // Standalone upstreams are checked before the run; a canary that stops answering
@@ -135,130 +133,65 @@ impl Runner {
             primary_ready: true,
             canary_ready: true,
             ..Observations::default()
-        };
-        let label = format!("{}.{}", self.name, self.namespace);
-        let gather = Gather {
-            runner: self,
-            status,
-        };
-        crate::driver::decide(&label, &self.spec, status, observations, now, &gather).await
-    }
-
-    fn payload(&self, status: &CanaryStatus) -> HookPayload {
-        HookPayload {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            phase: status.phase.as_str().to_string(),
-            checksum: self.workloads.canary_revision(),
-            metadata: BTreeMap::new(),
         }
     }
 
-    async fn run_hooks(&self, kind: HookType, status: &CanaryStatus) -> Vec<engine::HookOutcome> {
-        let hooks = crate::driver::webhooks(&self.spec);
-        self.hooks
-            .run(
-                hooks,
-                kind,
-                &self.payload(status),
-                &crate::hooks::no_secrets,
-            )
-            .await
+    fn interrupt(&self) -> Result<CanaryStatus, RunError> {
+        self.traffic
+            .set_routes(Routes::primary_only(), &[])
+            .map_err(RunError::Routes)?;
+        tracing::warn!(canary = %self.name, "interrupted; all traffic returned to the primary");
+        Err(RunError::Interrupted)
+    }
+}
+
+/// The standalone side of the adapter protocol: the gateway (or Envoy) steers traffic, the
+/// upstreams already run, metrics come from the proxy's telemetry.
+impl Adapter for Runner {
+    type Error = RunError;
+
+    fn hook_key(&self, hook: &Webhook) -> Result<Option<Vec<u8>>, String> {
+        crate::hooks::no_secrets(hook)
     }
 
-    async fn apply(
-        &self,
-        actions: &[Action],
-        status: &CanaryStatus,
-    ) -> Result<Vec<Event>, RunError> {
-        let mut events = Vec::new();
-        for action in actions {
-            match action {
-                // The primary and canary already exist and scale on their own in standalone mode.
-                Action::Bootstrap | Action::ScaleTarget { .. } => {}
-                Action::SetRoutes(routes) => {
-                    let matches = self
-                        .spec
-                        .analysis
-                        .as_ref()
-                        .map(|a| a.r#match.as_slice())
-                        .unwrap_or_default();
-                    self.traffic
-                        .set_routes(*routes, matches)
-                        .map_err(|e| RunError::Routes(e.to_string()))?;
-                }
-                Action::Promote => {
-                    if let Err(reason) = self.workloads.promote(self.traffic.as_ref()).await {
-                        tracing::error!(canary = %self.name, %reason, "promotion failed");
-                    }
-                }
-                Action::RunHooks(kind) => {
-                    for outcome in self.run_hooks(*kind, status).await {
-                        if !outcome.ok {
-                            tracing::warn!(hook = %outcome.name, message = %outcome.message, "post-rollout webhook failed");
-                        }
-                    }
-                }
-                Action::Event(event) => {
-                    tracing::info!(canary = %self.name, reason = %event.reason, severity = ?event.severity, "{}", event.message);
-                    self.send_event_hooks(event, status);
-                    events.push(event.clone());
-                }
+    fn measure(&self) -> BoxFuture<'_, Vec<MetricOutcome>> {
+        Box::pin(crate::driver::measure_all(
+            &self.plan,
+            self.metrics.as_ref(),
+        ))
+    }
+
+    // The primary and canary already exist and scale on their own in standalone mode.
+    fn bootstrap(&self) -> BoxFuture<'_, Result<(), RunError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn set_routes(&self, routes: Routes) -> BoxFuture<'_, Result<(), RunError>> {
+        let result = self
+            .traffic
+            .set_routes(routes, &self.plan.analysis.matches)
+            .map_err(RunError::Routes);
+        Box::pin(async move { result })
+    }
+
+    fn scale_target(&self, _: bool) -> BoxFuture<'_, Result<(), RunError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn promote(&self) -> BoxFuture<'_, Result<(), RunError>> {
+        Box::pin(async move {
+            if let Err(reason) = self.workloads.promote(self.traffic.as_ref()).await {
+                tracing::error!(canary = %self.name, %reason, "promotion failed");
             }
-        }
-        Ok(events)
+            Ok(())
+        })
     }
 
-    /// `event` webhooks hear every event; they never hold the rollout up.
-    fn send_event_hooks(&self, event: &Event, status: &CanaryStatus) {
-        let Some(analysis) = &self.spec.analysis else {
-            return;
-        };
-        if !analysis
-            .webhooks
-            .iter()
-            .any(|h| h.r#type == HookType::Event)
-        {
-            return;
-        }
-        let payload = self.payload(status).for_event(
-            event.severity.event_type(),
-            &event.message,
-            Timestamp::now(),
-        );
-        let hooks = self.hooks.clone();
-        let declared = analysis.webhooks.clone();
-        tokio::spawn(async move {
-            hooks
-                .run(
-                    &declared,
-                    HookType::Event,
-                    &payload,
-                    &crate::hooks::no_secrets,
-                )
-                .await;
-        });
+    fn publish<'a>(&'a self, event: &'a Event, _: &'a CanaryStatus) -> BoxFuture<'a, ()> {
+        tracing::info!(canary = %self.name, reason = %event.reason, severity = ?event.severity, "{}", event.message);
+        Box::pin(async {})
     }
 }
 
 /// Time to let a just-started upstream come up before a run refuses to start.
 pub const STARTUP_PATIENCE: Duration = Duration::from_secs(10);
-
-/// The runner's answers to the engine: webhooks over HTTP, metrics from the gateway's telemetry.
-struct Gather<'a> {
-    runner: &'a Runner,
-    status: &'a CanaryStatus,
-}
-
-impl crate::driver::Gatherer for Gather<'_> {
-    fn hooks(&self, kind: HookType) -> futures::future::BoxFuture<'_, Vec<engine::HookOutcome>> {
-        Box::pin(self.runner.run_hooks(kind, self.status))
-    }
-
-    fn metrics(&self) -> futures::future::BoxFuture<'_, Vec<MetricOutcome>> {
-        Box::pin(crate::driver::measure_all(
-            &self.runner.spec,
-            self.runner.metrics.as_ref(),
-        ))
-    }
-}

@@ -11,14 +11,8 @@ use serde::Deserialize;
 
 use crate::api::{AlertProviderSpec, CanarySpec, MetricTemplateSpec, GROUP, VERSION};
 
+pub use crate::plan::{Options, Severity};
 pub use lines::{index_documents, LineIndex};
-pub use rules::MIN_INTERVAL;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Error,
-    Warning,
-}
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,23 +41,14 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Options that change what is accepted.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
-    /// Allow analysis intervals below 10s (only the standalone runner, for demos and tests).
-    pub allow_short_intervals: bool,
-    /// The router of canaries that set no `spec.provider` (the controller's `--mesh-provider`;
-    /// Istio when unset, as in Flagger).
-    pub default_router: Option<crate::api::RouterKind>,
-}
-
 /// A manifest that passed: the typed objects, in stream order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Manifest {
     Canary {
         name: String,
         namespace: String,
         spec: Box<CanarySpec>,
+        plan: Box<crate::plan::Plan>,
     },
     MetricTemplate {
         name: String,
@@ -115,22 +100,6 @@ impl Sink<'_> {
             message,
         });
     }
-}
-
-/// The semantic checks of one Canary spec already read into its type (what the controller
-/// reports in the status): errors only, with their field paths.
-pub fn check_canary_spec(spec: &CanarySpec, options: Options) -> Vec<Finding> {
-    let lines = LineIndex::default();
-    let mut findings = Vec::new();
-    let mut sink = Sink {
-        document: 0,
-        object: "Canary".into(),
-        lines: &lines,
-        findings: &mut findings,
-    };
-    rules::check_canary(spec, options, &mut sink);
-    findings.retain(|f| f.severity == Severity::Error);
-    findings
 }
 
 /// Validates a multi-document YAML stream.
@@ -218,9 +187,12 @@ fn validate_document(
     };
     match kind.as_str() {
         "Canary" => {
-            if let Some(spec) = typed::<CanarySpec>(spec, &mut sink) {
-                rules::check_canary(&spec, options, &mut sink);
+            let Some(spec) = typed::<CanarySpec>(spec, &mut sink) else {
+                return;
+            };
+            if let Some(plan) = rules::check_canary(&spec, options, &mut sink) {
                 report.manifests.push(Manifest::Canary {
+                    plan: Box::new(plan),
                     name,
                     namespace: if namespace.is_empty() {
                         "default".into()

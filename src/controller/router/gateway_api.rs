@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use super::session::{session_cookies, Cookie};
 use super::ObjectRouter;
-use crate::api::{Canary, HeaderOperations, Matcher, RequestMatch, StringMatch};
+use crate::api::{Canary, HeaderOperations};
 use crate::controller::objects::{owner_reference, service_name};
 use crate::engine::Routes;
+use crate::plan::{Condition, Plan, RouteMatch};
 
 const KIND: &str = "HTTPRoute";
 
@@ -25,38 +26,38 @@ fn resource() -> ApiResource {
 
 /// A string condition as Gateway API's `{type, value}`: prefix and suffix become anchored
 /// regular expressions, since HTTPRoute headers only know Exact and RegularExpression.
-fn typed_value(condition: &StringMatch) -> Option<(&'static str, String)> {
-    // Validation refuses a condition that is not exactly one kind before any router runs.
-    Some(match condition.matcher().ok()? {
-        Matcher::Exact(exact) => ("Exact", exact.to_string()),
-        Matcher::Regex(regex) => ("RegularExpression", regex.to_string()),
-        Matcher::Prefix(prefix) => ("RegularExpression", format!("^{}.*", regex::escape(prefix))),
-        Matcher::Suffix(suffix) => ("RegularExpression", format!(".*{}$", regex::escape(suffix))),
-    })
+fn typed_value(condition: &Condition) -> (&'static str, String) {
+    match condition {
+        Condition::Exact(exact) => ("Exact", exact.clone()),
+        Condition::Regex(regex) => ("RegularExpression", regex.clone()),
+        Condition::Prefix(prefix) => ("RegularExpression", format!("^{}.*", regex::escape(prefix))),
+        Condition::Suffix(suffix) => ("RegularExpression", format!(".*{}$", regex::escape(suffix))),
+    }
 }
 
-fn named_matches(conditions: &std::collections::BTreeMap<String, StringMatch>) -> Vec<Value> {
+fn named_matches(conditions: &std::collections::BTreeMap<String, Condition>) -> Vec<Value> {
     conditions
         .iter()
-        .filter_map(|(name, condition)| {
-            let (kind, value) = typed_value(condition)?;
-            Some(json!({ "type": kind, "name": name, "value": value }))
+        .map(|(name, condition)| {
+            let (kind, value) = typed_value(condition);
+            json!({ "type": kind, "name": name, "value": value })
         })
         .collect()
 }
 
 /// An HTTPRouteMatch from an A/B condition (Istio's vocabulary, which Flagger manifests use).
-fn route_match(condition: &RequestMatch) -> Value {
+fn route_match(condition: &RouteMatch) -> Value {
     let mut out = serde_json::Map::new();
     if let Some(uri) = &condition.uri {
-        let path = match uri.matcher() {
-            Ok(Matcher::Exact(exact)) => Some(json!({ "type": "Exact", "value": exact })),
-            Ok(Matcher::Prefix(prefix)) => Some(json!({ "type": "PathPrefix", "value": prefix })),
-            _ => typed_value(uri).map(|(kind, value)| json!({ "type": kind, "value": value })),
+        let path = match uri {
+            Condition::Exact(exact) => json!({ "type": "Exact", "value": exact }),
+            Condition::Prefix(prefix) => json!({ "type": "PathPrefix", "value": prefix }),
+            other => {
+                let (kind, value) = typed_value(other);
+                json!({ "type": kind, "value": value })
+            }
         };
-        if let Some(path) = path {
-            out.insert("path".into(), path);
-        }
+        out.insert("path".into(), path);
     }
     let headers = named_matches(&condition.headers);
     if !headers.is_empty() {
@@ -66,7 +67,7 @@ fn route_match(condition: &RequestMatch) -> Value {
     if !params.is_empty() {
         out.insert("queryParams".into(), Value::Array(params));
     }
-    if let Some(Ok(Matcher::Exact(method))) = condition.method.as_ref().map(StringMatch::matcher) {
+    if let Some(Condition::Exact(method)) = &condition.method {
         out.insert("method".into(), json!(method));
     }
     Value::Object(out)
@@ -100,17 +101,12 @@ fn set_cookie_filter(cookie: &Cookie) -> Value {
 }
 
 /// The A/B matches of the canary, as the route carries them.
-fn ab_matches(canary: &Canary) -> Vec<Value> {
-    canary
-        .spec
-        .analysis
-        .as_ref()
-        .map(|a| a.r#match.iter().map(route_match).collect())
-        .unwrap_or_default()
+fn ab_matches(plan: &Plan) -> Vec<Value> {
+    plan.analysis.matches.iter().map(route_match).collect()
 }
 
 /// The HTTPRoute for `routes`.
-pub fn http_route(canary: &Canary, routes: Routes) -> Value {
+pub fn http_route(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
     let name = service_name(canary);
     let namespace = canary.namespace().unwrap_or_default();
     let service = &canary.spec.service;
@@ -156,7 +152,7 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Value {
         }
         Value::Object(out)
     };
-    let cookies = session_cookies(canary, routes);
+    let cookies = session_cookies(plan, routes);
     let mut rules = Vec::new();
     if let Some(cookies) = &cookies {
         rules.push(rule(
@@ -172,7 +168,7 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Value {
             ));
         }
     }
-    let ab = ab_matches(canary);
+    let ab = ab_matches(plan);
     if routes.match_to_canary && !ab.is_empty() {
         rules.push(rule(
             ab,
@@ -227,7 +223,7 @@ pub fn http_route(canary: &Canary, routes: Routes) -> Value {
 }
 
 /// The routes an HTTPRoute written by [`http_route`] expresses.
-pub fn routes_of_http_route(canary: &Canary, spec: &Value) -> Option<Routes> {
+pub fn routes_of_http_route(canary: &Canary, plan: &Plan, spec: &Value) -> Option<Routes> {
     let canary_host = crate::naming::canary(&service_name(canary));
     let rules = spec.get("rules")?.as_array()?;
     let main = rules.last()?;
@@ -237,7 +233,7 @@ pub fn routes_of_http_route(canary: &Canary, spec: &Value) -> Option<Routes> {
         .find(|b| b["name"] == json!(canary_host))
         .and_then(|b| b["weight"].as_i64())
         .unwrap_or(0) as i32;
-    let ab = ab_matches(canary);
+    let ab = ab_matches(plan);
     let mirror_percent = main["filters"]
         .as_array()
         .into_iter()
@@ -272,7 +268,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::api::{CanaryAnalysis, CanaryService, HeaderPolicy, SessionAffinity};
+    use crate::api::{CanaryAnalysis, CanaryService, HeaderPolicy, SessionAffinity, StringMatch};
 
     use crate::controller::router::fixtures::insider;
 
@@ -301,7 +297,11 @@ mod tests {
             mirror_percent: Some(40),
             ..Routes::weighted(20)
         };
-        let route = http_route(&canary, routes);
+        let route = http_route(
+            &canary,
+            &crate::controller::router::fixtures::plan(&canary),
+            routes,
+        );
         let spec = &route["spec"];
         assert_eq!(spec["parentRefs"][0]["kind"], json!("Service"));
         let main = &spec["rules"][0];
@@ -311,7 +311,14 @@ mod tests {
         assert_eq!(main["timeouts"]["request"], json!("15s"));
         assert_eq!(main["filters"][0]["type"], json!("RequestHeaderModifier"));
         assert_eq!(main["filters"][1]["requestMirror"]["percent"], json!(40));
-        assert_eq!(routes_of_http_route(&canary, spec), Some(routes));
+        assert_eq!(
+            routes_of_http_route(
+                &canary,
+                &crate::controller::router::fixtures::plan(&canary),
+                spec
+            ),
+            Some(routes)
+        );
     }
 
     #[test]
@@ -332,7 +339,11 @@ mod tests {
             match_to_canary: true,
             ..Routes::primary_only()
         };
-        let route = http_route(&canary, routes);
+        let route = http_route(
+            &canary,
+            &crate::controller::router::fixtures::plan(&canary),
+            routes,
+        );
         let first = &route["spec"]["rules"][0];
         assert_eq!(
             first["matches"][0]["headers"][0],
@@ -343,7 +354,14 @@ mod tests {
             json!("RegularExpression")
         );
         assert_eq!(first["backendRefs"][1]["weight"], json!(100));
-        assert_eq!(routes_of_http_route(&canary, &route["spec"]), Some(routes));
+        assert_eq!(
+            routes_of_http_route(
+                &canary,
+                &crate::controller::router::fixtures::plan(&canary),
+                &route["spec"]
+            ),
+            Some(routes)
+        );
     }
 
     #[test]
@@ -356,7 +374,11 @@ mod tests {
             }),
             ..Default::default()
         });
-        let route = http_route(&canary, Routes::weighted(10));
+        let route = http_route(
+            &canary,
+            &crate::controller::router::fixtures::plan(&canary),
+            Routes::weighted(10),
+        );
         let rules = route["spec"]["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 3);
         assert_eq!(
@@ -370,11 +392,19 @@ mod tests {
             json!("canary-session=1; Max-Age=600; Path=/")
         );
         assert_eq!(
-            routes_of_http_route(&canary, &route["spec"]),
+            routes_of_http_route(
+                &canary,
+                &crate::controller::router::fixtures::plan(&canary),
+                &route["spec"]
+            ),
             Some(Routes::weighted(10))
         );
         // Once promoted, no cookie is set or honoured.
-        let promoted = http_route(&canary, Routes::primary_only());
+        let promoted = http_route(
+            &canary,
+            &crate::controller::router::fixtures::plan(&canary),
+            Routes::primary_only(),
+        );
         assert_eq!(promoted["spec"]["rules"].as_array().unwrap().len(), 1);
     }
 }

@@ -8,20 +8,26 @@ use serde_json::{json, Value};
 
 use super::session::{session_cookies, Cookie};
 use super::{read_spec, write, Router, RouterError};
-use crate::api::{Canary, RequestMatch, StringMatch};
+use crate::api::Canary;
 use crate::controller::objects::{owner_reference, service_name};
 use crate::engine::Routes;
+use crate::plan::{Condition, Plan, RouteMatch};
 
 fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1", kind))
 }
 
-fn string_match(condition: &StringMatch) -> Value {
-    serde_json::to_value(condition).unwrap_or(Value::Null)
+fn string_match(condition: &Condition) -> Value {
+    match condition {
+        Condition::Exact(text) => json!({ "exact": text }),
+        Condition::Prefix(text) => json!({ "prefix": text }),
+        Condition::Suffix(text) => json!({ "suffix": text }),
+        Condition::Regex(text) => json!({ "regex": text }),
+    }
 }
 
 /// An Istio HTTPMatchRequest from an A/B condition.
-fn http_match(condition: &RequestMatch) -> Value {
+fn http_match(condition: &RouteMatch) -> Value {
     let mut out = serde_json::Map::new();
     if !condition.headers.is_empty() {
         let headers: serde_json::Map<_, _> = condition
@@ -55,7 +61,7 @@ fn http_match(condition: &RequestMatch) -> Value {
 }
 
 /// The VirtualService for `routes`.
-pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
+pub fn virtual_service(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
     let name = service_name(canary);
     let namespace = canary.namespace().unwrap_or_default();
     let service = &canary.spec.service;
@@ -70,7 +76,7 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
     let primary_host = crate::naming::primary(&name);
     let canary_host = crate::naming::canary(&name);
     let destination = |host: &str, weight: i32| json!({ "destination": { "host": host, "port": { "number": service.port } }, "weight": weight });
-    let cookies = session_cookies(canary, routes);
+    let cookies = session_cookies(plan, routes);
     // A destination whose responses set a session cookie.
     let setting = |host: &str, weight: i32, cookie: Option<&Cookie>| {
         let mut out = destination(host, weight);
@@ -121,12 +127,7 @@ pub fn virtual_service(canary: &Canary, routes: Routes) -> Value {
             http.push(Value::Object(pinned));
         }
     }
-    let ab_matches = canary
-        .spec
-        .analysis
-        .as_ref()
-        .map(|a| a.r#match.as_slice())
-        .unwrap_or_default();
+    let ab_matches = plan.analysis.matches.as_slice();
     if routes.match_to_canary && !ab_matches.is_empty() {
         let mut ab = common.clone();
         ab.insert("name".into(), json!("canary-match"));
@@ -241,7 +242,11 @@ pub struct IstioRouter {
 }
 
 impl Router for IstioRouter {
-    fn ensure<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+    fn ensure<'a>(
+        &'a self,
+        canary: &'a Canary,
+        _: &'a Plan,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
             for rule in destination_rules(canary) {
@@ -261,6 +266,7 @@ impl Router for IstioRouter {
     fn apply<'a>(
         &'a self,
         canary: &'a Canary,
+        plan: &'a Plan,
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
@@ -270,7 +276,7 @@ impl Router for IstioRouter {
                 &resource("VirtualService"),
                 "VirtualService",
                 &namespace,
-                virtual_service(canary, routes),
+                virtual_service(canary, plan, routes),
             )
             .await
         })
@@ -279,6 +285,7 @@ impl Router for IstioRouter {
     fn current<'a>(
         &'a self,
         canary: &'a Canary,
+        _: &'a Plan,
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
@@ -310,7 +317,11 @@ mod tests {
             mirror_percent: Some(25),
             ..Routes::weighted(30)
         };
-        let vs = virtual_service(&canary, routes);
+        let vs = virtual_service(
+            &canary,
+            &crate::controller::router::fixtures::plan(&canary),
+            routes,
+        );
         assert_eq!(vs["spec"]["hosts"], json!(["podinfo"]));
         assert_eq!(vs["spec"]["gateways"], json!(["mesh"]));
         assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], json!(30));
@@ -327,7 +338,11 @@ mod tests {
             match_to_canary: true,
             ..Routes::primary_only()
         };
-        let vs = virtual_service(&canary, routes);
+        let vs = virtual_service(
+            &canary,
+            &crate::controller::router::fixtures::plan(&canary),
+            routes,
+        );
         let first = &vs["spec"]["http"][0];
         assert_eq!(
             first["match"][0]["headers"]["x-canary"]["exact"],

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::api::{Canary, RouterKind};
 use crate::engine::Routes;
 use crate::naming::FIELD_MANAGER;
+use crate::plan::Plan;
 
 pub use gateway_api::{http_route, routes_of_http_route};
 pub use istio::{destination_rules, routes_of_virtual_service, virtual_service, IstioRouter};
@@ -40,17 +41,23 @@ pub enum RouterError {
 pub trait Router: Send + Sync {
     /// Writes the objects that do not change with the weights (Istio's DestinationRules); called
     /// at bootstrap and promotion, not at every step.
-    fn ensure<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>>;
+    fn ensure<'a>(
+        &'a self,
+        canary: &'a Canary,
+        plan: &'a Plan,
+    ) -> BoxFuture<'a, Result<(), RouterError>>;
     /// Makes the mesh route as `routes` says (creating the route object when needed).
     fn apply<'a>(
         &'a self,
         canary: &'a Canary,
+        plan: &'a Plan,
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>>;
     /// The routes in force, read from the mesh's objects; `None` when they do not exist yet.
     fn current<'a>(
         &'a self,
         canary: &'a Canary,
+        plan: &'a Plan,
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>>;
 }
 
@@ -60,23 +67,24 @@ pub struct ObjectRouter {
     pub client: Client,
     pub resource: ApiResource,
     pub kind: &'static str,
-    pub build: fn(&Canary, Routes) -> Value,
-    pub read: fn(&Canary, &Value) -> Option<Routes>,
+    pub build: fn(&Canary, &Plan, Routes) -> Value,
+    pub read: fn(&Canary, &Plan, &Value) -> Option<Routes>,
 }
 
 impl Router for ObjectRouter {
-    fn ensure<'a>(&'a self, _: &'a Canary) -> BoxFuture<'a, Result<(), RouterError>> {
+    fn ensure<'a>(&'a self, _: &'a Canary, _: &'a Plan) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async { Ok(()) })
     }
 
     fn apply<'a>(
         &'a self,
         canary: &'a Canary,
+        plan: &'a Plan,
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
-            let object = (self.build)(canary, routes);
+            let object = (self.build)(canary, plan, routes);
             write(&self.client, &self.resource, self.kind, &namespace, object).await
         })
     }
@@ -84,13 +92,14 @@ impl Router for ObjectRouter {
     fn current<'a>(
         &'a self,
         canary: &'a Canary,
+        plan: &'a Plan,
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
             let name = crate::controller::objects::service_name(canary);
             let spec =
                 read_spec(&self.client, &self.resource, self.kind, &namespace, &name).await?;
-            Ok(spec.and_then(|spec| (self.read)(canary, &spec)))
+            Ok(spec.and_then(|spec| (self.read)(canary, plan, &spec)))
         })
     }
 }
@@ -173,6 +182,11 @@ pub(crate) mod fixtures {
     use crate::api::{
         Canary, CanaryAnalysis, CanaryService, CanarySpec, RequestMatch, StringMatch, TargetRef,
     };
+
+    /// The canary's spec read as the controller reads it (Istio unless it names a provider).
+    pub fn plan(canary: &Canary) -> crate::plan::Plan {
+        crate::plan::plan(&canary.spec, Default::default()).expect("a valid fixture")
+    }
 
     pub fn canary(service: CanaryService, analysis: Option<CanaryAnalysis>) -> Canary {
         let mut canary = Canary::new(

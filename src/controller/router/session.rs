@@ -3,11 +3,8 @@
 //! not flip between versions from request to request. With `primaryCookieName`, users who
 //! landed on the primary stay there too.
 
-use crate::api::Canary;
 use crate::engine::Routes;
-
-/// Cookie lifetime when `maxAge` is unset: one day, as Flagger.
-const DEFAULT_MAX_AGE: i32 = 86_400;
+use crate::plan::Plan;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cookie {
@@ -36,13 +33,13 @@ pub struct SessionCookies {
 
 /// The cookies in force for `routes`: only while traffic is split by weight, since A/B routing
 /// and full promotion already decide per request.
-pub fn session_cookies(canary: &Canary, routes: Routes) -> Option<SessionCookies> {
-    let affinity = canary.spec.analysis.as_ref()?.session_affinity.as_ref()?;
+pub fn session_cookies(plan: &Plan, routes: Routes) -> Option<SessionCookies> {
+    let affinity = plan.analysis.session_affinity.as_ref()?;
     let split = routes.canary_weight > 0 && routes.canary_weight < 100;
     if !split || routes.match_to_canary {
         return None;
     }
-    let max_age = affinity.max_age.unwrap_or(DEFAULT_MAX_AGE);
+    let max_age = affinity.max_age;
     Some(SessionCookies {
         canary: Cookie::new(&affinity.cookie_name, max_age),
         primary: affinity

@@ -57,8 +57,8 @@ pub fn router(client: &Client) -> ObjectRouter {
         client: client.clone(),
         resource: resource(),
         kind: KIND,
-        build: traffic_split,
-        read: routes_of_traffic_split,
+        build: |canary, _, routes| traffic_split(canary, routes),
+        read: |canary, _, spec| routes_of_traffic_split(canary, spec),
     }
 }
 

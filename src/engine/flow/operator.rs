@@ -21,7 +21,7 @@ impl Rollout<'_> {
     /// Acts on a request not handled yet; `true` when it decided this step (an abort, a full
     /// promotion).
     pub(super) fn operator_request(&mut self, target: &str) -> bool {
-        let Some(request) = self.input.observations.request.clone() else {
+        let Some(Ok(request)) = self.input.observations.request.clone() else {
             return false;
         };
         if self.status.handled_request.as_deref() == Some(request.id.as_str()) {

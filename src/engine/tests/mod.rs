@@ -71,13 +71,22 @@ impl Sim {
         sim
     }
 
+    /// The spec read as the controller reads it; the tests write only valid specs.
+    fn plan(&self) -> crate::plan::Plan {
+        let options = crate::plan::Options {
+            allow_short_intervals: true,
+            ..Default::default()
+        };
+        crate::plan::plan(&self.spec, options).expect("a valid spec")
+    }
+
     fn observations(&self) -> Observations {
         Observations {
             target_revision: Some(self.target.clone()),
             primary_revision: Some(self.primary.clone()),
             primary_ready: self.primary_ready,
             canary_ready: self.canary_ready && self.target_up,
-            request: self.request.clone(),
+            request: self.request.clone().map(Ok),
             ..Observations::default()
         }
     }
@@ -86,9 +95,10 @@ impl Sim {
     fn decide_now(&mut self) -> Duration {
         let mut observations = self.observations();
         let decision = loop {
+            let plan = self.plan();
             let input = Input {
                 name: "podinfo.test",
-                spec: &self.spec,
+                plan: &plan,
                 status: &self.status,
                 observations: &observations,
                 now: self.now,
@@ -722,9 +732,10 @@ fn missing_target_changes_nothing() {
     let mut sim = Sim::initialized(stepped(20, 60, 1));
     let before = sim.status.clone();
     let observations = Observations::default();
+    let plan = sim.plan();
     let step = decide(Input {
         name: "x",
-        spec: &sim.spec,
+        plan: &plan,
         status: &sim.status,
         observations: &observations,
         now: sim.now,

@@ -30,7 +30,10 @@ pub enum WindowError {
 }
 
 /// A window read and checked once.
+#[derive(Clone)]
 pub struct ParsedWindow {
+    /// The schedule as written, for messages.
+    text: String,
     schedule: cron::Schedule,
     length: chrono::Duration,
     zone: jiff::tz::TimeZone,
@@ -99,6 +102,7 @@ impl ParsedWindow {
                 .map_err(|_| WindowError::TimeZone(name.to_string()))?,
         };
         Ok(ParsedWindow {
+            text: window.schedule.clone(),
             schedule,
             length: chrono::Duration::from_std(length)
                 .map_err(|e| WindowError::Duration(window.duration.clone(), e.to_string()))?,
@@ -138,14 +142,14 @@ impl ParsedWindow {
 }
 
 /// Open when any window is open (or none is declared); otherwise the earliest next opening.
-pub fn state(windows: &[PromotionWindow], now: Timestamp) -> Result<WindowState, WindowError> {
+pub fn state(windows: &[ParsedWindow], now: Timestamp) -> WindowState {
     if windows.is_empty() {
-        return Ok(WindowState::Open);
+        return WindowState::Open;
     }
     let mut earliest: Option<Timestamp> = None;
     for window in windows {
-        match ParsedWindow::parse(window)?.state(now) {
-            WindowState::Open => return Ok(WindowState::Open),
+        match window.state(now) {
+            WindowState::Open => return WindowState::Open,
             WindowState::Closed { opens_at } => {
                 earliest = match (earliest, opens_at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -154,7 +158,13 @@ pub fn state(windows: &[PromotionWindow], now: Timestamp) -> Result<WindowState,
             }
         }
     }
-    Ok(WindowState::Closed { opens_at: earliest })
+    WindowState::Closed { opens_at: earliest }
+}
+
+impl std::fmt::Debug for ParsedWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ParsedWindow({:?}, {})", self.text, self.length)
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +181,15 @@ mod tests {
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
+    }
+
+    /// The windows read as the plan reads them, then asked about `now`.
+    fn state(windows: &[PromotionWindow], now: Timestamp) -> Result<WindowState, WindowError> {
+        let parsed = windows
+            .iter()
+            .map(ParsedWindow::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(super::state(&parsed, now))
     }
 
     #[test]

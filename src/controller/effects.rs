@@ -1,0 +1,232 @@
+//! The cluster side of the adapter protocol: the engine's actions as writes to the API server
+//! and the mesh, its metrics from Prometheus, its events as Kubernetes Events and alerts.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::configs::Configs;
+use super::objects;
+use super::observe::{metrics_address, World};
+use super::reconcile::ReconcileError;
+use super::Context;
+use crate::api::{Canary, CanaryStatus};
+use crate::driver::Adapter;
+use crate::engine::{Event, MetricOutcome, Routes};
+use crate::metrics::compare::{Comparer, Sides};
+use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
+use crate::metrics::templates::WithTemplates;
+use crate::naming::{self, FIELD_MANAGER};
+use crate::plan::Webhook;
+
+/// One canary's effects in the cluster, as this reconcile observed it.
+pub struct Cluster<'a> {
+    pub canary: &'a Canary,
+    pub ctx: &'a Context,
+    pub world: &'a World,
+}
+
+impl Cluster<'_> {
+    fn namespace(&self) -> String {
+        self.canary.namespace().unwrap_or_default()
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace())
+    }
+
+    fn router(&self) -> &dyn super::router::Router {
+        self.ctx.routers.get(self.world.plan.router)
+    }
+
+    fn target_replicas(&self) -> i32 {
+        let target = &self.world.target;
+        target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+
+    /// The primary's size: as it runs, or the target's when there is no primary yet.
+    fn primary_replicas(&self) -> i32 {
+        self.world
+            .primary
+            .as_ref()
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(self.target_replicas().max(1))
+    }
+
+    /// Writes the primary: `-primary` copies of the configs first (so new pods find them), then
+    /// the autoscaler copy, then the Deployment with the target's template.
+    async fn write_primary(&self, replicas: i32) -> Result<(), ReconcileError> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let namespace = self.namespace();
+        let configs = Configs {
+            config_maps: &self.ctx.config_maps,
+            secrets: &self.ctx.secrets,
+            namespace: &namespace,
+        };
+        let (maps, secrets) = configs.primary_copies(self.canary, &self.world.refs);
+        let map_api: Api<ConfigMap> = self.api();
+        for map in maps {
+            map_api
+                .patch(&map.name_any(), &params, &Patch::Apply(&map))
+                .await?;
+        }
+        let secret_api: Api<Secret> = self.api();
+        for secret in secrets {
+            secret_api
+                .patch(&secret.name_any(), &params, &Patch::Apply(&secret))
+                .await?;
+        }
+        if let Some(reference) = &self.canary.spec.autoscaler_ref {
+            // Read only when the primary is written (bootstrap and promotion), never per interval.
+            let hpas: Api<HorizontalPodAutoscaler> = self.api();
+            if let Some(source) = hpas.get_opt(&reference.name).await? {
+                let copy = objects::primary_autoscaler(self.canary, &source)?;
+                hpas.patch(&copy.name_any(), &params, &Patch::Apply(&copy))
+                    .await?;
+            }
+        }
+        let revision = self
+            .world
+            .observations
+            .target_revision
+            .clone()
+            .unwrap_or_default();
+        let desired =
+            objects::primary_deployment(self.canary, &self.world.target, replicas, &revision)?;
+        let deployments: Api<Deployment> = self.api();
+        deployments
+            .patch(&desired.name_any(), &params, &Patch::Apply(&desired))
+            .await?;
+        Ok(())
+    }
+
+    async fn bootstrap_now(&self) -> Result<(), ReconcileError> {
+        if self.world.primary.is_none() {
+            self.write_primary(self.target_replicas().max(1)).await?;
+        }
+        self.router().ensure(self.canary, &self.world.plan).await?;
+        let services: Api<Service> = self.api();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        for service in objects::services(self.canary, &self.world.target)? {
+            services
+                .patch(&service.name_any(), &params, &Patch::Apply(&service))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn scale_now(&self, up: bool) -> Result<(), ReconcileError> {
+        let replicas = if up { self.primary_replicas() } else { 0 };
+        let target = &self.world.target;
+        if target.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+            return Ok(());
+        }
+        let deployments: Api<Deployment> = self.api();
+        let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
+        deployments
+            .patch(&target.name_any(), &PatchParams::default(), &patch)
+            .await?;
+        Ok(())
+    }
+
+    async fn measure_now(&self) -> Vec<MetricOutcome> {
+        let plan = &self.world.plan;
+        let ctx = self.ctx;
+        let address = metrics_address(plan, &ctx.settings);
+        // A query must answer well within the interval, or the step would be late.
+        let timeout = (plan.interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let provider = MeshProvider {
+            prometheus: PrometheusClient::with_http(ctx.prometheus_http.clone(), &address, timeout),
+            mesh: ctx.telemetry_for(plan.router),
+            workload: WorkloadRef {
+                namespace: self.namespace(),
+                name: plan.target.name.clone(),
+            },
+        };
+        let templated = WithTemplates {
+            builtins: &provider,
+            resolved: &self.world.checks,
+            pool: &ctx.template_pool,
+            workload: plan.target.name.clone(),
+            timeout,
+        };
+        let mut outcomes = crate::driver::measure_all(plan, &templated).await;
+        let primary = WorkloadRef {
+            name: naming::primary(&provider.workload.name),
+            ..provider.workload.clone()
+        };
+        let comparer = Comparer {
+            prometheus: &provider.prometheus,
+            mesh: provider.mesh,
+            sides: Sides {
+                canary: &provider.workload,
+                primary: &primary,
+            },
+            resolved: &self.world.checks,
+            pool: &ctx.template_pool,
+            timeout,
+            analysis_interval: plan.interval,
+        };
+        comparer.add_to(plan, &mut outcomes).await;
+        outcomes
+    }
+}
+
+impl Adapter for Cluster<'_> {
+    type Error = ReconcileError;
+
+    fn hook_key(&self, hook: &Webhook) -> Result<Option<Vec<u8>>, String> {
+        super::alerts::webhook_key(&self.ctx.secrets, &self.namespace(), hook)
+    }
+
+    fn measure(&self) -> BoxFuture<'_, Vec<MetricOutcome>> {
+        Box::pin(self.measure_now())
+    }
+
+    fn bootstrap(&self) -> BoxFuture<'_, Result<(), ReconcileError>> {
+        Box::pin(self.bootstrap_now())
+    }
+
+    fn set_routes(&self, routes: Routes) -> BoxFuture<'_, Result<(), ReconcileError>> {
+        Box::pin(async move {
+            self.router()
+                .apply(self.canary, &self.world.plan, routes)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn scale_target(&self, up: bool) -> BoxFuture<'_, Result<(), ReconcileError>> {
+        Box::pin(self.scale_now(up))
+    }
+
+    fn promote(&self) -> BoxFuture<'_, Result<(), ReconcileError>> {
+        Box::pin(async move {
+            self.write_primary(self.primary_replicas()).await?;
+            self.router().ensure(self.canary, &self.world.plan).await?;
+            Ok(())
+        })
+    }
+
+    fn publish<'a>(&'a self, event: &'a Event, status: &'a CanaryStatus) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (canary, ctx) = (self.canary, self.ctx);
+            tracing::info!(canary = %canary.name_any(), namespace = %self.namespace(), reason = %event.reason, "{}", event.message);
+            ctx.events
+                .publish(canary, event.severity, event.reason, &event.message)
+                .await;
+            ctx.announcer
+                .announce(canary, &self.world.plan, status, event);
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! `revertOnDeletion`: before a deleted Canary goes, the target is brought back to the primary's
+//! size and, once ready, the apex Service is pointed at it; then the finalizer is released (and
+//! garbage collection removes the rest). [`next_step`] decides; [`finalize`] only carries it out.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::objects;
+use super::readiness::is_ready;
+use super::reconcile::{conflict_is_stale, ReconcileError};
+use super::Context;
+use crate::api::{AlertSeverity, Canary, Reason};
+use crate::naming::{self, FINALIZER};
+
+/// How often a revert in progress looks again.
+const REVERT_POLL: Duration = Duration::from_secs(1);
+
+/// What the target looks like while it is being restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restoring {
+    /// `None` when the target is gone.
+    pub target_replicas: Option<Option<i32>>,
+    /// The primary's size (1 when it is gone or unset).
+    pub primary_replicas: i32,
+    pub target_ready: bool,
+}
+
+/// The next step of a revert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Scale the target to this many replicas, then look again.
+    Scale(i32),
+    /// The target is scaling up: look again.
+    Wait,
+    /// Point the apex Service at the target, then let the Canary go.
+    RouteToTarget { replicas: i32 },
+    /// Nothing to restore (the target is gone): let the Canary go.
+    Release,
+}
+
+/// Pure: the revert's next step from what the stores show.
+pub fn next_step(state: Restoring) -> Step {
+    let Some(replicas) = state.target_replicas else {
+        return Step::Release;
+    };
+    if replicas != Some(state.primary_replicas) {
+        return Step::Scale(state.primary_replicas);
+    }
+    if !state.target_ready {
+        return Step::Wait;
+    }
+    Step::RouteToTarget {
+        replicas: state.primary_replicas,
+    }
+}
+
+fn restoring(target: Option<&Deployment>, primary: Option<&Deployment>) -> Restoring {
+    Restoring {
+        target_replicas: target.map(|t| t.spec.as_ref().and_then(|s| s.replicas)),
+        primary_replicas: primary
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.replicas)
+            .unwrap_or(1),
+        target_ready: target.is_some_and(|t| is_ready(t, 100)),
+    }
+}
+
+/// Carries out one step of the revert of a deleted canary.
+pub async fn finalize(
+    canary: &Canary,
+    ctx: &Context,
+    api: &Api<Canary>,
+) -> Result<Requeue, ReconcileError> {
+    if !canary.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Requeue::await_change());
+    }
+    let namespace = canary.namespace().unwrap_or_default();
+    let target_name = &canary.spec.target_ref.name;
+    let lookup = |name: &str| {
+        ctx.deployments
+            .get(&ObjectRef::new(name).within(&namespace))
+    };
+    let target = lookup(target_name);
+    let primary = lookup(&naming::primary(target_name));
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    match next_step(restoring(target.as_deref(), primary.as_deref())) {
+        Step::Scale(replicas) => {
+            let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
+            deployments
+                .patch(target_name, &PatchParams::default(), &patch)
+                .await?;
+            return Ok(Requeue::requeue(REVERT_POLL));
+        }
+        Step::Wait => return Ok(Requeue::requeue(REVERT_POLL)),
+        Step::RouteToTarget { replicas } => {
+            let target = target.as_deref().expect("a step that routes has a target");
+            route_to_target(canary, ctx, target, replicas).await?;
+        }
+        Step::Release => {}
+    }
+    super::finalizer::release(api, canary)
+        .await
+        .map_err(conflict_is_stale)?;
+    ctx.metrics.forget(&canary.name_any(), &namespace);
+    ctx.written.forget(canary);
+    Ok(Requeue::await_change())
+}
+
+/// The apex Service now selects the target's pods and no longer belongs to the Canary, so
+/// garbage collection leaves it serving.
+async fn route_to_target(
+    canary: &Canary,
+    ctx: &Context,
+    target: &Deployment,
+    replicas: i32,
+) -> Result<(), ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let (label, value) = objects::selector_label(target)?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let apex = objects::service_name(canary);
+    let patch = Patch::Merge(json!({
+        "metadata": { "ownerReferences": null },
+        "spec": { "selector": { label: value } }
+    }));
+    services
+        .patch(&apex, &PatchParams::default(), &patch)
+        .await?;
+    let message = format!(
+        "{} restored with {replicas} replicas; the apex Service {apex} routes to it",
+        target.name_any()
+    );
+    ctx.events
+        .publish(canary, AlertSeverity::Info, Reason::Reverted, &message)
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revert_scales_then_waits_then_routes_then_releases() {
+        let state = |target_replicas, target_ready| Restoring {
+            target_replicas,
+            primary_replicas: 3,
+            target_ready,
+        };
+        assert_eq!(next_step(state(Some(Some(0)), false)), Step::Scale(3));
+        assert_eq!(next_step(state(Some(None), false)), Step::Scale(3));
+        assert_eq!(next_step(state(Some(Some(3)), false)), Step::Wait);
+        assert_eq!(
+            next_step(state(Some(Some(3)), true)),
+            Step::RouteToTarget { replicas: 3 }
+        );
+        assert_eq!(next_step(state(None, false)), Step::Release);
+    }
+}

@@ -1,0 +1,158 @@
+//! What every decision carries besides the rollout step: whether the canary may run at all,
+//! the Ready and MTLS conditions, the routes after a restart, the configs tracked, and
+//! operator requests that cannot be read. All of it pure, like the rest of the engine.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::{AlertSeverity, CanaryStatus, ConditionStatus, ConditionType, Reason};
+
+use super::{Action, Decision, Event, Observations, Routes};
+
+/// How soon a canary that cannot run is looked at again (a change of it or of its target
+/// triggers a reconcile sooner).
+pub const BLOCKED_RECHECK: Duration = Duration::from_secs(60);
+
+/// Why a canary cannot run, as the adapters observed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Obstacle {
+    /// The spec does not read: every error with its field path.
+    InvalidSpec(String),
+    /// The interval is below the controller's `--min-interval`.
+    IntervalBelowFloor { interval: Duration, floor: Duration },
+    /// A metric's template or query cannot be resolved.
+    InvalidMetric(String),
+    /// An older Canary already manages the same target.
+    TargetClaimed { target: String, owner: String },
+    /// `namespace/name` of the missing target.
+    TargetNotFound(String),
+    /// The target has no selector label to split Services by.
+    TargetSelectorMissing(String),
+    /// `requireMTLS` is set and the mesh does not enforce it.
+    MtlsNotEnforced { reason: Reason, message: String },
+}
+
+impl Obstacle {
+    pub fn reason(&self) -> Reason {
+        match self {
+            Obstacle::InvalidSpec(_) | Obstacle::IntervalBelowFloor { .. } => Reason::InvalidSpec,
+            Obstacle::InvalidMetric(_) => Reason::InvalidMetric,
+            Obstacle::TargetClaimed { .. } => Reason::TargetClaimed,
+            Obstacle::TargetNotFound(_) => Reason::TargetNotFound,
+            Obstacle::TargetSelectorMissing(_) => Reason::TargetSelectorMissing,
+            Obstacle::MtlsNotEnforced { reason, .. } => *reason,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Obstacle::InvalidSpec(text)
+            | Obstacle::InvalidMetric(text)
+            | Obstacle::TargetSelectorMissing(text) => text.clone(),
+            Obstacle::IntervalBelowFloor { interval, floor } => {
+                format!("spec.analysis.interval {interval:?} is below the minimum of {floor:?}")
+            }
+            Obstacle::TargetClaimed { target, owner } => format!(
+                "Deployment {target} is already managed by Canary {owner}; this one is not run"
+            ),
+            Obstacle::TargetNotFound(target) => format!("target Deployment {target} not found"),
+            Obstacle::MtlsNotEnforced { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// The decision for a canary that cannot run: the Ready condition says why, an Event says it
+/// once (when the reason or message changes), and nothing else is touched.
+pub fn blocked(status: &CanaryStatus, obstacle: &Obstacle, now: Timestamp) -> Decision {
+    let mut next = status.clone();
+    let (reason, message) = (obstacle.reason(), obstacle.message());
+    let changed = next.set_condition(
+        ConditionType::Ready,
+        ConditionStatus::False,
+        (reason, &message),
+        now,
+    );
+    let actions = if changed {
+        vec![Action::Event(Event {
+            severity: AlertSeverity::Warn,
+            reason,
+            message,
+        })]
+    } else {
+        Vec::new()
+    };
+    Decision {
+        status: next,
+        actions,
+        requeue_after: BLOCKED_RECHECK,
+    }
+}
+
+/// The routes to write again after a restart, when the mesh disagrees with the status (a crash
+/// between the route write and the status write): the status's weights, the mesh's other
+/// settings.
+pub fn resumed_routes(status: &CanaryStatus, mesh: Option<Routes>) -> Option<Routes> {
+    let mesh = mesh.filter(|_| status.phase.is_active())?;
+    (mesh.canary_weight != status.canary_weight).then_some(Routes {
+        canary_weight: status.canary_weight,
+        primary_weight: 100 - status.canary_weight,
+        ..mesh
+    })
+}
+
+/// An operator request annotation that does not read, identified by a digest of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub marker: String,
+    pub message: String,
+}
+
+/// The bookkeeping of a canary that runs, after the rollout step decided.
+pub(super) fn settle(
+    decision: &mut Decision,
+    before: &CanaryStatus,
+    observations: &Observations,
+    now: Timestamp,
+) {
+    let status = &mut decision.status;
+    status.clear_condition(ConditionType::Ready);
+    if let Some((reason, message)) = &observations.mtls {
+        status.set_condition(
+            ConditionType::MTLS,
+            ConditionStatus::True,
+            (*reason, message),
+            now,
+        );
+    }
+    if status.last_applied_spec.is_some()
+        && status.last_applied_spec == observations.target_revision
+    {
+        status.tracked_configs = observations.configs.clone();
+    }
+    if let Some(Err(unreadable)) = &observations.request {
+        if status.handled_request.as_deref() != Some(unreadable.marker.as_str()) {
+            status.handled_request = Some(unreadable.marker.clone());
+            decision.actions.push(Action::Event(Event {
+                severity: AlertSeverity::Warn,
+                reason: Reason::RequestIgnored,
+                message: unreadable.message.clone(),
+            }));
+        }
+    }
+    if let Some(routes) = resumed_routes(before, observations.mesh_routes) {
+        let mesh = observations.mesh_routes.unwrap_or_default().canary_weight;
+        decision.actions.insert(0, Action::SetRoutes(routes));
+        decision.actions.insert(
+            1,
+            Action::Event(Event {
+                severity: AlertSeverity::Warn,
+                reason: Reason::RoutesResumed,
+                message: format!(
+                    "the mesh routed {mesh}% to the canary after a restart; the status's {}% is written again",
+                    routes.canary_weight
+                ),
+            }),
+        );
+    }
+}
