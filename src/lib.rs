@@ -12,6 +12,7 @@ pub mod crd;
 pub mod demo;
 pub mod driver;
 pub mod engine;
+pub mod exposition;
 pub mod gateway;
 pub mod hooks;
 pub mod http_client;

@@ -223,6 +223,10 @@ impl CanaryStatus {
         }
     }
 
+    pub fn condition(&self, kind: ConditionType) -> Option<&CanaryCondition> {
+        self.conditions.iter().find(|c| c.r#type == kind.as_str())
+    }
+
     pub fn clear_condition(&mut self, kind: ConditionType) {
         self.conditions.retain(|c| c.r#type != kind.as_str());
     }

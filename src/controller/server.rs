@@ -44,7 +44,10 @@ pub async fn serve(
         )
         .route(
             "/metrics",
-            get(|State(shared): State<Shared>| async move { shared.metrics.render() }),
+            get(|State(shared): State<Shared>| async move {
+                let content_type = [(http::header::CONTENT_TYPE, crate::exposition::CONTENT_TYPE)];
+                (content_type, shared.metrics.render())
+            }),
         )
         .with_state(Shared { metrics, ready });
     tokio::spawn(async move {

@@ -1,14 +1,17 @@
-//! The controller's own Prometheus metrics (Flagger's names with our prefix) and Kubernetes Events.
+//! The controller's own Prometheus metrics (Flagger's names with our prefix), exposed through
+//! the process's one registry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use crate::api::CanaryPhase;
+use crate::exposition::{self, Collector, Histogram, Labels, Registry};
 
 const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Series {
     status: BTreeMap<(String, String), i64>,
     weight: BTreeMap<(String, String), i64>,
@@ -19,24 +22,35 @@ struct Series {
     duration_sum: f64,
 }
 
-/// Metrics registry; cheap to update, rendered on scrape.
-pub struct ControllerMetrics {
+/// What the registry's collector reads on scrape.
+#[derive(Debug)]
+struct State {
     version: String,
     mesh: String,
     series: Mutex<Series>,
 }
 
+/// The controller's metrics: cheap to update, rendered on scrape.
+pub struct ControllerMetrics {
+    state: Arc<State>,
+    registry: Registry,
+}
+
 impl ControllerMetrics {
     pub fn new(mesh: &str) -> Self {
-        ControllerMetrics {
+        let state = Arc::new(State {
             version: env!("CARGO_PKG_VERSION").to_string(),
             mesh: mesh.to_string(),
             series: Mutex::default(),
+        });
+        ControllerMetrics {
+            registry: exposition::registry_of(state.clone()),
+            state,
         }
     }
 
     fn series(&self) -> parking_lot::MutexGuard<'_, Series> {
-        self.series.lock()
+        self.state.series.lock()
     }
 
     /// Records the state of one canary after a reconcile.
@@ -96,70 +110,104 @@ impl ControllerMetrics {
     }
 
     pub fn render(&self) -> String {
-        let series = self.series();
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# TYPE aviary_info gauge\naviary_info{{version=\"{}\",mesh_provider=\"{}\"}} 1",
-            self.version, self.mesh
-        );
+        exposition::render(&self.registry)
+    }
+}
+
+fn pair(name: &str, namespace: &str) -> Labels {
+    vec![
+        ("name", name.to_string()),
+        ("namespace", namespace.to_string()),
+    ]
+}
+
+impl Collector for State {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        let series = self.series.lock();
+        let info = vec![
+            ("version", self.version.clone()),
+            ("mesh_provider", self.mesh.clone()),
+        ];
+        exposition::gauges(
+            &mut encoder,
+            ("aviary_info", "The controller's version and mesh."),
+            [(info, 1)],
+        )?;
         let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
         for (_, namespace) in series.status.keys() {
             *totals.entry(namespace.as_str()).or_default() += 1;
         }
-        out.push_str("# TYPE aviary_canary_total gauge\n");
-        for (namespace, count) in totals {
-            let _ = writeln!(
-                out,
-                "aviary_canary_total{{namespace=\"{namespace}\"}} {count}"
-            );
-        }
-        out.push_str("# TYPE aviary_canary_status gauge\n");
-        for ((name, namespace), code) in &series.status {
-            let _ = writeln!(
-                out,
-                "aviary_canary_status{{name=\"{name}\",namespace=\"{namespace}\"}} {code}"
-            );
-        }
-        out.push_str("# TYPE aviary_canary_weight gauge\n");
-        for ((workload, namespace), weight) in &series.weight {
-            let _ = writeln!(out, "aviary_canary_weight{{workload=\"{workload}\",namespace=\"{namespace}\"}} {weight}");
-        }
-        out.push_str("# TYPE aviary_canary_metric_analysis gauge\n");
-        for ((name, namespace, metric), value) in &series.analysis {
-            let _ = writeln!(out, "aviary_canary_metric_analysis{{name=\"{name}\",namespace=\"{namespace}\",metric=\"{metric}\"}} {value}");
-        }
-        for (metric, map) in [
-            ("aviary_canary_successes_total", &series.successes),
-            ("aviary_canary_failures_total", &series.failures),
+        let totals = totals
+            .into_iter()
+            .map(|(ns, n)| (vec![("namespace", ns.to_string())], n));
+        exposition::gauges(
+            &mut encoder,
+            ("aviary_canary_total", "Canaries by namespace."),
+            totals,
+        )?;
+        let status = series
+            .status
+            .iter()
+            .map(|((n, ns), code)| (pair(n, ns), *code));
+        exposition::gauges(
+            &mut encoder,
+            (
+                "aviary_canary_status",
+                "0 running, 1 succeeded or initialized, 2 failed.",
+            ),
+            status,
+        )?;
+        let weight = series.weight.iter().map(|((workload, ns), w)| {
+            (
+                vec![("workload", workload.clone()), ("namespace", ns.clone())],
+                *w,
+            )
+        });
+        exposition::gauges(
+            &mut encoder,
+            ("aviary_canary_weight", "The canary's traffic weight."),
+            weight,
+        )?;
+        let analysis = series.analysis.iter().map(|((n, ns, metric), value)| {
+            let mut labels = pair(n, ns);
+            labels.push(("metric", metric.clone()));
+            (labels, *value)
+        });
+        exposition::float_gauges(
+            &mut encoder,
+            (
+                "aviary_canary_metric_analysis",
+                "The last value of each metric check.",
+            ),
+            analysis,
+        )?;
+        for (name, help, map) in [
+            (
+                "aviary_canary_successes_total",
+                "Promotions.",
+                &series.successes,
+            ),
+            (
+                "aviary_canary_failures_total",
+                "Rollbacks.",
+                &series.failures,
+            ),
         ] {
-            let _ = writeln!(out, "# TYPE {metric} counter");
-            for ((name, namespace), count) in map {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{name=\"{name}\",namespace=\"{namespace}\"}} {count}"
-                );
-            }
+            let rows = map.iter().map(|((n, ns), count)| (pair(n, ns), *count));
+            exposition::counters(&mut encoder, (name, help), rows)?;
         }
-        out.push_str("# TYPE aviary_canary_duration_seconds histogram\n");
-        let mut cumulative = 0;
-        for (index, count) in series.duration_buckets.iter().enumerate() {
-            cumulative += count;
-            let bound = DURATION_BUCKETS
-                .get(index)
-                .map(|b| b.to_string())
-                .unwrap_or_else(|| "+Inf".into());
-            let _ = writeln!(
-                out,
-                "aviary_canary_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "aviary_canary_duration_seconds_sum {}",
-            series.duration_sum
-        );
-        let _ = writeln!(out, "aviary_canary_duration_seconds_count {cumulative}");
-        out
+        let duration = Histogram {
+            bounds: &DURATION_BUCKETS,
+            counts: series.duration_buckets.to_vec(),
+            sum: series.duration_sum,
+        };
+        exposition::histograms(
+            &mut encoder,
+            ("aviary_canary_duration_seconds", "Time one reconcile took."),
+            [(Labels::new(), duration)],
+        )
     }
 }

@@ -21,6 +21,7 @@ pub async fn serve_admin(gateway: GatewayHandle, listen: &str) -> Result<SocketA
     Ok(address)
 }
 
-async fn metrics(State(gateway): State<GatewayHandle>) -> String {
-    gateway.telemetry().render()
+async fn metrics(State(gateway): State<GatewayHandle>) -> impl axum::response::IntoResponse {
+    let content_type = [(http::header::CONTENT_TYPE, crate::exposition::CONTENT_TYPE)];
+    (content_type, gateway.telemetry().render())
 }

@@ -1,11 +1,15 @@
-//! Per-upstream request counters and latency histograms, rendered in the Prometheus text format.
-//! Lock-free atomics: the proxy records on every request, scrapers read whenever they like.
+//! Per-upstream request counters and latency histograms, exposed through the gateway's one
+//! registry. Lock-free atomics: the proxy records on every request, scrapers read whenever they
+//! like.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::encoding::DescriptorEncoder;
+
 use super::Upstream;
+use crate::exposition::{self, Collector, Histogram, Labels, Registry};
 
 /// Histogram bucket bounds in milliseconds; dense around typical web latencies so P99 is precise.
 pub const LATENCY_BUCKETS_MS: [f64; 22] = [
@@ -26,19 +30,42 @@ struct UpstreamStats {
     mirrored: AtomicU64,
 }
 
-/// The gateway's own telemetry.
+/// The counters of both upstreams.
 #[derive(Debug, Default)]
-pub struct Telemetry {
+struct Counters {
     primary: UpstreamStats,
     canary: UpstreamStats,
 }
 
-impl Telemetry {
+impl Counters {
     fn stats(&self, upstream: Upstream) -> &UpstreamStats {
         match upstream {
             Upstream::Primary => &self.primary,
             Upstream::Canary => &self.canary,
         }
+    }
+}
+
+/// The gateway's own telemetry and the registry that exposes it.
+#[derive(Debug)]
+pub struct Telemetry {
+    counters: Arc<Counters>,
+    registry: Registry,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let counters = Arc::new(Counters::default());
+        Telemetry {
+            registry: exposition::registry_of(counters.clone()),
+            counters,
+        }
+    }
+}
+
+impl Telemetry {
+    fn stats(&self, upstream: Upstream) -> &UpstreamStats {
+        self.counters.stats(upstream)
     }
 
     /// Records one answered request.
@@ -66,7 +93,10 @@ impl Telemetry {
     }
 
     pub fn record_mirror(&self) {
-        self.canary.mirrored.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .canary
+            .mirrored
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Total requests answered for `upstream`, of any class.
@@ -80,69 +110,75 @@ impl Telemetry {
 
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str("# HELP aviary_gateway_requests_total Requests answered, by upstream and status class.\n");
-        out.push_str("# TYPE aviary_gateway_requests_total counter\n");
-        for upstream in [Upstream::Primary, Upstream::Canary] {
-            let stats = self.stats(upstream);
-            for (class, counter) in CODE_CLASSES.iter().zip(&stats.by_class) {
-                let _ = writeln!(
-                    out,
-                    "aviary_gateway_requests_total{{upstream=\"{}\",code_class=\"{class}\"}} {}",
-                    upstream.as_str(),
-                    counter.load(Ordering::Relaxed)
-                );
-            }
-        }
-        out.push_str("# HELP aviary_gateway_upstream_connect_errors_total Requests that never reached the upstream.\n");
-        out.push_str("# TYPE aviary_gateway_upstream_connect_errors_total counter\n");
-        for upstream in [Upstream::Primary, Upstream::Canary] {
-            let _ = writeln!(
-                out,
-                "aviary_gateway_upstream_connect_errors_total{{upstream=\"{}\"}} {}",
-                upstream.as_str(),
-                self.stats(upstream).connect_errors.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP aviary_gateway_mirrored_requests_total Requests copied to the canary.\n",
-        );
-        out.push_str("# TYPE aviary_gateway_mirrored_requests_total counter\n");
-        let _ = writeln!(
-            out,
-            "aviary_gateway_mirrored_requests_total {}",
-            self.canary.mirrored.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP aviary_gateway_request_duration_ms Upstream answer time in milliseconds.\n",
-        );
-        out.push_str("# TYPE aviary_gateway_request_duration_ms histogram\n");
-        for upstream in [Upstream::Primary, Upstream::Canary] {
-            let stats = self.stats(upstream);
-            let name = upstream.as_str();
-            let mut cumulative = 0;
-            for (index, counter) in stats.buckets.iter().enumerate() {
-                cumulative += counter.load(Ordering::Relaxed);
-                let bound = LATENCY_BUCKETS_MS
-                    .get(index)
-                    .map(|b| b.to_string())
-                    .unwrap_or_else(|| "+Inf".to_string());
-                let _ = writeln!(
-                    out,
-                    "aviary_gateway_request_duration_ms_bucket{{upstream=\"{name}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let sum_ms = stats.sum_micros.load(Ordering::Relaxed) as f64 / 1000.0;
-            let _ = writeln!(
-                out,
-                "aviary_gateway_request_duration_ms_sum{{upstream=\"{name}\"}} {sum_ms}"
-            );
-            let _ = writeln!(
-                out,
-                "aviary_gateway_request_duration_ms_count{{upstream=\"{name}\"}} {cumulative}"
-            );
-        }
-        out
+        exposition::render(&self.registry)
+    }
+}
+
+const UPSTREAMS: [Upstream; 2] = [Upstream::Primary, Upstream::Canary];
+
+fn upstream_label(upstream: Upstream) -> Labels {
+    vec![("upstream", upstream.as_str().to_string())]
+}
+
+impl Collector for Counters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let requests = UPSTREAMS.iter().flat_map(|upstream| {
+            let stats = self.stats(*upstream);
+            CODE_CLASSES
+                .iter()
+                .zip(&stats.by_class)
+                .map(move |(class, counter)| {
+                    let mut labels = upstream_label(*upstream);
+                    labels.push(("code_class", class.to_string()));
+                    (labels, read(counter))
+                })
+        });
+        exposition::counters(
+            &mut encoder,
+            (
+                "aviary_gateway_requests_total",
+                "Requests answered, by upstream and status class.",
+            ),
+            requests,
+        )?;
+        let errors = UPSTREAMS
+            .iter()
+            .map(|u| (upstream_label(*u), read(&self.stats(*u).connect_errors)));
+        exposition::counters(
+            &mut encoder,
+            (
+                "aviary_gateway_upstream_connect_errors_total",
+                "Requests that never reached the upstream.",
+            ),
+            errors,
+        )?;
+        let mirrored = [(Labels::new(), read(&self.canary.mirrored))];
+        exposition::counters(
+            &mut encoder,
+            (
+                "aviary_gateway_mirrored_requests_total",
+                "Requests copied to the canary.",
+            ),
+            mirrored,
+        )?;
+        let durations = UPSTREAMS.iter().map(|upstream| {
+            let stats = self.stats(*upstream);
+            let histogram = Histogram {
+                bounds: &LATENCY_BUCKETS_MS,
+                counts: stats.buckets.iter().map(read).collect(),
+                sum: read(&stats.sum_micros) as f64 / 1000.0,
+            };
+            (upstream_label(*upstream), histogram)
+        });
+        exposition::histograms(
+            &mut encoder,
+            (
+                "aviary_gateway_request_duration_ms",
+                "Upstream answer time in milliseconds.",
+            ),
+            durations,
+        )
     }
 }
 

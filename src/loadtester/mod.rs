@@ -6,6 +6,7 @@
 mod audit;
 mod gates;
 mod load;
+mod metrics;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -91,9 +92,11 @@ struct Counters {
 struct Shared {
     tokens: Vec<(String, String)>,
     webhook_secret: Option<Vec<u8>>,
-    gates: Gates,
-    runs: Runs,
-    counters: Counters,
+    gates: Arc<Gates>,
+    runs: Arc<Runs>,
+    counters: Arc<Counters>,
+    /// The process's one metrics registry, reading the three above.
+    registry: crate::exposition::Registry,
     audit: Audit,
     /// Dropped with the server: stops every run.
     stop: watch::Receiver<bool>,
@@ -126,12 +129,19 @@ pub async fn serve(config: LoadtesterConfig) -> Result<LoadtesterHandle, Loadtes
             source,
         })?;
     let (stop_tx, stop) = watch::channel(false);
+    let (gates, started, counters) = (Arc::default(), Arc::default(), Arc::default());
+    let registry = crate::exposition::registry_of(metrics::LoadtesterMetrics {
+        gates: Arc::clone(&gates),
+        runs: Arc::clone(&started),
+        counters: Arc::clone(&counters),
+    });
     let shared = Arc::new(Shared {
         tokens: config.tokens,
         webhook_secret: config.webhook_secret,
-        gates: Gates::default(),
-        runs: Runs::default(),
-        counters: Counters::default(),
+        gates,
+        runs: started,
+        counters,
+        registry,
         audit: config.audit,
         stop: stop.clone(),
     });
@@ -447,45 +457,9 @@ async fn runs(State(shared): State<Arc<Shared>>) -> Json<Vec<RunRecord>> {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let c = &shared.counters;
-    let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    let (open, closed) = shared.gates.counts();
-    let text = format!(
-        "# HELP aviary_loadtester_requests_total Load requests sent, by result.\n\
-         # TYPE aviary_loadtester_requests_total counter\n\
-         aviary_loadtester_requests_total{{result=\"ok\"}} {}\n\
-         aviary_loadtester_requests_total{{result=\"failed\"}} {}\n\
-         aviary_loadtester_requests_total{{result=\"dropped\"}} {}\n\
-         # HELP aviary_loadtester_loads_total Load runs asked for, by outcome.\n\
-         # TYPE aviary_loadtester_loads_total counter\n\
-         aviary_loadtester_loads_total{{outcome=\"started\"}} {}\n\
-         aviary_loadtester_loads_total{{outcome=\"deduplicated\"}} {}\n\
-         # HELP aviary_loadtester_loads_running Load runs in progress.\n\
-         # TYPE aviary_loadtester_loads_running gauge\n\
-         aviary_loadtester_loads_running {}\n\
-         # HELP aviary_loadtester_gates Gates known, by state.\n\
-         # TYPE aviary_loadtester_gates gauge\n\
-         aviary_loadtester_gates{{state=\"open\"}} {open}\n\
-         aviary_loadtester_gates{{state=\"closed\"}} {closed}\n\
-         # HELP aviary_loadtester_changes_total Authorised gate and rollback changes.\n\
-         # TYPE aviary_loadtester_changes_total counter\n\
-         aviary_loadtester_changes_total {}\n\
-         # HELP aviary_loadtester_refused_total Calls refused, by reason.\n\
-         # TYPE aviary_loadtester_refused_total counter\n\
-         aviary_loadtester_refused_total{{reason=\"unauthorized\"}} {}\n\
-         aviary_loadtester_refused_total{{reason=\"bad_signature\"}} {}\n",
-        read(&c.load_ok),
-        read(&c.load_failed),
-        read(&c.load_dropped),
-        read(&c.loads_started),
-        read(&c.loads_deduplicated),
-        shared.runs.running(),
-        read(&c.changes),
-        read(&c.unauthorized),
-        read(&c.bad_signatures),
-    );
+    let text = crate::exposition::render(&shared.registry);
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(http::header::CONTENT_TYPE, crate::exposition::CONTENT_TYPE)],
         text,
     )
         .into_response()

@@ -1,5 +1,6 @@
 //! Engine tests on a simulated clock: every phase transition and every strategy.
 
+mod admission;
 mod operator;
 
 use std::collections::BTreeMap;

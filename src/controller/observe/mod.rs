@@ -228,3 +228,6 @@ fn resolve_checks(
         },
     )
 }
+
+#[cfg(test)]
+mod tests;
