@@ -2,21 +2,25 @@
 //! so a Flagger manifest only needs its apiVersion changed.
 
 mod alert_provider;
+mod analysis;
 mod canary;
 mod duration;
 mod metric_template;
 mod provider;
 mod request;
 mod schema;
+mod standalone;
 mod status;
 mod vocabulary;
 
 pub use alert_provider::{AlertProvider, AlertProviderSpec};
+pub use analysis::*;
 pub use canary::*;
 pub use duration::{parse_duration, DurationError};
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
 pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
 pub use request::{OperatorRequest, Verb};
+pub use standalone::{Standalone, StandaloneProxy, StandaloneUpstream};
 pub use status::{CanaryCondition, CanaryPhase, CanaryStatus, MetricCheck, MetricJudgement};
 pub use vocabulary::{ConditionStatus, ConditionType, Reason};
 

@@ -9,7 +9,7 @@ use kube::{Client, ResourceExt};
 
 use super::CliError;
 use crate::api::{Canary, CanaryStatus, HookType};
-use crate::plan::Strategy;
+use crate::plan::{Plan, Strategy};
 
 const BAR: usize = 20;
 
@@ -22,16 +22,18 @@ pub fn status_json(canary: &Canary) -> serde_json::Value {
     })
 }
 
-/// Step `n/N` of a canary's analysis, as the engine steps through it.
-fn step(canary: &Canary, status: &CanaryStatus) -> String {
-    if canary.spec.analysis.is_none() {
-        return "no analysis".into();
-    }
+/// The spec as the controller reads it, for what the view shows of it.
+fn plan(canary: &Canary) -> Option<Plan> {
     let options = crate::plan::Options {
         allow_short_intervals: true,
         ..Default::default()
     };
-    let Ok(plan) = crate::plan::plan(&canary.spec, options) else {
+    crate::plan::plan(&canary.spec, options).ok()
+}
+
+/// Step `n/N` of a canary's analysis, as the engine steps through it.
+fn step(plan: Option<&Plan>, status: &CanaryStatus) -> String {
+    let Some(plan) = plan else {
         return "invalid spec".into();
     };
     let analysis = &plan.analysis;
@@ -69,13 +71,8 @@ fn number(value: f64) -> String {
 /// The text view of one Canary.
 pub fn render(canary: &Canary) -> String {
     let status = canary.status.clone().unwrap_or_default();
+    let plan = plan(canary);
     let mut out = String::new();
-    let message = status
-        .conditions
-        .iter()
-        .find(|c| c.r#type == crate::api::ConditionType::Promoted.as_str())
-        .and_then(|c| c.message.clone())
-        .unwrap_or_default();
     let _ = writeln!(
         out,
         "{}/{}  {}  {}  {}",
@@ -83,18 +80,31 @@ pub fn render(canary: &Canary) -> String {
         canary.name_any(),
         status.phase,
         bar(status.canary_weight),
-        step(canary, &status)
+        step(plan.as_ref(), &status)
     );
-    if !message.is_empty() {
-        let _ = writeln!(out, "  {message}");
+    let promoted = status.condition(crate::api::ConditionType::Promoted);
+    if let Some(message) = promoted.and_then(|c| c.message.as_deref()) {
+        if !message.is_empty() {
+            let _ = writeln!(out, "  {message}");
+        }
     }
-    let threshold = canary
-        .spec
-        .analysis
-        .as_ref()
-        .map(|a| a.threshold())
-        .unwrap_or(1);
+    let threshold = plan.as_ref().map_or(1, |p| p.analysis.threshold);
     let _ = writeln!(out, "  failed checks {}/{threshold}", status.failed_checks);
+    checks(&mut out, &status);
+    if let Some(plan) = &plan {
+        gates(&mut out, plan);
+    }
+    if let Some(by) = &status.paused_by {
+        let _ = writeln!(out, "  paused by {by}");
+    }
+    if let Some(by) = &status.approved_by {
+        let _ = writeln!(out, "  next closed gate approved by {by}");
+    }
+    out
+}
+
+/// The last step's checks against their ranges, and the judge's verdicts.
+fn checks(out: &mut String, status: &CanaryStatus) {
     for check in &status.last_checks {
         let range = match (check.min, check.max) {
             (Some(min), Some(max)) => format!("[{}, {}]", number(min), number(max)),
@@ -121,32 +131,28 @@ pub fn render(canary: &Canary) -> String {
             judgement.metric, judgement.verdict, judgement.detail
         );
     }
-    let gates: Vec<String> = canary
-        .spec
+}
+
+/// The webhooks that can hold or stop the rollout.
+fn gates(out: &mut String, plan: &Plan) {
+    let gates: Vec<String> = plan
         .analysis
+        .webhooks
         .iter()
-        .flat_map(|a| &a.webhooks)
         .filter(|h| {
             matches!(
-                h.r#type,
+                h.kind,
                 HookType::ConfirmRollout
                     | HookType::ConfirmTrafficIncrease
                     | HookType::ConfirmPromotion
                     | HookType::Rollback
             )
         })
-        .map(|h| format!("{} ({})", h.name, h.r#type.as_str()))
+        .map(|h| format!("{} ({})", h.name, h.kind.as_str()))
         .collect();
     if !gates.is_empty() {
         let _ = writeln!(out, "  gates: {}", gates.join(", "));
     }
-    if let Some(by) = &status.paused_by {
-        let _ = writeln!(out, "  paused by {by}");
-    }
-    if let Some(by) = &status.approved_by {
-        let _ = writeln!(out, "  next closed gate approved by {by}");
-    }
-    out
 }
 
 /// Prints every change of the named Canary (or of all in the namespace) until interrupted.

@@ -7,7 +7,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
-use super::session::{session_cookies, Cookie};
+use super::session::{session_cookies, Cookie, SessionCookies};
 use super::ObjectRouter;
 use crate::api::{Canary, HeaderOperations};
 use crate::controller::objects::{owner_reference, service_name};
@@ -105,40 +105,27 @@ fn ab_matches(plan: &Plan) -> Vec<Value> {
     plan.analysis.matches.iter().map(route_match).collect()
 }
 
-/// The HTTPRoute for `routes`.
-pub fn http_route(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
-    let name = service_name(canary);
-    let namespace = canary.namespace().unwrap_or_default();
-    let service = &canary.spec.service;
-    let port = service.port;
-    let (primary_host, canary_host) = (crate::naming::primary(&name), crate::naming::canary(&name));
-    let backend = |host: &str, weight: i32, filters: Vec<Value>| {
+/// How the rules of one HTTPRoute are written: the two backends, and what every rule carries.
+struct Rules<'a> {
+    service: &'a crate::api::CanaryService,
+    primary: String,
+    canary: String,
+    /// The header filters of spec.service.headers.
+    filters: Vec<Value>,
+}
+
+impl Rules<'_> {
+    fn backend(&self, host: &str, weight: i32, filters: Vec<Value>) -> Value {
+        let port = self.service.port;
         let mut out =
             json!({ "group": "", "kind": "Service", "name": host, "port": port, "weight": weight });
         if !filters.is_empty() {
             out["filters"] = Value::Array(filters);
         }
         out
-    };
-    // What every rule carries, from spec.service.
-    let mut filters = Vec::new();
-    if let Some(headers) = &service.headers {
-        if let Some(request) = &headers.request {
-            filters.push(header_filter(
-                "RequestHeaderModifier",
-                "requestHeaderModifier",
-                request,
-            ));
-        }
-        if let Some(response) = &headers.response {
-            filters.push(header_filter(
-                "ResponseHeaderModifier",
-                "responseHeaderModifier",
-                response,
-            ));
-        }
     }
-    let rule = |matches: Vec<Value>, filters: Vec<Value>, backends: Vec<Value>| {
+
+    fn rule(&self, matches: Vec<Value>, filters: Vec<Value>, backends: Vec<Value>) -> Value {
         let mut out = serde_json::Map::new();
         if !matches.is_empty() {
             out.insert("matches".into(), Value::Array(matches));
@@ -147,65 +134,92 @@ pub fn http_route(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
             out.insert("filters".into(), Value::Array(filters));
         }
         out.insert("backendRefs".into(), Value::Array(backends));
-        if let Some(timeout) = &service.timeout {
+        if let Some(timeout) = &self.service.timeout {
             out.insert("timeouts".into(), json!({ "request": timeout }));
         }
         Value::Object(out)
+    }
+
+    /// Everything to one side for requests matching `matches`.
+    fn pinned(&self, matches: Vec<Value>, host: &str) -> Value {
+        let backends = vec![self.backend(host, 100, vec![])];
+        self.rule(matches, self.filters.clone(), backends)
+    }
+
+    /// The weighted rule, always last so the weights can be read back from it.
+    fn weighted(&self, routes: Routes, cookies: Option<&SessionCookies>) -> Value {
+        let mut filters = self.filters.clone();
+        if let Some(percent) = routes.mirror_percent {
+            let port = self.service.port;
+            filters.push(json!({
+                "type": "RequestMirror",
+                "requestMirror": {
+                    "backendRef": { "group": "", "kind": "Service", "name": self.canary, "port": port },
+                    "percent": percent
+                }
+            }));
+        }
+        let cookie_filter =
+            |cookie: Option<&Cookie>| cookie.map(set_cookie_filter).into_iter().collect();
+        let backends = vec![
+            self.backend(
+                &self.primary,
+                routes.primary_weight,
+                cookie_filter(cookies.and_then(|c| c.primary.as_ref())),
+            ),
+            self.backend(
+                &self.canary,
+                routes.canary_weight,
+                cookie_filter(cookies.map(|c| &c.canary)),
+            ),
+        ];
+        self.rule(vec![], filters, backends)
+    }
+}
+
+/// What every rule carries, from spec.service.
+fn header_filters(service: &crate::api::CanaryService) -> Vec<Value> {
+    let Some(headers) = &service.headers else {
+        return Vec::new();
+    };
+    let request = headers
+        .request
+        .as_ref()
+        .map(|ops| header_filter("RequestHeaderModifier", "requestHeaderModifier", ops));
+    let response = headers
+        .response
+        .as_ref()
+        .map(|ops| header_filter("ResponseHeaderModifier", "responseHeaderModifier", ops));
+    request.into_iter().chain(response).collect()
+}
+
+/// The HTTPRoute for `routes`: session cookies first, then the A/B matches, then the weights.
+pub fn http_route(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
+    let name = service_name(canary);
+    let service = &canary.spec.service;
+    let writer = Rules {
+        service,
+        primary: crate::naming::primary(&name),
+        canary: crate::naming::canary(&name),
+        filters: header_filters(service),
     };
     let cookies = session_cookies(plan, routes);
     let mut rules = Vec::new();
     if let Some(cookies) = &cookies {
-        rules.push(rule(
-            vec![cookie_match(&cookies.canary)],
-            filters.clone(),
-            vec![backend(&canary_host, 100, vec![])],
-        ));
+        rules.push(writer.pinned(vec![cookie_match(&cookies.canary)], &writer.canary));
         if let Some(primary) = &cookies.primary {
-            rules.push(rule(
-                vec![cookie_match(primary)],
-                filters.clone(),
-                vec![backend(&primary_host, 100, vec![])],
-            ));
+            rules.push(writer.pinned(vec![cookie_match(primary)], &writer.primary));
         }
     }
     let ab = ab_matches(plan);
     if routes.match_to_canary && !ab.is_empty() {
-        rules.push(rule(
-            ab,
-            filters.clone(),
-            vec![
-                backend(&primary_host, 0, vec![]),
-                backend(&canary_host, 100, vec![]),
-            ],
-        ));
+        let backends = vec![
+            writer.backend(&writer.primary, 0, vec![]),
+            writer.backend(&writer.canary, 100, vec![]),
+        ];
+        rules.push(writer.rule(ab, writer.filters.clone(), backends));
     }
-    let mut main_filters = filters;
-    if let Some(percent) = routes.mirror_percent {
-        main_filters.push(json!({
-            "type": "RequestMirror",
-            "requestMirror": {
-                "backendRef": { "group": "", "kind": "Service", "name": canary_host, "port": port },
-                "percent": percent
-            }
-        }));
-    }
-    let primary_filters = cookies
-        .as_ref()
-        .and_then(|c| c.primary.as_ref())
-        .map(|c| vec![set_cookie_filter(c)])
-        .unwrap_or_default();
-    let canary_filters = cookies
-        .as_ref()
-        .map(|c| vec![set_cookie_filter(&c.canary)])
-        .unwrap_or_default();
-    rules.push(rule(
-        vec![],
-        main_filters,
-        vec![
-            backend(&primary_host, routes.primary_weight, primary_filters),
-            backend(&canary_host, routes.canary_weight, canary_filters),
-        ],
-    ));
+    rules.push(writer.weighted(routes, cookies.as_ref()));
     let mut spec = json!({
         "parentRefs": service.gateway_refs.clone().unwrap_or_default(),
         "rules": rules,
@@ -217,7 +231,7 @@ pub fn http_route(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
     json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": KIND,
-        "metadata": { "name": name, "namespace": namespace, "ownerReferences": owner.map(|o| vec![o]) },
+        "metadata": { "name": name, "namespace": canary.namespace().unwrap_or_default(), "ownerReferences": owner.map(|o| vec![o]) },
         "spec": spec
     })
 }

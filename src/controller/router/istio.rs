@@ -6,7 +6,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
-use super::session::{session_cookies, Cookie};
+use super::session::{session_cookies, Cookie, SessionCookies};
 use super::{read_spec, write, Router, RouterError};
 use crate::api::Canary;
 use crate::controller::objects::{owner_reference, service_name};
@@ -60,10 +60,122 @@ fn http_match(condition: &RouteMatch) -> Value {
     Value::Object(out)
 }
 
-/// The VirtualService for `routes`.
+/// The two hosts of a rollout and the port both serve.
+struct Hosts {
+    primary: String,
+    canary: String,
+    port: i32,
+}
+
+impl Hosts {
+    fn destination(&self, host: &str, weight: i32) -> Value {
+        json!({ "destination": { "host": host, "port": { "number": self.port } }, "weight": weight })
+    }
+
+    /// A destination whose responses set a session cookie.
+    fn setting(&self, host: &str, weight: i32, cookie: Option<&Cookie>) -> Value {
+        let mut out = self.destination(host, weight);
+        if let Some(cookie) = cookie {
+            out["headers"] = json!({ "response": { "add": { "Set-Cookie": cookie.set_cookie } } });
+        }
+        out
+    }
+}
+
+/// Settings every route carries, from spec.service.
+fn common_settings(service: &crate::api::CanaryService) -> serde_json::Map<String, Value> {
+    let mut common = serde_json::Map::new();
+    if let Some(timeout) = &service.timeout {
+        common.insert("timeout".into(), json!(timeout));
+    }
+    if let Some(retries) = &service.retries {
+        let retries = serde_json::to_value(retries).unwrap_or(Value::Null);
+        common.insert("retries".into(), retries);
+    }
+    if let Some(headers) = &service.headers {
+        let headers = serde_json::to_value(headers).unwrap_or(Value::Null);
+        common.insert("headers".into(), headers);
+    }
+    if let Some(cors) = &service.cors_policy {
+        common.insert("corsPolicy".into(), cors.clone());
+    }
+    if let Some(rewrite) = &service.rewrite {
+        common.insert("rewrite".into(), rewrite.clone());
+    }
+    common
+}
+
+/// A named route: the common settings plus `fields`.
+fn route(common: &serde_json::Map<String, Value>, name: &str, fields: [(&str, Value); 2]) -> Value {
+    let mut out = common.clone();
+    out.insert("name".into(), json!(name));
+    for (key, value) in fields {
+        out.insert(key.into(), value);
+    }
+    Value::Object(out)
+}
+
+/// Routes that keep a session where its cookie says it started.
+fn session_routes(
+    common: &serde_json::Map<String, Value>,
+    hosts: &Hosts,
+    cookies: &SessionCookies,
+) -> Vec<Value> {
+    let sessions = [
+        ("canary-session", Some(&cookies.canary), &hosts.canary),
+        ("primary-session", cookies.primary.as_ref(), &hosts.primary),
+    ];
+    sessions
+        .into_iter()
+        .filter_map(|(name, cookie, host)| {
+            let matcher =
+                json!([{ "headers": { "Cookie": { "regex": cookie?.request_pattern } } }]);
+            let destination = json!([hosts.destination(host, 100)]);
+            Some(route(
+                common,
+                name,
+                [("match", matcher), ("route", destination)],
+            ))
+        })
+        .collect()
+}
+
+/// The weighted route every request not matched earlier takes.
+fn main_route(
+    common: &serde_json::Map<String, Value>,
+    service: &crate::api::CanaryService,
+    hosts: &Hosts,
+    routes: Routes,
+    cookies: Option<&SessionCookies>,
+) -> Value {
+    let mut main = common.clone();
+    main.insert("name".into(), json!("primary"));
+    if let Some(matches) = service.r#match.clone().filter(|m| !m.is_empty()) {
+        main.insert("match".into(), Value::Array(matches));
+    }
+    let primary_cookie = cookies.and_then(|c| c.primary.as_ref());
+    let canary_cookie = cookies.map(|c| &c.canary);
+    main.insert(
+        "route".into(),
+        json!([
+            hosts.setting(&hosts.primary, routes.primary_weight, primary_cookie),
+            hosts.setting(&hosts.canary, routes.canary_weight, canary_cookie)
+        ]),
+    );
+    if let Some(percent) = routes.mirror_percent {
+        let mirror = json!({ "host": hosts.canary, "port": { "number": hosts.port } });
+        main.insert("mirror".into(), mirror);
+        main.insert(
+            "mirrorPercentage".into(),
+            json!({ "value": f64::from(percent) }),
+        );
+    }
+    Value::Object(main)
+}
+
+/// The VirtualService for `routes`: session routes, then the A/B route, then the weighted one.
 pub fn virtual_service(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
     let name = service_name(canary);
-    let namespace = canary.namespace().unwrap_or_default();
     let service = &canary.spec.service;
     let mut hosts = service.hosts.clone();
     if !hosts.contains(&name) {
@@ -73,113 +185,42 @@ pub fn virtual_service(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
     if gateways.is_empty() {
         gateways.push("mesh".into());
     }
-    let primary_host = crate::naming::primary(&name);
-    let canary_host = crate::naming::canary(&name);
-    let destination = |host: &str, weight: i32| json!({ "destination": { "host": host, "port": { "number": service.port } }, "weight": weight });
-    let cookies = session_cookies(plan, routes);
-    // A destination whose responses set a session cookie.
-    let setting = |host: &str, weight: i32, cookie: Option<&Cookie>| {
-        let mut out = destination(host, weight);
-        if let Some(cookie) = cookie {
-            out["headers"] = json!({ "response": { "add": { "Set-Cookie": cookie.set_cookie } } });
-        }
-        out
+    let targets = Hosts {
+        primary: crate::naming::primary(&name),
+        canary: crate::naming::canary(&name),
+        port: service.port,
     };
-    // Settings every route carries, from spec.service.
-    let mut common = serde_json::Map::new();
-    if let Some(timeout) = &service.timeout {
-        common.insert("timeout".into(), json!(timeout));
-    }
-    if let Some(retries) = &service.retries {
-        common.insert(
-            "retries".into(),
-            serde_json::to_value(retries).unwrap_or(Value::Null),
-        );
-    }
-    if let Some(headers) = &service.headers {
-        common.insert(
-            "headers".into(),
-            serde_json::to_value(headers).unwrap_or(Value::Null),
-        );
-    }
-    if let Some(cors) = &service.cors_policy {
-        common.insert("corsPolicy".into(), cors.clone());
-    }
-    if let Some(rewrite) = &service.rewrite {
-        common.insert("rewrite".into(), rewrite.clone());
-    }
-    let service_matches = service.r#match.clone().unwrap_or_default();
+    let common = common_settings(service);
+    let cookies = session_cookies(plan, routes);
     let mut http = Vec::new();
     if let Some(cookies) = &cookies {
-        let sessions = [
-            ("canary-session", Some(&cookies.canary), &canary_host),
-            ("primary-session", cookies.primary.as_ref(), &primary_host),
-        ];
-        for (rule, cookie, host) in sessions {
-            let Some(cookie) = cookie else { continue };
-            let mut pinned = common.clone();
-            pinned.insert("name".into(), json!(rule));
-            pinned.insert(
-                "match".into(),
-                json!([{ "headers": { "Cookie": { "regex": cookie.request_pattern } } }]),
-            );
-            pinned.insert("route".into(), json!([destination(host, 100)]));
-            http.push(Value::Object(pinned));
-        }
+        http.extend(session_routes(&common, &targets, cookies));
     }
     let ab_matches = plan.analysis.matches.as_slice();
     if routes.match_to_canary && !ab_matches.is_empty() {
-        let mut ab = common.clone();
-        ab.insert("name".into(), json!("canary-match"));
-        ab.insert(
-            "match".into(),
-            Value::Array(ab_matches.iter().map(http_match).collect()),
-        );
-        ab.insert(
-            "route".into(),
-            json!([
-                destination(&primary_host, 0),
-                destination(&canary_host, 100)
-            ]),
-        );
-        http.push(Value::Object(ab));
+        let matcher = Value::Array(ab_matches.iter().map(http_match).collect());
+        let split = json!([
+            targets.destination(&targets.primary, 0),
+            targets.destination(&targets.canary, 100)
+        ]);
+        http.push(route(
+            &common,
+            "canary-match",
+            [("match", matcher), ("route", split)],
+        ));
     }
-    let mut main = common;
-    main.insert("name".into(), json!("primary"));
-    if !service_matches.is_empty() {
-        main.insert("match".into(), Value::Array(service_matches));
-    }
-    main.insert(
-        "route".into(),
-        json!([
-            setting(
-                &primary_host,
-                routes.primary_weight,
-                cookies.as_ref().and_then(|c| c.primary.as_ref())
-            ),
-            setting(
-                &canary_host,
-                routes.canary_weight,
-                cookies.as_ref().map(|c| &c.canary)
-            )
-        ]),
-    );
-    if let Some(percent) = routes.mirror_percent {
-        main.insert(
-            "mirror".into(),
-            json!({ "host": canary_host, "port": { "number": service.port } }),
-        );
-        main.insert(
-            "mirrorPercentage".into(),
-            json!({ "value": f64::from(percent) }),
-        );
-    }
-    http.push(Value::Object(main));
+    http.push(main_route(
+        &common,
+        service,
+        &targets,
+        routes,
+        cookies.as_ref(),
+    ));
     let owner = owner_reference(canary).ok();
     json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
-        "metadata": { "name": name, "namespace": namespace, "ownerReferences": owner.map(|o| vec![o]) },
+        "metadata": { "name": name, "namespace": canary.namespace().unwrap_or_default(), "ownerReferences": owner.map(|o| vec![o]) },
         "spec": { "hosts": hosts, "gateways": gateways, "http": http }
     })
 }
