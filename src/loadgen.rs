@@ -88,20 +88,69 @@ impl LoadReport {
     }
 }
 
+/// What the request tasks of one run share.
+#[derive(Default)]
+struct Tally {
+    in_flight: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    answered: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+}
+
+impl Tally {
+    /// Keeps a uniform sample of latencies (reservoir sampling: every answer has the same
+    /// chance to be kept).
+    fn record(&self, micros: u64, success: bool) {
+        let seen = self.answered.fetch_add(1, Ordering::Relaxed) as usize;
+        let mut kept = self.latencies.lock();
+        if kept.len() < MAX_LATENCY_SAMPLES {
+            kept.push(micros);
+        } else {
+            let slot = rand::random_range(0..=seen);
+            if slot < MAX_LATENCY_SAMPLES {
+                kept[slot] = micros;
+            }
+        }
+        drop(kept);
+        if success { &self.ok } else { &self.failed }.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type LoadClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One request of the plan; `true` when it was answered with a success status.
+async fn send_one(client: &LoadClient, plan: &LoadPlan) -> bool {
+    let mut request = hyper::Request::builder()
+        .method(plan.method.clone())
+        .uri(plan.uri.clone());
+    for (name, value) in &plan.headers {
+        request = request.header(name, value);
+    }
+    let Ok(request) = request.body(Full::new(plan.body.clone())) else {
+        return false;
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, client.request(request)).await {
+        Ok(Ok(response)) => {
+            let status = response.status();
+            let _ = response.into_body().collect().await;
+            status.is_success()
+        }
+        _ => false,
+    }
+}
+
 /// Sends `plan.rps` requests a second until the duration ends or `stop` turns true.
 pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client: LoadClient = Client::builder(TokioExecutor::new()).build(connector);
     let plan = Arc::new(plan);
     let period = Duration::from_secs_f64(1.0 / f64::from(plan.rps.max(1)));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let in_flight = Arc::new(AtomicU64::new(0));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let answered = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let mut tasks = tokio::task::JoinSet::new();
     let mut report = LoadReport::default();
     let started = Instant::now();
@@ -110,76 +159,32 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
             _ = ticker.tick() => {}
             _ = stop.changed() => break,
         }
-        if plan
+        let over = plan
             .duration
-            .is_some_and(|limit| started.elapsed() >= limit)
-            || *stop.borrow()
-        {
+            .is_some_and(|limit| started.elapsed() >= limit);
+        if over || *stop.borrow() {
             break;
         }
-        if in_flight.load(Ordering::Relaxed) >= plan.max_in_flight.max(1) {
+        if tally.in_flight.load(Ordering::Relaxed) >= plan.max_in_flight.max(1) {
             report.dropped += 1;
             continue;
         }
         report.sent += 1;
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let (client, plan) = (client.clone(), plan.clone());
-        let (in_flight, ok, failed, latencies, answered) = (
-            in_flight.clone(),
-            ok.clone(),
-            failed.clone(),
-            latencies.clone(),
-            answered.clone(),
-        );
+        tally.in_flight.fetch_add(1, Ordering::Relaxed);
+        let (client, plan, tally) = (client.clone(), plan.clone(), tally.clone());
         tasks.spawn(async move {
             let sent_at = Instant::now();
-            let mut request = hyper::Request::builder()
-                .method(plan.method.clone())
-                .uri(plan.uri.clone());
-            for (name, value) in &plan.headers {
-                request = request.header(name, value);
-            }
-            let answer = match request.body(Full::new(plan.body.clone())) {
-                Ok(request) => {
-                    match tokio::time::timeout(REQUEST_TIMEOUT, client.request(request)).await {
-                        Ok(answer) => answer.map_err(|_| ()),
-                        Err(_) => Err(()),
-                    }
-                }
-                Err(_) => Err(()),
-            };
-            let success = match answer {
-                Ok(response) => {
-                    let status = response.status();
-                    let _ = response.into_body().collect().await;
-                    status.is_success()
-                }
-                Err(_) => false,
-            };
-            let micros = sent_at.elapsed().as_micros() as u64;
-            let seen = answered.fetch_add(1, Ordering::Relaxed) as usize;
-            let mut kept = latencies.lock();
-            if kept.len() < MAX_LATENCY_SAMPLES {
-                kept.push(micros);
-            } else {
-                // Reservoir sampling: every answer has the same chance to be kept.
-                let slot = rand::random_range(0..=seen);
-                if slot < MAX_LATENCY_SAMPLES {
-                    kept[slot] = micros;
-                }
-            }
-            drop(kept);
-            if success { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
-            in_flight.fetch_sub(1, Ordering::Relaxed);
+            let success = send_one(&client, &plan).await;
+            tally.record(sent_at.elapsed().as_micros() as u64, success);
         });
         // Reap finished tasks so the set stays small on long runs.
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
     report.elapsed = started.elapsed();
-    report.ok = ok.load(Ordering::Relaxed);
-    report.failed = failed.load(Ordering::Relaxed);
-    let mut latencies = std::mem::take(&mut *latencies.lock());
+    report.ok = tally.ok.load(Ordering::Relaxed);
+    report.failed = tally.failed.load(Ordering::Relaxed);
+    let mut latencies = std::mem::take(&mut *tally.latencies.lock());
     latencies.sort_unstable();
     report.latencies_us = latencies;
     report

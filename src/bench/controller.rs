@@ -20,7 +20,7 @@ use kube::Client;
 use serde_json::json;
 
 use super::{cpu_seconds, machine, memory_kib, round, BenchError};
-use crate::api::{Canary, CanaryPhase};
+use crate::api::{Canary, CanaryPhase, CanaryStatus};
 
 /// Resources only the controller reads in this benchmark (the kube-controller-manager, the
 /// scheduler and kwok watch Deployments and Pods through informers and do not GET them).
@@ -120,16 +120,13 @@ pub async fn run(
     result
 }
 
-async fn measure(
-    executable: &Path,
-    client: &Client,
-    ns: &str,
+/// N targets and their canaries, created 16 at a time.
+async fn create_canaries(
+    deployments: &Api<Deployment>,
+    canaries: &Api<Canary>,
     bench: &ControllerBench,
-) -> Result<serde_json::Value, BenchError> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
+) -> Result<(), BenchError> {
     let interval = format!("{}s", bench.interval.as_secs());
-    let create_started = Instant::now();
     futures::stream::iter(0..bench.canaries)
         .map(|index| {
             let (deployments, canaries, interval) = (deployments.clone(), canaries.clone(), interval.clone());
@@ -164,48 +161,11 @@ async fn measure(
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await?;
-    let created_in = create_started.elapsed();
+    Ok(())
+}
 
-    // The controller picks its own port; its first line names it, and the rest of its stdout is
-    // drained, so this report stays the only thing printed.
-    let args = [
-        "controller",
-        "--namespace",
-        ns,
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-server",
-        "http://127.0.0.1:9",
-        "--min-interval",
-        "1s",
-    ];
-    let (mut controller, _listening) =
-        super::start_listening(executable, &args, "the controller").await?;
-    let pid = controller.id().unwrap_or(0);
-
-    let count_phase = |phase: CanaryPhase| {
-        let canaries = canaries.clone();
-        async move {
-            let list = canaries.list(&ListParams::default()).await?;
-            Ok::<_, BenchError>(
-                list.items
-                    .iter()
-                    .filter(|c| c.status.as_ref().is_some_and(|s| s.phase == phase))
-                    .count(),
-            )
-        }
-    };
-    let n = bench.canaries;
-    let init_started = Instant::now();
-    wait_for(
-        "every canary Initialized",
-        Duration::from_secs(900),
-        async || Ok(count_phase(CanaryPhase::Initialized).await? == n),
-    )
-    .await?;
-    let initialized_in = init_started.elapsed();
-
-    // Start the rollouts: a new revision for every target.
+/// A new revision for every target: every canary starts a rollout.
+async fn start_rollouts(deployments: &Api<Deployment>, n: usize) -> Result<(), BenchError> {
     futures::stream::iter(0..n)
         .map(|index| {
             let deployments = deployments.clone();
@@ -217,27 +177,33 @@ async fn measure(
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await?;
-    wait_for(
-        "every canary Progressing with traffic",
-        Duration::from_secs(900),
-        async || {
-            let list = canaries.list(&ListParams::default()).await?;
-            Ok(list
-                .items
-                .iter()
-                .filter(|c| {
-                    c.status.as_ref().is_some_and(|s| {
-                        s.phase == CanaryPhase::Progressing && s.canary_weight >= 1
-                    })
-                })
-                .count()
-                == n)
-        },
-    )
-    .await?;
+    Ok(())
+}
 
-    // Steady state: watch step times while counting requests and CPU.
-    let step_times: Arc<Mutex<BTreeMap<String, Vec<jiff::Timestamp>>>> = Arc::default();
+/// How many canaries satisfy `test` now.
+async fn counted(
+    canaries: &Api<Canary>,
+    test: impl Fn(&CanaryStatus) -> bool,
+) -> Result<usize, BenchError> {
+    let list = canaries.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|c| c.status.as_ref().is_some_and(&test))
+        .count())
+}
+
+/// Each canary's step times, as the watch saw them.
+type StepTimes = Arc<Mutex<BTreeMap<String, Vec<jiff::Timestamp>>>>;
+
+/// Watches every canary's step times until aborted.
+fn record_steps(
+    canaries: &Api<Canary>,
+) -> (
+    StepTimes,
+    tokio::task::JoinHandle<Result<(), watcher::Error>>,
+) {
+    let step_times: StepTimes = Arc::default();
     let recorder = step_times.clone();
     let watch = tokio::spawn(
         watcher(canaries.clone(), watcher::Config::default())
@@ -258,43 +224,140 @@ async fn measure(
                 }
             }),
     );
-    let before = request_counts(client).await?;
-    let cpu_before = cpu_seconds(pid);
-    let window = bench.interval * bench.intervals;
-    let window_started = Instant::now();
-    tokio::time::sleep(window).await;
-    let elapsed = window_started.elapsed().as_secs_f64();
-    let after = request_counts(client).await?;
-    let cpu = cpu_seconds(pid) - cpu_before;
-    let (rss_kib, peak_kib) = memory_kib(pid);
-    watch.abort();
-    let _ = controller.kill().await;
+    (step_times, watch)
+}
 
-    let interval_s = bench.interval.as_secs_f64();
-    let mut lateness: Vec<f64> = Vec::new();
-    for times in step_times.lock().values() {
+/// How late each observed step was against the interval, in seconds.
+fn lateness(step_times: &BTreeMap<String, Vec<jiff::Timestamp>>, interval_s: f64) -> Vec<f64> {
+    let mut late = Vec::new();
+    for times in step_times.values() {
         for pair in times.windows(2) {
             let gap = (pair[1].as_millisecond() - pair[0].as_millisecond()) as f64 / 1000.0;
-            lateness.push((gap - interval_s).max(0.0));
+            late.push((gap - interval_s).max(0.0));
         }
     }
+    late
+}
+
+/// What the steady window measured.
+struct Window {
+    elapsed_s: f64,
+    reads: f64,
+    writes: f64,
+    cpu_s: f64,
+    rss_kib: u64,
+    peak_kib: u64,
+    lateness: Vec<f64>,
+}
+
+/// Steady state: step times, API requests and the controller's CPU over the window.
+async fn steady_window(
+    client: &Client,
+    canaries: &Api<Canary>,
+    pid: u32,
+    bench: &ControllerBench,
+) -> Result<Window, BenchError> {
+    let (step_times, watch) = record_steps(canaries);
+    let before = request_counts(client).await?;
+    let cpu_before = cpu_seconds(pid);
+    let window_started = Instant::now();
+    tokio::time::sleep(bench.interval * bench.intervals).await;
+    let elapsed_s = window_started.elapsed().as_secs_f64();
+    let after = request_counts(client).await?;
+    let cpu_s = cpu_seconds(pid) - cpu_before;
+    let (rss_kib, peak_kib) = memory_kib(pid);
+    watch.abort();
+    let lateness = lateness(&step_times.lock(), bench.interval.as_secs_f64());
+    Ok(Window {
+        elapsed_s,
+        reads: after.reads - before.reads,
+        writes: after.writes - before.writes,
+        cpu_s,
+        rss_kib,
+        peak_kib,
+        lateness,
+    })
+}
+
+async fn measure(
+    executable: &Path,
+    client: &Client,
+    ns: &str,
+    bench: &ControllerBench,
+) -> Result<serde_json::Value, BenchError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
+    let create_started = Instant::now();
+    create_canaries(&deployments, &canaries, bench).await?;
+    let created_in = create_started.elapsed();
+    // The controller picks its own port; its first line names it, and the rest of its stdout is
+    // drained, so this report stays the only thing printed.
+    let args = [
+        "controller",
+        "--namespace",
+        ns,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-server",
+        "http://127.0.0.1:9",
+        "--min-interval",
+        "1s",
+    ];
+    let (mut controller, _listening) =
+        super::start_listening(executable, &args, "the controller").await?;
+    let pid = controller.id().unwrap_or(0);
+    let n = bench.canaries;
+    let init_started = Instant::now();
+    let patience = Duration::from_secs(900);
+    wait_for("every canary Initialized", patience, async || {
+        Ok(counted(&canaries, |s| s.phase == CanaryPhase::Initialized).await? == n)
+    })
+    .await?;
+    let initialized_in = init_started.elapsed();
+    start_rollouts(&deployments, n).await?;
+    wait_for(
+        "every canary Progressing with traffic",
+        patience,
+        async || {
+            let moving =
+                |s: &CanaryStatus| s.phase == CanaryPhase::Progressing && s.canary_weight >= 1;
+            Ok(counted(&canaries, moving).await? == n)
+        },
+    )
+    .await?;
+    let window = steady_window(client, &canaries, pid, bench).await;
+    let _ = controller.kill().await;
+    let window = window?;
+    let setup = (created_in.as_secs_f64(), initialized_in.as_secs_f64());
+    Ok(report(bench, setup, window))
+}
+
+fn report(
+    bench: &ControllerBench,
+    (created_s, initialized_s): (f64, f64),
+    window: Window,
+) -> serde_json::Value {
+    let n = bench.canaries;
+    let interval_s = bench.interval.as_secs_f64();
+    let elapsed = window.elapsed_s;
     let intervals_observed = elapsed / interval_s;
     let per_canary_interval = |count: f64| round(count / (n as f64 * intervals_observed));
-    Ok(json!({
+    let mut lateness = window.lateness;
+    json!({
         "benchmark": "controller",
         "canaries": n,
         "interval_s": interval_s,
         "window_s": round(elapsed),
-        "setup": { "created_s": round(created_in.as_secs_f64()), "initialized_s": round(initialized_in.as_secs_f64()) },
-        "controller_rss_mib": round(rss_kib as f64 / 1024.0),
-        "controller_peak_rss_mib": round(peak_kib as f64 / 1024.0),
-        "controller_cpu_cores": round(cpu / elapsed),
-        "api_reads_per_canary_per_interval": per_canary_interval(after.reads - before.reads),
-        "api_writes_per_canary_per_interval": per_canary_interval(after.writes - before.writes),
+        "setup": { "created_s": round(created_s), "initialized_s": round(initialized_s) },
+        "controller_rss_mib": round(window.rss_kib as f64 / 1024.0),
+        "controller_peak_rss_mib": round(window.peak_kib as f64 / 1024.0),
+        "controller_cpu_cores": round(window.cpu_s / elapsed),
+        "api_reads_per_canary_per_interval": per_canary_interval(window.reads),
+        "api_writes_per_canary_per_interval": per_canary_interval(window.writes),
         "steps_observed": lateness.len(),
         "step_lateness_p50_s": round(percentile(&mut lateness.clone(), 0.5)),
         "step_lateness_p99_s": round(percentile(&mut lateness, 0.99)),
         "targets": { "controller_rss_mib_at_1000": 64, "api_reads_per_canary_per_interval": 0.05, "step_lateness_p99_s": 1.0 },
         "machine": machine("controller, kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok share this machine; reads count GET/LIST on canaries, deployments, services, virtualservices and destinationrules"),
-    }))
+    })
 }

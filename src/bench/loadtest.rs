@@ -14,6 +14,66 @@ use crate::sample_app::{Behaviour, SampleApp};
 /// Within this fraction of the requested rate counts as sustained.
 const TOLERANCE: f64 = 0.05;
 
+/// Asks the loadtester at `address` for the load, as a `rollout` webhook would.
+async fn ask_for_load(
+    http: &reqwest::Client,
+    address: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    (rps, duration): (u32, Duration),
+) -> Result<(), BenchError> {
+    let payload = json!({
+        "name": "bench",
+        "namespace": "bench",
+        "phase": "Progressing",
+        "checksum": "",
+        "metadata": {
+            "type": "load",
+            "url": format!("http://{upstream}/"),
+            "rps": rps.to_string(),
+            "duration": format!("{}ms", duration.as_millis()),
+        }
+    });
+    let failed = |reason: String| BenchError::Start {
+        what: "the load",
+        reason,
+    };
+    let answer = http
+        .post(format!("http://{address}/"))
+        .json(&payload)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !answer.status().is_success() {
+        let status = answer.status();
+        let body = answer.text().await.unwrap_or_default();
+        return Err(failed(format!("status {status}: {body}")));
+    }
+    Ok(())
+}
+
+/// The finished run, as the loadtester's `/runs` reports it.
+async fn finished_run(
+    http: &reqwest::Client,
+    address: std::net::SocketAddr,
+    patience: Duration,
+) -> Result<RunRecord, BenchError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let runs: Vec<RunRecord> = match http.get(format!("http://{address}/runs")).send().await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        if let Some(run) = runs.into_iter().find(|r| !r.running) {
+            return Ok(run);
+        }
+        if tokio::time::Instant::now() > deadline {
+            let message = format!("the load did not finish within {patience:?}");
+            return Err(BenchError::Timeout(message));
+        }
+    }
+}
+
 pub async fn loadtest(
     executable: &Path,
     rps: u32,
@@ -31,54 +91,8 @@ pub async fn loadtest(
     let pid = child.id().unwrap_or(0);
     let http = crate::http_client::client(Duration::from_secs(10));
     let cpu_before = cpu_seconds(pid);
-    let payload = json!({
-        "name": "bench",
-        "namespace": "bench",
-        "phase": "Progressing",
-        "checksum": "",
-        "metadata": {
-            "type": "load",
-            "url": format!("http://{}/", upstream.address),
-            "rps": rps.to_string(),
-            "duration": format!("{}ms", duration.as_millis()),
-        }
-    });
-    let answer = http
-        .post(format!("http://{address}/"))
-        .json(&payload)
-        .send()
-        .await
-        .map_err(|e| BenchError::Start {
-            what: "the load",
-            reason: e.to_string(),
-        })?;
-    if !answer.status().is_success() {
-        return Err(BenchError::Start {
-            what: "the load",
-            reason: format!(
-                "status {}: {}",
-                answer.status(),
-                answer.text().await.unwrap_or_default()
-            ),
-        });
-    }
-    let deadline = tokio::time::Instant::now() + duration + Duration::from_secs(30);
-    let run = loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let runs: Vec<RunRecord> = match http.get(format!("http://{address}/runs")).send().await {
-            Ok(response) => response.json().await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        if let Some(run) = runs.into_iter().find(|r| !r.running) {
-            break run;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(BenchError::Timeout(format!(
-                "the load did not finish within {:?}",
-                duration + Duration::from_secs(30)
-            )));
-        }
-    };
+    ask_for_load(&http, address, upstream.address, (rps, duration)).await?;
+    let run = finished_run(&http, address, duration + Duration::from_secs(30)).await?;
     let cpu = cpu_seconds(pid) - cpu_before;
     let (rss_kib, peak_kib) = memory_kib(pid);
     let _ = child.kill().await;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::api::CanaryPhase;
+use prometheus_client::encoding::DescriptorEncoder;
+
 use crate::exposition::{self, Collector, Histogram, Labels, Registry};
 
 const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -121,21 +123,15 @@ fn pair(name: &str, namespace: &str) -> Labels {
     ]
 }
 
-impl Collector for State {
-    fn encode(
-        &self,
-        mut encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> std::fmt::Result {
-        let series = self.series.lock();
+impl State {
+    /// What the controller is, and how many canaries each namespace has.
+    fn encode_totals(&self, encoder: &mut DescriptorEncoder, series: &Series) -> std::fmt::Result {
         let info = vec![
             ("version", self.version.clone()),
             ("mesh_provider", self.mesh.clone()),
         ];
-        exposition::gauges(
-            &mut encoder,
-            ("aviary_info", "The controller's version and mesh."),
-            [(info, 1)],
-        )?;
+        let help = "The controller's version and mesh.";
+        exposition::gauges(encoder, ("aviary_info", help), [(info, 1)])?;
         let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
         for (_, namespace) in series.status.keys() {
             *totals.entry(namespace.as_str()).or_default() += 1;
@@ -144,46 +140,37 @@ impl Collector for State {
             .into_iter()
             .map(|(ns, n)| (vec![("namespace", ns.to_string())], n));
         exposition::gauges(
-            &mut encoder,
+            encoder,
             ("aviary_canary_total", "Canaries by namespace."),
             totals,
-        )?;
+        )
+    }
+
+    /// Each canary's status, weight and last metric values.
+    fn encode_canaries(encoder: &mut DescriptorEncoder, series: &Series) -> std::fmt::Result {
         let status = series
             .status
             .iter()
             .map(|((n, ns), code)| (pair(n, ns), *code));
-        exposition::gauges(
-            &mut encoder,
-            (
-                "aviary_canary_status",
-                "0 running, 1 succeeded or initialized, 2 failed.",
-            ),
-            status,
-        )?;
+        let help = "0 running, 1 succeeded or initialized, 2 failed.";
+        exposition::gauges(encoder, ("aviary_canary_status", help), status)?;
         let weight = series.weight.iter().map(|((workload, ns), w)| {
-            (
-                vec![("workload", workload.clone()), ("namespace", ns.clone())],
-                *w,
-            )
+            let labels = vec![("workload", workload.clone()), ("namespace", ns.clone())];
+            (labels, *w)
         });
-        exposition::gauges(
-            &mut encoder,
-            ("aviary_canary_weight", "The canary's traffic weight."),
-            weight,
-        )?;
+        let help = "The canary's traffic weight.";
+        exposition::gauges(encoder, ("aviary_canary_weight", help), weight)?;
         let analysis = series.analysis.iter().map(|((n, ns, metric), value)| {
             let mut labels = pair(n, ns);
             labels.push(("metric", metric.clone()));
             (labels, *value)
         });
-        exposition::float_gauges(
-            &mut encoder,
-            (
-                "aviary_canary_metric_analysis",
-                "The last value of each metric check.",
-            ),
-            analysis,
-        )?;
+        let help = "The last value of each metric check.";
+        exposition::float_gauges(encoder, ("aviary_canary_metric_analysis", help), analysis)
+    }
+
+    /// Outcomes and how long reconciles take.
+    fn encode_outcomes(encoder: &mut DescriptorEncoder, series: &Series) -> std::fmt::Result {
         for (name, help, map) in [
             (
                 "aviary_canary_successes_total",
@@ -197,17 +184,24 @@ impl Collector for State {
             ),
         ] {
             let rows = map.iter().map(|((n, ns), count)| (pair(n, ns), *count));
-            exposition::counters(&mut encoder, (name, help), rows)?;
+            exposition::counters(encoder, (name, help), rows)?;
         }
         let duration = Histogram {
             bounds: &DURATION_BUCKETS,
             counts: series.duration_buckets.to_vec(),
             sum: series.duration_sum,
         };
-        exposition::histograms(
-            &mut encoder,
-            ("aviary_canary_duration_seconds", "Time one reconcile took."),
-            [(Labels::new(), duration)],
-        )
+        let help = "Time one reconcile took.";
+        let rows = [(Labels::new(), duration)];
+        exposition::histograms(encoder, ("aviary_canary_duration_seconds", help), rows)
+    }
+}
+
+impl Collector for State {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let series = self.series.lock();
+        self.encode_totals(&mut encoder, &series)?;
+        State::encode_canaries(&mut encoder, &series)?;
+        State::encode_outcomes(&mut encoder, &series)
     }
 }

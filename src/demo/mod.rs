@@ -133,38 +133,111 @@ fn section(primary: &SampleApp, canary: &SampleApp) -> StandalonePlan {
     }
 }
 
+/// The two sample apps the demo rolls out between.
+async fn sample_apps() -> Result<(SampleApp, SampleApp), DemoError> {
+    let start = |what| async move {
+        SampleApp::start("127.0.0.1:0", Behaviour::healthy("v1"))
+            .await
+            .map_err(|e| DemoError::Start {
+                what,
+                reason: e.to_string(),
+            })
+    };
+    Ok((
+        start("the primary sample app").await?,
+        start("the canary sample app").await?,
+    ))
+}
+
+/// The demo's two releases: a healthy one to promote and a faulty one to roll back.
+fn releases() -> [(Behaviour, CanaryPhase, &'static str); 2] {
+    let faulty = Behaviour {
+        version: "v3".into(),
+        error_rate: 0.2,
+        latency: Duration::from_millis(150),
+    };
+    [
+        (Behaviour::healthy("v2"), CanaryPhase::Succeeded, "healthy"),
+        (
+            faulty,
+            CanaryPhase::Failed,
+            "faulty: 20% errors, 150 ms latency",
+        ),
+    ]
+}
+
+/// Deploys `behaviour` to the canary and runs its rollout to the end.
+async fn roll_out(
+    runner: &Runner,
+    canary: &SampleApp,
+    (behaviour, expected, description): (Behaviour, CanaryPhase, &str),
+) -> Result<Outcome, DemoError> {
+    println!(
+        "\n== deploying {} ({description}); expecting {expected}",
+        behaviour.version
+    );
+    let version = behaviour.version.clone();
+    canary.set(behaviour);
+    let started = Instant::now();
+    let mut view = view::ProgressView::new(started);
+    let status = runner
+        .run(|progress| view.show(progress), std::future::pending())
+        .await?;
+    let message = status
+        .conditions
+        .first()
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    Ok(Outcome {
+        version,
+        expected,
+        phase: status.phase,
+        elapsed: started.elapsed(),
+        message,
+    })
+}
+
+fn print_summary(outcomes: &[Outcome], load: &crate::loadgen::LoadReport, primary: &SampleApp) {
+    println!("\n== summary");
+    for outcome in outcomes {
+        let verdict = if outcome.as_expected() {
+            "ok"
+        } else {
+            "UNEXPECTED"
+        };
+        println!(
+            "  {}: {} after {:.1}s (expected {}) {verdict}",
+            outcome.version,
+            outcome.phase,
+            outcome.elapsed.as_secs_f64(),
+            outcome.expected,
+        );
+    }
+    println!(
+        "  load: {} requests, {} failed, primary now serves {}",
+        load.sent,
+        load.failed,
+        primary.behaviour().version
+    );
+}
+
 /// Runs both rollouts and returns their outcomes; the caller decides the exit code.
 pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
     let (name, namespace, plan) = demo_plan(options.fast)?;
-    let start_failed = |what| {
-        move |e: std::io::Error| DemoError::Start {
-            what,
-            reason: e.to_string(),
-        }
-    };
-    let primary = SampleApp::start("127.0.0.1:0", Behaviour::healthy("v1"))
-        .await
-        .map_err(start_failed("the primary sample app"))?;
-    let canary = SampleApp::start("127.0.0.1:0", Behaviour::healthy("v1"))
-        .await
-        .map_err(start_failed("the canary sample app"))?;
+    let (primary, canary) = sample_apps().await?;
     let proxy = Proxy::start(&section(&primary, &canary))
         .await
         .map_err(|e| DemoError::Start {
             what: "the gateway",
             reason: e.to_string(),
         })?;
-    proxy.scrape_every(if options.fast {
-        Duration::from_millis(250)
-    } else {
-        Duration::from_secs(1)
-    });
+    let scrape = if options.fast { 250 } else { 1000 };
+    proxy.scrape_every(Duration::from_millis(scrape));
     let (stop_load, load) = proxy.send_load(options.rps);
     println!(
         "aviary demo: gateway {} -> primary {} / canary {}; {} requests/s of load",
         proxy.address, primary.address, canary.address, options.rps
     );
-
     let runner = Runner {
         name,
         namespace,
@@ -177,74 +250,19 @@ pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
         metrics: proxy.telemetry.clone(),
         hooks: HookClient::default(),
     };
-    let releases = [
-        (Behaviour::healthy("v2"), CanaryPhase::Succeeded, "healthy"),
-        (
-            Behaviour {
-                version: "v3".into(),
-                error_rate: 0.2,
-                latency: Duration::from_millis(150),
-            },
-            CanaryPhase::Failed,
-            "faulty: 20% errors, 150 ms latency",
-        ),
-    ];
     let mut outcomes = Vec::new();
-    for (behaviour, expected, description) in releases {
-        println!(
-            "\n== deploying {} ({description}); expecting {expected}",
-            behaviour.version
-        );
-        let version = behaviour.version.clone();
-        canary.set(behaviour);
-        let started = Instant::now();
-        let mut view = view::ProgressView::new(started);
-        let result = runner
-            .run(|progress| view.show(progress), std::future::pending())
-            .await;
-        let status = match result {
-            Ok(status) => status,
+    for release in releases() {
+        match roll_out(&runner, &canary, release).await {
+            Ok(outcome) => outcomes.push(outcome),
             Err(error) => {
                 let _ = stop_load.send(true);
-                return Err(error.into());
+                return Err(error);
             }
-        };
-        let message = status
-            .conditions
-            .first()
-            .and_then(|c| c.message.clone())
-            .unwrap_or_default();
-        outcomes.push(Outcome {
-            version,
-            expected,
-            phase: status.phase,
-            elapsed: started.elapsed(),
-            message,
-        });
+        }
     }
     let _ = stop_load.send(true);
     let load = load.await.unwrap_or_default();
     proxy.shutdown();
-    println!("\n== summary");
-    for outcome in &outcomes {
-        println!(
-            "  {}: {} after {:.1}s (expected {}) {}",
-            outcome.version,
-            outcome.phase,
-            outcome.elapsed.as_secs_f64(),
-            outcome.expected,
-            if outcome.as_expected() {
-                "ok"
-            } else {
-                "UNEXPECTED"
-            }
-        );
-    }
-    println!(
-        "  load: {} requests, {} failed, primary now serves {}",
-        load.sent,
-        load.failed,
-        primary.behaviour().version
-    );
+    print_summary(&outcomes, &load, &primary);
     Ok(outcomes)
 }

@@ -52,6 +52,52 @@ pub struct LoadRequest {
     pub blocking: bool,
 }
 
+/// A whole number in `range`, or `default` when the key is absent.
+fn bounded<N>(
+    metadata: &BTreeMap<String, String>,
+    key: &'static str,
+    default: N,
+    range: std::ops::RangeInclusive<N>,
+) -> Result<N, LoadError>
+where
+    N: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(text) = metadata.get(key) else {
+        return Ok(default);
+    };
+    text.parse::<N>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                text,
+                format!("must be {} to {}", range.start(), range.end()),
+            )
+        })
+}
+
+/// `headers`: one `Name: value` per line.
+fn headers(
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, LoadError> {
+    let Some(text) = metadata.get("headers") else {
+        return Ok(Vec::new());
+    };
+    let mut headers = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid("headers", line, "each line must be Name: value"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| invalid("headers", line, "bad header name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| invalid("headers", line, "bad header value"))?;
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
 impl LoadRequest {
     pub fn from_metadata(metadata: &BTreeMap<String, String>) -> Result<LoadRequest, LoadError> {
         match metadata.get("type").map(String::as_str) {
@@ -65,14 +111,8 @@ impl LoadRequest {
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(invalid("url", url, "must be an http:// URL with a host"));
         }
-        let rps = match metadata.get("rps") {
-            None => 10,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|r| (1..=MAX_RPS).contains(r))
-                .ok_or_else(|| invalid("rps", text, format!("must be 1 to {MAX_RPS}")))?,
-        };
+        let rps = bounded(metadata, "rps", 10, 1..=MAX_RPS)?;
+        let concurrency = bounded(metadata, "concurrency", 64, 1..=MAX_CONCURRENCY)?;
         let duration = match metadata.get("duration") {
             None => Duration::from_secs(60),
             Some(text) => crate::api::parse_duration(text)
@@ -86,38 +126,11 @@ impl LoadRequest {
                     )
                 })?,
         };
-        let concurrency = match metadata.get("concurrency") {
-            None => 64,
-            Some(text) => text
-                .parse::<u64>()
-                .ok()
-                .filter(|c| (1..=MAX_CONCURRENCY).contains(c))
-                .ok_or_else(|| {
-                    invalid(
-                        "concurrency",
-                        text,
-                        format!("must be 1 to {MAX_CONCURRENCY}"),
-                    )
-                })?,
-        };
         let method = match metadata.get("method") {
             None => Method::GET,
             Some(text) => Method::from_bytes(text.to_ascii_uppercase().as_bytes())
                 .map_err(|_| invalid("method", text, "is not an HTTP method"))?,
         };
-        let mut headers = Vec::new();
-        if let Some(text) = metadata.get("headers") {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let (name, value) = line
-                    .split_once(':')
-                    .ok_or_else(|| invalid("headers", line, "each line must be Name: value"))?;
-                let name = HeaderName::from_bytes(name.trim().as_bytes())
-                    .map_err(|_| invalid("headers", line, "bad header name"))?;
-                let value = HeaderValue::from_str(value.trim())
-                    .map_err(|_| invalid("headers", line, "bad header value"))?;
-                headers.push((name, value));
-            }
-        }
         let body = metadata
             .get("body")
             .map(|b| Bytes::from(b.clone()))
@@ -126,7 +139,7 @@ impl LoadRequest {
             plan: LoadPlan {
                 uri,
                 method,
-                headers,
+                headers: headers(metadata)?,
                 body,
                 rps,
                 duration: Some(duration),

@@ -2,16 +2,9 @@
 
 use std::time::Duration;
 
-use crate::api::{
-    parse_duration, CanaryAnalysis, CanaryMetric, CanaryWebhook, ThresholdRange, BUILTIN_DURATION,
-    BUILTIN_SUCCESS_RATE,
-};
-use crate::judge::Direction;
+use crate::api::{parse_duration, CanaryAnalysis};
 
-use super::{
-    matches, Analysis, Findings, JudgeSettings, Metric, MetricSource, Options, ParsedWindow,
-    SessionAffinity, Webhook,
-};
+use super::{matches, Analysis, Findings, Options, ParsedWindow, SessionAffinity};
 
 /// The shortest analysis interval a cluster rollout may use, as Flagger enforces.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -19,8 +12,6 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_STANDALONE_INTERVAL: Duration = Duration::from_millis(200);
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-const DEFAULT_METRIC_WINDOW: Duration = Duration::from_secs(60);
-const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_WEIGHT: i32 = 100;
 const DEFAULT_READY_THRESHOLD: i32 = 100;
 /// Cookie lifetime when `maxAge` is unset: one day, as Flagger.
@@ -134,8 +125,8 @@ pub(super) fn read(
         matches: matches::read(&analysis.r#match, findings),
         session_affinity: session_affinity(analysis, findings),
         require_mtls: analysis.require_mtls,
-        metrics: metrics(&analysis.metrics, standalone, findings),
-        webhooks: webhooks(&analysis.webhooks, findings),
+        metrics: super::metric::read_all(&analysis.metrics, standalone, findings),
+        webhooks: super::webhook::read_all(&analysis.webhooks, findings),
         alerts: analysis.alerts.clone(),
         windows: windows(analysis, findings),
     };
@@ -244,224 +235,6 @@ fn session_affinity(analysis: &CanaryAnalysis, findings: &mut Findings) -> Optio
         cookie_name: affinity.cookie_name.clone(),
         primary_cookie_name: affinity.primary_cookie_name.clone(),
         max_age,
-    })
-}
-
-fn metrics(declared: &[CanaryMetric], standalone: bool, findings: &mut Findings) -> Vec<Metric> {
-    declared
-        .iter()
-        .enumerate()
-        .map(|(index, metric)| {
-            read_metric(
-                metric,
-                &format!("spec.analysis.metrics[{index}]"),
-                standalone,
-                findings,
-            )
-        })
-        .collect()
-}
-
-fn read_metric(
-    metric: &CanaryMetric,
-    base: &str,
-    standalone: bool,
-    findings: &mut Findings,
-) -> Metric {
-    let window = match &metric.interval {
-        None => DEFAULT_METRIC_WINDOW,
-        Some(text) => parse_duration(text).unwrap_or_else(|error| {
-            findings.error(&format!("{base}.interval"), error.to_string());
-            DEFAULT_METRIC_WINDOW
-        }),
-    };
-    let builtin = matches!(
-        metric.name.as_str(),
-        BUILTIN_SUCCESS_RATE | BUILTIN_DURATION
-    );
-    let source = match (&metric.template_ref, &metric.query) {
-        (Some(template), _) => MetricSource::Template {
-            name: template.name.clone(),
-            namespace: template.namespace.clone(),
-            variables: metric.template_variables.clone(),
-        },
-        (None, Some(query)) => MetricSource::Query(query.clone()),
-        (None, None) => {
-            if !builtin {
-                findings.error(&format!("{base}.templateRef"), format!(
-                    "metric {:?} is not a built-in ({BUILTIN_SUCCESS_RATE}, {BUILTIN_DURATION}) and has no templateRef",
-                    metric.name
-                ));
-            }
-            MetricSource::Builtin
-        }
-    };
-    if metric.compare.is_some() && standalone {
-        findings.error(&format!("{base}.compare"), "compare: primary needs Prometheus (the controller); a standalone run judges by thresholdRange");
-    }
-    if metric.threshold_range.is_none() && metric.threshold.is_none() && metric.compare.is_none() {
-        findings.warning(
-            base,
-            format!(
-                "metric {:?} has no thresholdRange: every value passes",
-                metric.name
-            ),
-        );
-    }
-    Metric {
-        name: metric.name.clone(),
-        window,
-        range: range(metric, base, findings),
-        min_samples: metric.min_samples,
-        source,
-        judge: judge(metric, base, findings),
-        on_no_data: metric.on_no_data.unwrap_or_default(),
-    }
-}
-
-/// `thresholdRange`, or the deprecated `threshold` the way Flagger reads it for the built-ins:
-/// a minimum for success rate, a maximum for everything else.
-fn range(metric: &CanaryMetric, base: &str, findings: &mut Findings) -> ThresholdRange {
-    if let Some(range) = &metric.threshold_range {
-        if let (Some(min), Some(max)) = (range.min, range.max) {
-            if min > max {
-                findings.error(
-                    &format!("{base}.thresholdRange"),
-                    format!("thresholdRange min {min} is greater than max {max}"),
-                );
-            }
-        }
-        return range.clone();
-    }
-    match metric.threshold {
-        Some(limit) if metric.name == BUILTIN_SUCCESS_RATE => ThresholdRange {
-            min: Some(limit),
-            max: None,
-        },
-        Some(limit) => ThresholdRange {
-            min: None,
-            max: Some(limit),
-        },
-        None => ThresholdRange::default(),
-    }
-}
-
-fn judge(metric: &CanaryMetric, base: &str, findings: &mut Findings) -> Option<JudgeSettings> {
-    let declared = metric.judge.clone().unwrap_or_default();
-    if metric.judge.is_some() && metric.compare.is_none() {
-        findings.warning(
-            &format!("{base}.judge"),
-            "judge has no effect without compare: primary",
-        );
-    }
-    let confidence = declared.confidence.unwrap_or(0.99);
-    if !(0.5..1.0).contains(&confidence) {
-        findings.error(
-            &format!("{base}.judge.confidence"),
-            format!("confidence {confidence} must be at least 0.5 and below 1"),
-        );
-    }
-    for (field, value) in [
-        ("allowedIncrease", declared.allowed_increase),
-        ("allowedDecrease", declared.allowed_decrease),
-    ] {
-        if value.is_some_and(|v| v < 0.0 || !v.is_finite()) {
-            findings.error(
-                &format!("{base}.judge.{field}"),
-                format!("{field} is a percent and must not be negative"),
-            );
-        }
-    }
-    metric.compare?;
-    // Error counts allow no increase by default; every other metric 20%.
-    let counts = metric.name == BUILTIN_SUCCESS_RATE;
-    Some(JudgeSettings {
-        confidence,
-        allowed_increase: declared
-            .allowed_increase
-            .unwrap_or(if counts { 0.0 } else { 20.0 })
-            / 100.0,
-        allowed_decrease: declared.allowed_decrease.unwrap_or(20.0) / 100.0,
-        direction: declared.direction.unwrap_or(if counts {
-            Direction::Decrease
-        } else {
-            Direction::Increase
-        }),
-    })
-}
-
-fn webhooks(declared: &[CanaryWebhook], findings: &mut Findings) -> Vec<Webhook> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut read = Vec::new();
-    for (index, hook) in declared.iter().enumerate() {
-        let base = format!("spec.analysis.webhooks[{index}]");
-        if !seen.insert(&hook.name) {
-            findings.error(
-                &format!("{base}.name"),
-                format!("webhook name {:?} is used twice", hook.name),
-            );
-        }
-        if let Some(webhook) = read_webhook(hook, &base, findings) {
-            read.push(webhook);
-        }
-    }
-    read
-}
-
-fn read_webhook(hook: &CanaryWebhook, base: &str, findings: &mut Findings) -> Option<Webhook> {
-    let timeout = match &hook.timeout {
-        None => DEFAULT_HOOK_TIMEOUT,
-        Some(text) => parse_duration(text).unwrap_or_else(|error| {
-            findings.error(&format!("{base}.timeout"), error.to_string());
-            DEFAULT_HOOK_TIMEOUT
-        }),
-    };
-    let retries = match hook.retries {
-        Some(retries) if retries < 0 => {
-            findings.error(&format!("{base}.retries"), "retries must not be negative");
-            0
-        }
-        retries => retries.unwrap_or(0) as u32,
-    };
-    if hook
-        .secret_ref
-        .as_ref()
-        .is_some_and(|s| s.name.trim().is_empty())
-    {
-        findings.error(
-            &format!("{base}.secretRef.name"),
-            "secretRef.name must name a Secret in the Canary's namespace",
-        );
-    }
-    let url = match reqwest::Url::parse(&hook.url) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => url,
-        Ok(url) => {
-            findings.error(
-                &format!("{base}.url"),
-                format!("scheme {:?} is not http or https", url.scheme()),
-            );
-            return None;
-        }
-        Err(error) => {
-            findings.error(
-                &format!("{base}.url"),
-                format!("{:?} is not a URL: {error}", hook.url),
-            );
-            return None;
-        }
-    };
-    Some(Webhook {
-        name: hook.name.clone(),
-        kind: hook.r#type,
-        url,
-        timeout,
-        retries,
-        metadata: hook.metadata.clone(),
-        mute_alert: hook.mute_alert,
-        secret: hook
-            .secret_ref
-            .as_ref()
-            .map(|s| (s.name.clone(), s.key().to_string())),
     })
 }
 

@@ -8,8 +8,10 @@
 mod analysis;
 mod findings;
 mod matches;
+mod metric;
 pub mod standalone;
 mod target;
+mod webhook;
 pub mod windows;
 
 use std::time::Duration;

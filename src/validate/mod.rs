@@ -134,6 +134,56 @@ pub fn validate_text(text: &str, options: Options) -> Report {
     report
 }
 
+/// What identifies one document.
+struct Header {
+    kind: String,
+    name: String,
+    namespace: String,
+    api_version: String,
+}
+
+impl Header {
+    fn of(value: &serde_json::Value) -> Header {
+        let text_at = |pointer: &str| {
+            let text = value.pointer(pointer).and_then(|v| v.as_str());
+            text.unwrap_or("").to_string()
+        };
+        Header {
+            kind: text_at("/kind"),
+            name: text_at("/metadata/name"),
+            namespace: text_at("/metadata/namespace"),
+            api_version: text_at("/apiVersion"),
+        }
+    }
+
+    /// Whether the document is an Aviary kind of this API version; what is wrong is reported.
+    fn accepted(&self, sink: &mut Sink<'_>) -> bool {
+        let kind = &self.kind;
+        if !matches!(kind.as_str(), "Canary" | "MetricTemplate" | "AlertProvider") {
+            sink.warning(
+                "kind",
+                format!("kind {kind:?} is not an Aviary kind; skipped"),
+            );
+            return false;
+        }
+        let expected = format!("{GROUP}/{VERSION}");
+        let found = &self.api_version;
+        if *found != expected {
+            let hint = if found.starts_with("flagger.app/") {
+                format!("change apiVersion {found} to {expected}; the rest of a Flagger manifest stays as it is")
+            } else {
+                format!("apiVersion must be {expected}, found {found:?}")
+            };
+            sink.error("apiVersion", hint);
+            return false;
+        }
+        if self.name.is_empty() {
+            sink.error("metadata.name", "metadata.name is required");
+        }
+        true
+    }
+}
+
 fn validate_document(
     number: usize,
     value: &serde_json::Value,
@@ -141,83 +191,67 @@ fn validate_document(
     options: Options,
     report: &mut Report,
 ) {
-    let text_at = |pointer: &str| {
-        value
-            .pointer(pointer)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-    };
-    let kind = text_at("/kind").to_string();
-    let name = text_at("/metadata/name").to_string();
-    let namespace = text_at("/metadata/namespace").to_string();
-    let api_version = text_at("/apiVersion").to_string();
+    let header = Header::of(value);
     let mut sink = Sink {
         document: number,
-        object: if kind.is_empty() {
+        object: if header.kind.is_empty() {
             "document".into()
         } else {
-            format!("{kind} {name}")
+            format!("{} {}", header.kind, header.name)
         },
         lines,
         findings: &mut report.findings,
     };
-    if !matches!(kind.as_str(), "Canary" | "MetricTemplate" | "AlertProvider") {
-        sink.warning(
-            "kind",
-            format!("kind {kind:?} is not an Aviary kind; skipped"),
-        );
+    if !header.accepted(&mut sink) {
         return;
-    }
-    let expected = format!("{GROUP}/{VERSION}");
-    if api_version != expected {
-        let hint = if api_version.starts_with("flagger.app/") {
-            format!("change apiVersion {api_version} to {expected}; the rest of a Flagger manifest stays as it is")
-        } else {
-            format!("apiVersion must be {expected}, found {api_version:?}")
-        };
-        sink.error("apiVersion", hint);
-        return;
-    }
-    if name.is_empty() {
-        sink.error("metadata.name", "metadata.name is required");
     }
     let Some(spec) = value.get("spec") else {
         sink.error("spec", "spec is required");
         return;
     };
+    if let Some(manifest) = manifest(header, spec, options, &mut sink) {
+        report.manifests.push(manifest);
+    }
+}
+
+/// The typed manifest of an accepted document, checked.
+fn manifest(
+    header: Header,
+    spec: &serde_json::Value,
+    options: Options,
+    sink: &mut Sink<'_>,
+) -> Option<Manifest> {
+    let Header {
+        kind,
+        name,
+        namespace,
+        ..
+    } = header;
     match kind.as_str() {
         "Canary" => {
-            let Some(spec) = typed::<CanarySpec>(spec, &mut sink) else {
-                return;
+            let spec = typed::<CanarySpec>(spec, sink)?;
+            let plan = rules::check_canary(&spec, options, sink)?;
+            let namespace = if namespace.is_empty() {
+                "default".into()
+            } else {
+                namespace
             };
-            if let Some(plan) = rules::check_canary(&spec, options, &mut sink) {
-                report.manifests.push(Manifest::Canary {
-                    plan: Box::new(plan),
-                    name,
-                    namespace: if namespace.is_empty() {
-                        "default".into()
-                    } else {
-                        namespace
-                    },
-                    spec: Box::new(spec),
-                });
-            }
+            Some(Manifest::Canary {
+                name,
+                namespace,
+                spec: Box::new(spec),
+                plan: Box::new(plan),
+            })
         }
         "MetricTemplate" => {
-            if let Some(spec) = typed::<MetricTemplateSpec>(spec, &mut sink) {
-                rules::check_metric_template(&spec, &mut sink);
-                report
-                    .manifests
-                    .push(Manifest::MetricTemplate { name, spec });
-            }
+            let spec = typed::<MetricTemplateSpec>(spec, sink)?;
+            rules::check_metric_template(&spec, sink);
+            Some(Manifest::MetricTemplate { name, spec })
         }
         _ => {
-            if let Some(spec) = typed::<AlertProviderSpec>(spec, &mut sink) {
-                rules::check_alert_provider(&spec, &mut sink);
-                report
-                    .manifests
-                    .push(Manifest::AlertProvider { name, spec });
-            }
+            let spec = typed::<AlertProviderSpec>(spec, sink)?;
+            rules::check_alert_provider(&spec, sink);
+            Some(Manifest::AlertProvider { name, spec })
         }
     }
 }

@@ -1,0 +1,159 @@
+//! `spec.analysis.metrics[]`: each check's window, range, source and judge.
+
+use std::time::Duration;
+
+use crate::api::{
+    parse_duration, CanaryMetric, ThresholdRange, BUILTIN_DURATION, BUILTIN_SUCCESS_RATE,
+};
+use crate::judge::Direction;
+
+use super::{Findings, JudgeSettings, Metric, MetricSource};
+
+const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+pub(super) fn read_all(
+    declared: &[CanaryMetric],
+    standalone: bool,
+    findings: &mut Findings,
+) -> Vec<Metric> {
+    declared
+        .iter()
+        .enumerate()
+        .map(|(index, metric)| {
+            read_metric(
+                metric,
+                &format!("spec.analysis.metrics[{index}]"),
+                standalone,
+                findings,
+            )
+        })
+        .collect()
+}
+
+fn read_metric(
+    metric: &CanaryMetric,
+    base: &str,
+    standalone: bool,
+    findings: &mut Findings,
+) -> Metric {
+    let window = match &metric.interval {
+        None => DEFAULT_WINDOW,
+        Some(text) => parse_duration(text).unwrap_or_else(|error| {
+            findings.error(&format!("{base}.interval"), error.to_string());
+            DEFAULT_WINDOW
+        }),
+    };
+    let builtin = matches!(
+        metric.name.as_str(),
+        BUILTIN_SUCCESS_RATE | BUILTIN_DURATION
+    );
+    let source = match (&metric.template_ref, &metric.query) {
+        (Some(template), _) => MetricSource::Template {
+            name: template.name.clone(),
+            namespace: template.namespace.clone(),
+            variables: metric.template_variables.clone(),
+        },
+        (None, Some(query)) => MetricSource::Query(query.clone()),
+        (None, None) => {
+            if !builtin {
+                findings.error(&format!("{base}.templateRef"), format!(
+                    "metric {:?} is not a built-in ({BUILTIN_SUCCESS_RATE}, {BUILTIN_DURATION}) and has no templateRef",
+                    metric.name
+                ));
+            }
+            MetricSource::Builtin
+        }
+    };
+    if metric.compare.is_some() && standalone {
+        findings.error(&format!("{base}.compare"), "compare: primary needs Prometheus (the controller); a standalone run judges by thresholdRange");
+    }
+    if metric.threshold_range.is_none() && metric.threshold.is_none() && metric.compare.is_none() {
+        findings.warning(
+            base,
+            format!(
+                "metric {:?} has no thresholdRange: every value passes",
+                metric.name
+            ),
+        );
+    }
+    Metric {
+        name: metric.name.clone(),
+        window,
+        range: range(metric, base, findings),
+        min_samples: metric.min_samples,
+        source,
+        judge: judge(metric, base, findings),
+        on_no_data: metric.on_no_data.unwrap_or_default(),
+    }
+}
+
+/// `thresholdRange`, or the deprecated `threshold` the way Flagger reads it for the built-ins:
+/// a minimum for success rate, a maximum for everything else.
+fn range(metric: &CanaryMetric, base: &str, findings: &mut Findings) -> ThresholdRange {
+    if let Some(range) = &metric.threshold_range {
+        if let (Some(min), Some(max)) = (range.min, range.max) {
+            if min > max {
+                findings.error(
+                    &format!("{base}.thresholdRange"),
+                    format!("thresholdRange min {min} is greater than max {max}"),
+                );
+            }
+        }
+        return range.clone();
+    }
+    match metric.threshold {
+        Some(limit) if metric.name == BUILTIN_SUCCESS_RATE => ThresholdRange {
+            min: Some(limit),
+            max: None,
+        },
+        Some(limit) => ThresholdRange {
+            min: None,
+            max: Some(limit),
+        },
+        None => ThresholdRange::default(),
+    }
+}
+
+fn judge(metric: &CanaryMetric, base: &str, findings: &mut Findings) -> Option<JudgeSettings> {
+    let declared = metric.judge.clone().unwrap_or_default();
+    if metric.judge.is_some() && metric.compare.is_none() {
+        findings.warning(
+            &format!("{base}.judge"),
+            "judge has no effect without compare: primary",
+        );
+    }
+    let confidence = declared.confidence.unwrap_or(0.99);
+    if !(0.5..1.0).contains(&confidence) {
+        findings.error(
+            &format!("{base}.judge.confidence"),
+            format!("confidence {confidence} must be at least 0.5 and below 1"),
+        );
+    }
+    for (field, value) in [
+        ("allowedIncrease", declared.allowed_increase),
+        ("allowedDecrease", declared.allowed_decrease),
+    ] {
+        if value.is_some_and(|v| v < 0.0 || !v.is_finite()) {
+            findings.error(
+                &format!("{base}.judge.{field}"),
+                format!("{field} is a percent and must not be negative"),
+            );
+        }
+    }
+    metric.compare?;
+    // Error counts allow no increase by default; every other metric 20%.
+    let counts = metric.name == BUILTIN_SUCCESS_RATE;
+    Some(JudgeSettings {
+        confidence,
+        allowed_increase: declared
+            .allowed_increase
+            .unwrap_or(if counts { 0.0 } else { 20.0 })
+            / 100.0,
+        allowed_decrease: declared.allowed_decrease.unwrap_or(20.0) / 100.0,
+        direction: declared.direction.unwrap_or(if counts {
+            Direction::Decrease
+        } else {
+            Direction::Increase
+        }),
+    })
+}

@@ -1,0 +1,84 @@
+//! `spec.analysis.webhooks[]`: each hook's URL, timeout and retries, read.
+
+use std::time::Duration;
+
+use crate::api::{parse_duration, CanaryWebhook};
+
+use super::{Findings, Webhook};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn read_all(declared: &[CanaryWebhook], findings: &mut Findings) -> Vec<Webhook> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut read = Vec::new();
+    for (index, hook) in declared.iter().enumerate() {
+        let base = format!("spec.analysis.webhooks[{index}]");
+        if !seen.insert(&hook.name) {
+            findings.error(
+                &format!("{base}.name"),
+                format!("webhook name {:?} is used twice", hook.name),
+            );
+        }
+        if let Some(webhook) = read_webhook(hook, &base, findings) {
+            read.push(webhook);
+        }
+    }
+    read
+}
+
+fn read_webhook(hook: &CanaryWebhook, base: &str, findings: &mut Findings) -> Option<Webhook> {
+    let timeout = match &hook.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(text) => parse_duration(text).unwrap_or_else(|error| {
+            findings.error(&format!("{base}.timeout"), error.to_string());
+            DEFAULT_TIMEOUT
+        }),
+    };
+    let retries = match hook.retries {
+        Some(retries) if retries < 0 => {
+            findings.error(&format!("{base}.retries"), "retries must not be negative");
+            0
+        }
+        retries => retries.unwrap_or(0) as u32,
+    };
+    if hook
+        .secret_ref
+        .as_ref()
+        .is_some_and(|s| s.name.trim().is_empty())
+    {
+        findings.error(
+            &format!("{base}.secretRef.name"),
+            "secretRef.name must name a Secret in the Canary's namespace",
+        );
+    }
+    let url = match reqwest::Url::parse(&hook.url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+        Ok(url) => {
+            findings.error(
+                &format!("{base}.url"),
+                format!("scheme {:?} is not http or https", url.scheme()),
+            );
+            return None;
+        }
+        Err(error) => {
+            findings.error(
+                &format!("{base}.url"),
+                format!("{:?} is not a URL: {error}", hook.url),
+            );
+            return None;
+        }
+    };
+    Some(Webhook {
+        name: hook.name.clone(),
+        kind: hook.r#type,
+        url,
+        timeout,
+        retries,
+        metadata: hook.metadata.clone(),
+        mute_alert: hook.mute_alert,
+        secret: hook
+            .secret_ref
+            .as_ref()
+            .map(|s| (s.name.clone(), s.key().to_string())),
+    })
+}
