@@ -34,6 +34,11 @@ pub trait Adapter: Sync {
     fn promote(&self) -> BoxFuture<'_, Result<(), Self::Error>>;
     /// Records an event where people look: the log, Kubernetes Events, alert providers.
     fn publish<'a>(&'a self, event: &'a Event, status: &'a CanaryStatus) -> BoxFuture<'a, ()>;
+    /// Brings what the decision does not own up to date before its actions run (the
+    /// controller's `-primary` policy copies); nothing by default.
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// One canary being driven: who it is, its plan, and the client its webhooks go through.
@@ -56,8 +61,23 @@ impl Session<'_> {
         }
     }
 
+    /// One step: the engine decides, then its actions are carried out. Returns the decision and
+    /// the metric values it used.
+    pub async fn run<A: Adapter>(
+        &self,
+        status: &CanaryStatus,
+        observations: Observations,
+        now: Timestamp,
+        adapter: &A,
+    ) -> Result<(Decision, Vec<MetricOutcome>, Vec<Event>), A::Error> {
+        let (decision, metrics) = self.decide(status, observations, now, adapter).await;
+        adapter.prepare().await;
+        let events = self.apply(&decision, adapter).await?;
+        Ok((decision, metrics, events))
+    }
+
     /// Calls the engine until it decides; returns the decision and the metric values it used.
-    pub async fn decide<A: Adapter>(
+    async fn decide<A: Adapter>(
         &self,
         status: &CanaryStatus,
         mut observations: Observations,
@@ -93,7 +113,7 @@ impl Session<'_> {
     }
 
     /// Carries out the decision's actions in order; returns the events it published.
-    pub async fn apply<A: Adapter>(
+    async fn apply<A: Adapter>(
         &self,
         decision: &Decision,
         adapter: &A,

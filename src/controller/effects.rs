@@ -218,6 +218,17 @@ impl Adapter for Cluster<'_> {
         })
     }
 
+    /// Policies first, so primary pods never run uncovered; a failed copy is reported, and the
+    /// next reconcile tries again.
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let synced = super::security::sync_copies(self.canary, self.ctx, &self.world.target);
+            if let Err(error) = synced.await {
+                tracing::warn!(canary = %self.canary.name_any(), %error, "cannot write -primary policy copies");
+            }
+        })
+    }
+
     fn publish<'a>(&'a self, event: &'a Event, status: &'a CanaryStatus) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let (canary, ctx) = (self.canary, self.ctx);

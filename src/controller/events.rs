@@ -64,4 +64,15 @@ impl EventWriter {
             tracing::warn!(%error, canary = %canary.name_any(), %reason, "cannot record event");
         }
     }
+
+    /// Records every Event among `actions` (a blocked canary's decision has nothing else).
+    pub async fn publish_all(&self, canary: &Canary, actions: &[crate::engine::Action]) {
+        for action in actions {
+            if let crate::engine::Action::Event(event) = action {
+                tracing::warn!(canary = %canary.name_any(), reason = %event.reason, message = %event.message, "canary blocked");
+                self.publish(canary, event.severity, event.reason, &event.message)
+                    .await;
+            }
+        }
+    }
 }

@@ -20,6 +20,8 @@ mod security;
 mod server;
 mod signals;
 mod status_write;
+mod world;
+mod written;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +108,7 @@ pub struct Context {
     pub gateway_telemetry: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
     /// The controller's own last status writes, to recognise stale copies.
-    pub written: status_write::Written,
+    pub written: written::Written,
     /// Canaries whose routes were read back from the mesh since this process started.
     pub resumed: parking_lot::Mutex<std::collections::HashSet<String>>,
 }

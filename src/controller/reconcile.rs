@@ -1,6 +1,6 @@
-//! One reconcile of one Canary: observe (the watch-fed stores, plus the two reads the stores
-//! cannot answer), decide (the engine), apply (the cluster adapter), then write the status when
-//! it changed and come back when the engine asked to.
+//! One reconcile of one Canary: observe ([`super::world`]), decide (the engine) and apply (the
+//! cluster adapter) through one [`Session`], then write the status when it changed and come
+//! back when the engine asked to.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +12,10 @@ use kube::{Resource, ResourceExt};
 
 use super::effects::Cluster;
 use super::objects::ObjectError;
-use super::observe::{self, Stores, World};
 use super::{Context, ERROR_BACKOFF};
-use crate::api::{Canary, CanaryPhase, CanaryStatus};
+use crate::api::Canary;
 use crate::driver::Session;
-use crate::engine::{self, Action, Decision, MetricOutcome, Obstacle};
+use crate::engine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -48,6 +47,14 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
 pub fn conflict_is_stale(error: kube::Error) -> ReconcileError {
     match error {
         kube::Error::Api(status) if matches!(status.code, 409 | 422) => ReconcileError::Stale,
+        other => ReconcileError::Kube(other),
+    }
+}
+
+/// A status write refused for a conflict was made on a stale copy.
+fn status_conflict_is_stale(error: kube::Error) -> ReconcileError {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => ReconcileError::Stale,
         other => ReconcileError::Kube(other),
     }
 }
@@ -93,159 +100,35 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .map_err(conflict_is_stale)?;
     }
     let status = canary.status.clone().unwrap_or_default();
-    let world = match world(canary, ctx, &status).await? {
-        Ok(world) => world,
+    let (decision, metrics) = match super::world::gather(canary, ctx, &status).await? {
+        Ok(world) => {
+            let session = Session {
+                name: &canary.name_any(),
+                namespace: &canary.namespace().unwrap_or_default(),
+                plan: &world.plan,
+                hooks: &ctx.hooks,
+            };
+            let adapter = Cluster {
+                canary,
+                ctx,
+                world: &world,
+            };
+            let observations = world.observations.clone();
+            let (decision, metrics, _) = session
+                .run(&status, observations, Timestamp::now(), &adapter)
+                .await?;
+            (decision, metrics)
+        }
         Err(obstacle) => {
             let decision = engine::blocked(&status, &obstacle, Timestamp::now());
-            return report_blocked(canary, ctx, &api, &status, decision).await;
+            ctx.events.publish_all(canary, &decision.actions).await;
+            (decision, Vec::new())
         }
     };
-    let session = Session {
-        name: &canary.name_any(),
-        namespace: &canary.namespace().unwrap_or_default(),
-        plan: &world.plan,
-        hooks: &ctx.hooks,
-    };
-    let adapter = Cluster {
-        canary,
-        ctx,
-        world: &world,
-    };
-    let observations = world.observations.clone();
-    let (decision, metrics) = session
-        .decide(&status, observations, Timestamp::now(), &adapter)
-        .await;
-    // Policies first, so primary pods never run uncovered; a failed copy is reported, and the
-    // next reconcile tries again.
-    if let Err(error) = super::security::sync_copies(canary, ctx, &world.target).await {
-        tracing::warn!(canary = %canary.name_any(), %error, "cannot write -primary policy copies");
-    }
-    session.apply(&decision, &adapter).await?;
-    write_status(&api, canary, ctx, &status, &decision.status).await?;
-    record(canary, ctx, &status, &decision, &metrics);
-    Ok(Requeue::requeue(decision.requeue_after))
-}
-
-/// The stores' view of the canary, plus the reads they cannot answer: the mTLS preflight
-/// before a rollout starts, and the mesh's routes once after a restart.
-async fn world(
-    canary: &Canary,
-    ctx: &Context,
-    status: &CanaryStatus,
-) -> Result<Result<World, Obstacle>, ReconcileError> {
-    let stores = Stores {
-        deployments: &ctx.deployments,
-        config_maps: &ctx.config_maps,
-        secrets: &ctx.secrets,
-        canaries: &ctx.canaries,
-        templates: &ctx.templates,
-        relations: &ctx.relations,
-    };
-    let plan = match observe::read_plan(canary, &ctx.settings) {
-        Ok(plan) => plan,
-        Err(obstacle) => return Ok(Err(obstacle)),
-    };
-    let mut world = match observe::observe(canary, plan, stores, &ctx.settings) {
-        Ok(world) => world,
-        Err(obstacle) => return Ok(Err(obstacle)),
-    };
-    if world.plan.analysis.require_mtls && !status.phase.is_active() {
-        let verdict =
-            super::security::mtls_preflight(canary, ctx, &world.plan, &world.target).await?;
-        if !verdict.enforced {
-            return Ok(Err(Obstacle::MtlsNotEnforced {
-                reason: verdict.reason,
-                message: verdict.message,
-            }));
-        }
-        world.observations.mtls = Some((verdict.reason, verdict.message));
-    }
-    world.observations.mesh_routes = mesh_routes_after_restart(canary, ctx, &world, status).await?;
-    Ok(Ok(world))
-}
-
-/// The mesh's routes, read once per canary after this process started (the engine rewrites
-/// them when they disagree with the status).
-async fn mesh_routes_after_restart(
-    canary: &Canary,
-    ctx: &Context,
-    world: &World,
-    status: &CanaryStatus,
-) -> Result<Option<engine::Routes>, ReconcileError> {
-    let key = format!(
-        "{}/{}",
-        canary.namespace().unwrap_or_default(),
-        canary.name_any()
-    );
-    if ctx.resumed.lock().contains(&key) {
-        return Ok(None);
-    }
-    let routes = if status.phase.is_active() {
-        let router = ctx.routers.get(world.plan.router);
-        router.current(canary, &world.plan).await?
-    } else {
-        None
-    };
-    ctx.resumed.lock().insert(key);
-    Ok(routes)
-}
-
-/// A canary that cannot run: its Events (the Kubernetes Event only) and its status.
-async fn report_blocked(
-    canary: &Canary,
-    ctx: &Context,
-    api: &Api<Canary>,
-    status: &CanaryStatus,
-    decision: Decision,
-) -> Result<Requeue, ReconcileError> {
-    for action in &decision.actions {
-        if let Action::Event(event) = action {
-            tracing::warn!(canary = %canary.name_any(), reason = %event.reason, message = %event.message, "canary blocked");
-            ctx.events
-                .publish(canary, event.severity, event.reason, &event.message)
-                .await;
-        }
-    }
-    write_status(api, canary, ctx, status, &decision.status).await?;
-    Ok(Requeue::requeue(decision.requeue_after))
-}
-
-async fn write_status(
-    api: &Api<Canary>,
-    canary: &Canary,
-    ctx: &Context,
-    before: &CanaryStatus,
-    after: &CanaryStatus,
-) -> Result<(), ReconcileError> {
-    match super::status_write::write(api, canary, before, after, &ctx.written).await {
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(ReconcileError::Stale),
-        other => Ok(other?),
-    }
-}
-
-/// The controller's own metrics of this step.
-fn record(
-    canary: &Canary,
-    ctx: &Context,
-    before: &CanaryStatus,
-    decision: &Decision,
-    metrics: &[MetricOutcome],
-) {
-    let (name, namespace) = (canary.name_any(), canary.namespace().unwrap_or_default());
-    for metric in metrics {
-        if let Ok(value) = metric.value {
-            ctx.metrics.analysis(&name, &namespace, &metric.name, value);
-        }
-    }
-    let next = &decision.status;
-    let target = &canary.spec.target_ref.name;
+    super::status_write::write(&api, canary, &status, &decision.status, &ctx.written)
+        .await
+        .map_err(status_conflict_is_stale)?;
     ctx.metrics
-        .observe(&name, &namespace, target, next.phase, next.canary_weight);
-    if next.phase != before.phase {
-        match next.phase {
-            CanaryPhase::Succeeded => ctx.metrics.outcome(&name, &namespace, true),
-            CanaryPhase::Failed => ctx.metrics.outcome(&name, &namespace, false),
-            _ => {}
-        }
-    }
+        .record(canary, &status, &decision.status, &metrics);
+    Ok(Requeue::requeue(decision.requeue_after))
 }

@@ -114,6 +114,32 @@ impl ControllerMetrics {
     pub fn render(&self) -> String {
         exposition::render(&self.registry)
     }
+
+    /// Everything one reconcile of `canary` tells: its state, its metric values, its outcome.
+    pub fn record(
+        &self,
+        canary: &crate::api::Canary,
+        before: &crate::api::CanaryStatus,
+        after: &crate::api::CanaryStatus,
+        metrics: &[crate::engine::MetricOutcome],
+    ) {
+        use kube::ResourceExt;
+        let (name, namespace) = (canary.name_any(), canary.namespace().unwrap_or_default());
+        for metric in metrics {
+            if let Ok(value) = metric.value {
+                self.analysis(&name, &namespace, &metric.name, value);
+            }
+        }
+        let target = &canary.spec.target_ref.name;
+        self.observe(&name, &namespace, target, after.phase, after.canary_weight);
+        if after.phase != before.phase {
+            match after.phase {
+                CanaryPhase::Succeeded => self.outcome(&name, &namespace, true),
+                CanaryPhase::Failed => self.outcome(&name, &namespace, false),
+                _ => {}
+            }
+        }
+    }
 }
 
 fn pair(name: &str, namespace: &str) -> Labels {

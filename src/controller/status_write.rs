@@ -8,13 +8,11 @@
 //!   the watch has delivered the controller's own last write waits for it instead of deciding
 //!   (and acting, and announcing) a second time.
 
-use parking_lot::Mutex;
-use std::collections::HashMap;
-
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::{json, Map, Value};
 
+use super::written::Written;
 use crate::api::{Canary, CanaryStatus};
 
 /// The JSON merge patch (RFC 7386) that turns `before` into `after`.
@@ -39,43 +37,6 @@ pub fn merge_diff(before: &Value, after: &Value) -> Value {
             Value::Object(patch)
         }
         _ => after.clone(),
-    }
-}
-
-/// resourceVersions of the controller's own last status writes, by `namespace/name`.
-#[derive(Default)]
-pub struct Written(Mutex<HashMap<String, u64>>);
-
-fn key(canary: &Canary) -> String {
-    format!(
-        "{}/{}",
-        canary.namespace().unwrap_or_default(),
-        canary.name_any()
-    )
-}
-
-fn version(canary: &Canary) -> Option<u64> {
-    canary.resource_version()?.parse().ok()
-}
-
-impl Written {
-    /// The copy is older than the controller's own last write of it.
-    pub fn is_stale(&self, canary: &Canary) -> bool {
-        let written = self.0.lock();
-        match (version(canary), written.get(&key(canary))) {
-            (Some(seen), Some(last)) => seen < *last,
-            _ => false,
-        }
-    }
-
-    pub fn forget(&self, canary: &Canary) {
-        self.0.lock().remove(&key(canary));
-    }
-
-    fn record(&self, canary: &Canary) {
-        if let Some(version) = version(canary) {
-            self.0.lock().insert(key(canary), version);
-        }
     }
 }
 

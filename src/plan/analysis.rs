@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::api::{parse_duration, CanaryAnalysis};
+use crate::api::{parse_duration, CanaryAnalysis, CanarySpec};
 
-use super::{matches, Analysis, Findings, Options, ParsedWindow, SessionAffinity};
+use super::{matches, metric, webhook, windows, Analysis, Findings, Options, Strategy};
 
 /// The shortest analysis interval a cluster rollout may use, as Flagger enforces.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -14,16 +14,10 @@ const MIN_STANDALONE_INTERVAL: Duration = Duration::from_millis(200);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_WEIGHT: i32 = 100;
 const DEFAULT_READY_THRESHOLD: i32 = 100;
-/// Cookie lifetime when `maxAge` is unset: one day, as Flagger.
-const DEFAULT_COOKIE_MAX_AGE: i32 = 86_400;
 
 /// The analysis interval: `^[0-9]+(m|s)$` and at least 10s in a cluster, as Flagger's schema
 /// says; the standalone runner also takes `250ms` and `1m30s` above its own floor.
-pub(super) fn interval(
-    analysis: &CanaryAnalysis,
-    options: Options,
-    findings: &mut Findings,
-) -> Duration {
+fn interval(analysis: &CanaryAnalysis, options: Options, findings: &mut Findings) -> Duration {
     let Some(text) = &analysis.interval else {
         return DEFAULT_INTERVAL;
     };
@@ -70,15 +64,62 @@ fn optional_percent(value: Option<i32>, path: &str, findings: &mut Findings) -> 
     value.map(|v| percent(Some(v), path, 1, v, findings))
 }
 
+/// `spec.analysis` read: the interval, the analysis and the strategy; `None` after an error.
+/// Its own fields are read first, then each part that has a room of its own, once.
 pub(super) fn read(
-    analysis: &CanaryAnalysis,
-    standalone: bool,
+    spec: &CanarySpec,
+    options: Options,
     findings: &mut Findings,
-) -> Option<Analysis> {
+) -> Option<(Duration, Analysis, Strategy)> {
+    let declared = spec.analysis.clone().unwrap_or_default();
+    let analysis = &declared;
     let before = findings.0.len();
+    let interval = interval(analysis, options, findings);
     let (max_weight, step_weights, step_weight) = weights(analysis, findings);
     let iterations = iterations(analysis, findings);
-    let threshold = match analysis.threshold {
+    let threshold = threshold(analysis, findings);
+    let percents = Percents::read(analysis, findings);
+    check_alerts(analysis, findings);
+    let strategy = strategy(spec, iterations);
+    let (matches, session_affinity) = matches::requests(analysis, findings);
+    let read = Analysis {
+        threshold,
+        max_weight,
+        step_weights,
+        step_weight,
+        step_weight_promotion: percents.step_weight_promotion,
+        iterations,
+        mirror_percent: analysis.mirror.then_some(percents.mirror),
+        primary_ready_threshold: percents.primary_ready,
+        canary_ready_threshold: percents.canary_ready,
+        matches,
+        session_affinity,
+        require_mtls: analysis.require_mtls,
+        metrics: metric::metrics(&analysis.metrics, spec.standalone.is_some(), findings),
+        webhooks: webhook::webhooks(&analysis.webhooks, findings),
+        alerts: analysis.alerts.clone(),
+        windows: windows::promotion_windows(&analysis.promotion_windows, findings),
+    };
+    let failed = findings.0[before..]
+        .iter()
+        .any(|i| i.severity == super::Severity::Error);
+    (!failed).then_some((interval, read, strategy))
+}
+
+/// The deployment strategy, derived from the analysis block the way Flagger derives it.
+fn strategy(spec: &CanarySpec, iterations: i32) -> Strategy {
+    let Some(analysis) = spec.analysis.as_ref().filter(|_| !spec.skip_analysis) else {
+        return Strategy::SkipAnalysis;
+    };
+    match (iterations > 0, analysis.r#match.is_empty()) {
+        (true, false) => Strategy::AbTesting,
+        (true, true) => Strategy::BlueGreen,
+        (false, _) => Strategy::Canary,
+    }
+}
+
+fn threshold(analysis: &CanaryAnalysis, findings: &mut Findings) -> i32 {
+    match analysis.threshold {
         None => 1,
         Some(threshold) if threshold >= 1 => threshold,
         Some(threshold) => {
@@ -88,59 +129,47 @@ pub(super) fn read(
             );
             1
         }
-    };
-    let mirror_weight = percent(
-        analysis.mirror_weight,
-        "spec.analysis.mirrorWeight",
-        0,
-        100,
-        findings,
-    );
-    let read = Analysis {
-        threshold,
-        max_weight,
-        step_weights,
-        step_weight,
-        step_weight_promotion: optional_percent(
-            analysis.step_weight_promotion,
-            "spec.analysis.stepWeightPromotion",
-            findings,
-        ),
-        iterations,
-        mirror_percent: analysis.mirror.then_some(mirror_weight),
-        primary_ready_threshold: percent(
-            analysis.primary_ready_threshold,
-            "spec.analysis.primaryReadyThreshold",
-            0,
-            DEFAULT_READY_THRESHOLD,
-            findings,
-        ),
-        canary_ready_threshold: percent(
-            analysis.canary_ready_threshold,
-            "spec.analysis.canaryReadyThreshold",
-            0,
-            DEFAULT_READY_THRESHOLD,
-            findings,
-        ),
-        matches: matches::read(&analysis.r#match, findings),
-        session_affinity: session_affinity(analysis, findings),
-        require_mtls: analysis.require_mtls,
-        metrics: super::metric::read_all(&analysis.metrics, standalone, findings),
-        webhooks: super::webhook::read_all(&analysis.webhooks, findings),
-        alerts: analysis.alerts.clone(),
-        windows: windows(analysis, findings),
-    };
-    check_alerts(analysis, findings);
-    if iterations == 0 && !analysis.r#match.is_empty() {
-        findings.warning(
-            "spec.analysis.match",
-            "match without iterations is ignored: A/B testing needs iterations",
-        );
     }
-    let failed = findings.0[before..]
-        .iter()
-        .any(|i| i.severity == super::Severity::Error);
-    (!failed).then_some(read)
+}
+
+/// The percent fields besides the weights.
+struct Percents {
+    step_weight_promotion: Option<i32>,
+    mirror: i32,
+    primary_ready: i32,
+    canary_ready: i32,
+}
+
+impl Percents {
+    fn read(analysis: &CanaryAnalysis, findings: &mut Findings) -> Percents {
+        let ready = |value, path, findings: &mut Findings| {
+            percent(value, path, 0, DEFAULT_READY_THRESHOLD, findings)
+        };
+        Percents {
+            step_weight_promotion: optional_percent(
+                analysis.step_weight_promotion,
+                "spec.analysis.stepWeightPromotion",
+                findings,
+            ),
+            mirror: percent(
+                analysis.mirror_weight,
+                "spec.analysis.mirrorWeight",
+                0,
+                100,
+                findings,
+            ),
+            primary_ready: ready(
+                analysis.primary_ready_threshold,
+                "spec.analysis.primaryReadyThreshold",
+                findings,
+            ),
+            canary_ready: ready(
+                analysis.canary_ready_threshold,
+                "spec.analysis.canaryReadyThreshold",
+                findings,
+            ),
+        }
+    }
 }
 
 /// `(maxWeight, stepWeights, stepWeight)`: the highest weight is the last of `stepWeights`
@@ -190,6 +219,13 @@ fn weights(analysis: &CanaryAnalysis, findings: &mut Findings) -> (i32, Vec<i32>
 
 fn iterations(analysis: &CanaryAnalysis, findings: &mut Findings) -> i32 {
     match analysis.iterations {
+        None if !analysis.r#match.is_empty() => {
+            findings.warning(
+                "spec.analysis.match",
+                "match without iterations is ignored: A/B testing needs iterations",
+            );
+            0
+        }
         None => 0,
         Some(count) if count < 0 => {
             findings.error(
@@ -202,40 +238,15 @@ fn iterations(analysis: &CanaryAnalysis, findings: &mut Findings) -> i32 {
             if count > 0 && (analysis.step_weight.is_some() || !analysis.step_weights.is_empty()) {
                 findings.warning("spec.analysis.iterations", "iterations and stepWeight(s) are both set: iterations wins (A/B or blue/green), the weights are ignored");
             }
+            if count == 0 && !analysis.r#match.is_empty() {
+                findings.warning(
+                    "spec.analysis.match",
+                    "match without iterations is ignored: A/B testing needs iterations",
+                );
+            }
             count
         }
     }
-}
-
-fn session_affinity(analysis: &CanaryAnalysis, findings: &mut Findings) -> Option<SessionAffinity> {
-    let affinity = analysis.session_affinity.as_ref()?;
-    if affinity.cookie_name.trim().is_empty() {
-        findings.error(
-            "spec.analysis.sessionAffinity.cookieName",
-            "cookieName must not be empty",
-        );
-    }
-    if affinity.primary_cookie_name.as_deref() == Some(affinity.cookie_name.as_str()) {
-        findings.error(
-            "spec.analysis.sessionAffinity.primaryCookieName",
-            format!("primaryCookieName {:?} equals cookieName: the two cookies must differ or no session could be told apart", affinity.cookie_name),
-        );
-    }
-    let max_age = match affinity.max_age {
-        Some(age) if age <= 0 => {
-            findings.error(
-                "spec.analysis.sessionAffinity.maxAge",
-                format!("maxAge {age} must be positive"),
-            );
-            DEFAULT_COOKIE_MAX_AGE
-        }
-        age => age.unwrap_or(DEFAULT_COOKIE_MAX_AGE),
-    };
-    Some(SessionAffinity {
-        cookie_name: affinity.cookie_name.clone(),
-        primary_cookie_name: affinity.primary_cookie_name.clone(),
-        max_age,
-    })
 }
 
 fn check_alerts(analysis: &CanaryAnalysis, findings: &mut Findings) {
@@ -247,26 +258,4 @@ fn check_alerts(analysis: &CanaryAnalysis, findings: &mut Findings) {
             );
         }
     }
-}
-
-fn windows(analysis: &CanaryAnalysis, findings: &mut Findings) -> Vec<ParsedWindow> {
-    use super::windows::WindowError;
-    let mut read = Vec::new();
-    for (index, window) in analysis.promotion_windows.iter().enumerate() {
-        match ParsedWindow::parse(window) {
-            Ok(parsed) => read.push(parsed),
-            Err(error) => {
-                let field = match error {
-                    WindowError::Schedule(..) => "schedule",
-                    WindowError::Duration(..) => "duration",
-                    WindowError::TimeZone(..) => "timeZone",
-                };
-                findings.error(
-                    &format!("spec.analysis.promotionWindows[{index}].{field}"),
-                    error.to_string(),
-                );
-            }
-        }
-    }
-    read
 }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{CanarySpec, Matcher, RequestMatch, RouterKind, StringMatch};
+use crate::api::{CanaryAnalysis, Matcher, RequestMatch, StringMatch};
 
-use super::Findings;
+use super::{Findings, SessionAffinity};
 
 /// A string condition of exactly one kind. A regex is checked to compile when read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +50,17 @@ impl Condition {
     }
 }
 
+/// The A/B conditions and the session affinity: how requests are told apart.
+pub(super) fn requests(
+    analysis: &CanaryAnalysis,
+    findings: &mut Findings,
+) -> (Vec<RouteMatch>, Option<SessionAffinity>) {
+    let affinity = session_affinity(analysis, findings);
+    (read_conditions(&analysis.r#match, findings), affinity)
+}
+
 /// Reads every condition; each one that is not exactly one kind is an error at its path.
-pub(super) fn read(declared: &[RequestMatch], findings: &mut Findings) -> Vec<RouteMatch> {
+fn read_conditions(declared: &[RequestMatch], findings: &mut Findings) -> Vec<RouteMatch> {
     declared
         .iter()
         .enumerate()
@@ -100,47 +109,36 @@ fn read_one(request: &RequestMatch, base: &str, findings: &mut Findings) -> Rout
     }
 }
 
-/// What the canary's router can express: a field it cannot honour is refused, not ignored.
-pub(super) fn check_router(spec: &CanarySpec, router: RouterKind, findings: &mut Findings) {
-    if router.needs_parent_refs() && spec.service.gateway_refs.as_ref().is_none_or(Vec::is_empty) {
+/// Cookie lifetime when `maxAge` is unset: one day, as Flagger.
+const DEFAULT_COOKIE_MAX_AGE: i32 = 86_400;
+
+fn session_affinity(analysis: &CanaryAnalysis, findings: &mut Findings) -> Option<SessionAffinity> {
+    let affinity = analysis.session_affinity.as_ref()?;
+    if affinity.cookie_name.trim().is_empty() {
         findings.error(
-            "spec.service.gatewayRefs",
-            format!("provider {router} needs gatewayRefs: the Gateway (or, for mesh traffic, the Service) the HTTPRoute attaches to"),
+            "spec.analysis.sessionAffinity.cookieName",
+            "cookieName must not be empty",
         );
     }
-    for (index, parent) in spec.service.gateway_refs.iter().flatten().enumerate() {
-        if parent
-            .get("name")
-            .and_then(|n| n.as_str())
-            .is_none_or(str::is_empty)
-        {
+    if affinity.primary_cookie_name.as_deref() == Some(affinity.cookie_name.as_str()) {
+        findings.error(
+            "spec.analysis.sessionAffinity.primaryCookieName",
+            format!("primaryCookieName {:?} equals cookieName: the two cookies must differ or no session could be told apart", affinity.cookie_name),
+        );
+    }
+    let max_age = match affinity.max_age {
+        Some(age) if age <= 0 => {
             findings.error(
-                &format!("spec.service.gatewayRefs[{index}].name"),
-                "each gatewayRef needs a name",
+                "spec.analysis.sessionAffinity.maxAge",
+                format!("maxAge {age} must be positive"),
             );
+            DEFAULT_COOKIE_MAX_AGE
         }
-    }
-    let Some(analysis) = &spec.analysis else {
-        return;
+        age => age.unwrap_or(DEFAULT_COOKIE_MAX_AGE),
     };
-    if analysis.mirror && !router.can_mirror() {
-        findings.error(
-            "spec.analysis.mirror",
-            format!("provider {router} cannot mirror traffic; use istio or gatewayapi:v1"),
-        );
-    }
-    if !analysis.r#match.is_empty() && !router.can_match() {
-        findings.error(
-            "spec.analysis.match",
-            format!("provider {router} cannot route by header or cookie; use istio or gatewayapi:v1 for A/B testing"),
-        );
-    }
-    if analysis.session_affinity.is_some() && !router.can_pin_sessions() {
-        findings.error(
-            "spec.analysis.sessionAffinity",
-            format!(
-                "provider {router} cannot keep sessions on the canary; use istio or gatewayapi:v1"
-            ),
-        );
-    }
+    Some(SessionAffinity {
+        cookie_name: affinity.cookie_name.clone(),
+        primary_cookie_name: affinity.primary_cookie_name.clone(),
+        max_age,
+    })
 }

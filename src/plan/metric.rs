@@ -11,7 +11,7 @@ use super::{Findings, JudgeSettings, Metric, MetricSource};
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
-pub(super) fn read_all(
+pub(super) fn metrics(
     declared: &[CanaryMetric],
     standalone: bool,
     findings: &mut Findings,

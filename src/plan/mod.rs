@@ -215,30 +215,24 @@ pub struct Webhook {
 /// Reads `spec`. The plan is `Some` exactly when there is no error finding.
 pub fn read(spec: &CanarySpec, options: Options) -> (Option<Plan>, Findings) {
     let mut findings = Findings::default();
-    let target = target::read(spec, &mut findings);
-    let router = target::router(spec, options, &mut findings);
-    let progress_deadline = target::progress_deadline(spec, &mut findings);
-    let declared = spec.analysis.clone().unwrap_or_default();
-    let interval = analysis::interval(&declared, options, &mut findings);
-    let analysis = analysis::read(&declared, spec.standalone.is_some(), &mut findings);
-    if let Some(router) = router.filter(|_| spec.standalone.is_none()) {
-        matches::check_router(spec, router, &mut findings);
-    }
+    let top = target::top(spec, options, &mut findings);
+    let analysis = analysis::read(spec, options, &mut findings);
     let standalone = spec
         .standalone
         .as_ref()
-        .and_then(|section| standalone::read(section, &mut findings));
-    let strategy = strategy(spec, &analysis);
+        .and_then(|section| standalone::section(section, &mut findings));
     if findings.has_errors() {
         return (None, findings);
     }
-    let (Some(target), Some(router), Some(analysis)) = (target, router, analysis) else {
+    let (Some(target), Some(router), Some((interval, analysis, strategy))) =
+        (top.target, top.router, analysis)
+    else {
         return (None, findings);
     };
     let plan = Plan {
         target,
         router,
-        progress_deadline,
+        progress_deadline: top.progress_deadline,
         suspend: spec.suspend,
         revert_on_deletion: spec.revert_on_deletion,
         interval,
@@ -256,19 +250,5 @@ pub fn plan(spec: &CanarySpec, options: Options) -> Result<Plan, String> {
     match read(spec, options) {
         (Some(plan), _) => Ok(plan),
         (None, findings) => Err(findings.errors_joined()),
-    }
-}
-
-fn strategy(spec: &CanarySpec, analysis: &Option<Analysis>) -> Strategy {
-    let Some(analysis) = analysis.as_ref().filter(|_| spec.analysis.is_some()) else {
-        return Strategy::SkipAnalysis;
-    };
-    if spec.skip_analysis {
-        return Strategy::SkipAnalysis;
-    }
-    match (analysis.iterations > 0, analysis.matches.is_empty()) {
-        (true, false) => Strategy::AbTesting,
-        (true, true) => Strategy::BlueGreen,
-        (false, _) => Strategy::Canary,
     }
 }

@@ -46,7 +46,7 @@ fn upstream(path: &str, wire: &StandaloneUpstream, findings: &mut Findings) -> O
     })
 }
 
-pub(super) fn read(section: &Standalone, findings: &mut Findings) -> Option<StandalonePlan> {
+pub(super) fn section(section: &Standalone, findings: &mut Findings) -> Option<StandalonePlan> {
     let listen = address("spec.standalone.listen", &section.listen, findings);
     let metrics_listen = match &section.metrics_listen {
         Some(text) => Some(address("spec.standalone.metricsListen", text, findings)?),

@@ -1,4 +1,5 @@
-//! The top of a spec: the target, its Service port, the progress deadline and the router.
+//! The top of a spec: the target, its Service port, the progress deadline, the router and
+//! what that router can express.
 
 use std::time::Duration;
 
@@ -6,10 +7,32 @@ use crate::api::{CanarySpec, RouterKind};
 
 use super::{Findings, Options, Target, TargetKind};
 
+/// The top of a spec, read.
+pub(super) struct Top {
+    pub target: Option<Target>,
+    pub router: Option<RouterKind>,
+    pub progress_deadline: Duration,
+}
+
+/// Reads the top of `spec`; a router is checked against what the spec asks of it.
+pub(super) fn top(spec: &CanarySpec, options: Options, findings: &mut Findings) -> Top {
+    let target = target(spec, findings);
+    let progress_deadline = progress_deadline(spec, findings);
+    let router = router(spec, options, findings);
+    if let Some(router) = router.filter(|_| spec.standalone.is_none()) {
+        check_router(spec, router, findings);
+    }
+    Top {
+        target,
+        router,
+        progress_deadline,
+    }
+}
+
 /// Default progress deadline, as Flagger documents it.
 const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 
-pub(super) fn read(spec: &CanarySpec, findings: &mut Findings) -> Option<Target> {
+fn target(spec: &CanarySpec, findings: &mut Findings) -> Option<Target> {
     if !(1..=65535).contains(&spec.service.port) {
         findings.error(
             "spec.service.port",
@@ -40,7 +63,7 @@ pub(super) fn read(spec: &CanarySpec, findings: &mut Findings) -> Option<Target>
     })
 }
 
-pub(super) fn progress_deadline(spec: &CanarySpec, findings: &mut Findings) -> Duration {
+fn progress_deadline(spec: &CanarySpec, findings: &mut Findings) -> Duration {
     match spec.progress_deadline_seconds {
         None => DEFAULT_PROGRESS_DEADLINE,
         Some(seconds) if seconds > 0 => Duration::from_secs(seconds as u64),
@@ -55,11 +78,7 @@ pub(super) fn progress_deadline(spec: &CanarySpec, findings: &mut Findings) -> D
 }
 
 /// The router `spec.provider` names, or the default one.
-pub(super) fn router(
-    spec: &CanarySpec,
-    options: Options,
-    findings: &mut Findings,
-) -> Option<RouterKind> {
+fn router(spec: &CanarySpec, options: Options, findings: &mut Findings) -> Option<RouterKind> {
     let Some(name) = &spec.provider else {
         return Some(options.default_router.unwrap_or(RouterKind::Istio));
     };
@@ -71,5 +90,50 @@ pub(super) fn router(
         }
         // A standalone run steers its own proxy; the provider is not read there.
         Err(_) => Some(RouterKind::Istio),
+    }
+}
+
+/// What the canary's router can express: a field it cannot honour is refused, not ignored.
+fn check_router(spec: &CanarySpec, router: RouterKind, findings: &mut Findings) {
+    if router.needs_parent_refs() && spec.service.gateway_refs.as_ref().is_none_or(Vec::is_empty) {
+        findings.error(
+            "spec.service.gatewayRefs",
+            format!("provider {router} needs gatewayRefs: the Gateway (or, for mesh traffic, the Service) the HTTPRoute attaches to"),
+        );
+    }
+    for (index, parent) in spec.service.gateway_refs.iter().flatten().enumerate() {
+        if parent
+            .get("name")
+            .and_then(|n| n.as_str())
+            .is_none_or(str::is_empty)
+        {
+            findings.error(
+                &format!("spec.service.gatewayRefs[{index}].name"),
+                "each gatewayRef needs a name",
+            );
+        }
+    }
+    let Some(analysis) = &spec.analysis else {
+        return;
+    };
+    if analysis.mirror && !router.can_mirror() {
+        findings.error(
+            "spec.analysis.mirror",
+            format!("provider {router} cannot mirror traffic; use istio or gatewayapi:v1"),
+        );
+    }
+    if !analysis.r#match.is_empty() && !router.can_match() {
+        findings.error(
+            "spec.analysis.match",
+            format!("provider {router} cannot route by header or cookie; use istio or gatewayapi:v1 for A/B testing"),
+        );
+    }
+    if analysis.session_affinity.is_some() && !router.can_pin_sessions() {
+        findings.error(
+            "spec.analysis.sessionAffinity",
+            format!(
+                "provider {router} cannot keep sessions on the canary; use istio or gatewayapi:v1"
+            ),
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::{Findings, Webhook};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) fn read_all(declared: &[CanaryWebhook], findings: &mut Findings) -> Vec<Webhook> {
+pub(super) fn webhooks(declared: &[CanaryWebhook], findings: &mut Findings) -> Vec<Webhook> {
     let mut seen = std::collections::BTreeSet::new();
     let mut read = Vec::new();
     for (index, hook) in declared.iter().enumerate() {

@@ -161,6 +161,31 @@ pub fn state(windows: &[ParsedWindow], now: Timestamp) -> WindowState {
     WindowState::Closed { opens_at: earliest }
 }
 
+/// Every promotion window read; each that does not read is an error at its field.
+pub(super) fn promotion_windows(
+    declared: &[PromotionWindow],
+    findings: &mut super::Findings,
+) -> Vec<ParsedWindow> {
+    let mut read = Vec::new();
+    for (index, window) in declared.iter().enumerate() {
+        match ParsedWindow::parse(window) {
+            Ok(parsed) => read.push(parsed),
+            Err(error) => {
+                let field = match error {
+                    WindowError::Schedule(..) => "schedule",
+                    WindowError::Duration(..) => "duration",
+                    WindowError::TimeZone(..) => "timeZone",
+                };
+                findings.error(
+                    &format!("spec.analysis.promotionWindows[{index}].{field}"),
+                    error.to_string(),
+                );
+            }
+        }
+    }
+    read
+}
+
 impl std::fmt::Debug for ParsedWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ParsedWindow({:?}, {})", self.text, self.length)

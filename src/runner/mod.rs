@@ -91,11 +91,10 @@ impl Runner {
         let mut started = false;
         tokio::pin!(stop);
         loop {
-            let (decision, metrics) = self
+            let (decision, metrics, events) = self
                 .session()
-                .decide(&status, self.observations(), Timestamp::now(), self)
-                .await;
-            let events = self.session().apply(&decision, self).await?;
+                .run(&status, self.observations(), Timestamp::now(), self)
+                .await?;
             status = decision.status;
             on_progress(&Progress {
                 status: status.clone(),
