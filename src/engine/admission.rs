@@ -89,6 +89,18 @@ pub fn blocked(status: &CanaryStatus, obstacle: &Obstacle, now: Timestamp) -> De
     }
 }
 
+/// The status of a rollout whose primary already runs `revision` (a standalone run, whose two
+/// upstreams exist before it starts): Initialized, with nothing to bootstrap.
+pub fn already_running(revision: &str, now: Timestamp) -> CanaryStatus {
+    let mut status = CanaryStatus {
+        last_applied_spec: Some(revision.to_string()),
+        last_promoted_spec: Some(revision.to_string()),
+        ..CanaryStatus::default()
+    };
+    status.set_phase(crate::api::CanaryPhase::Initialized, "Standalone run", now);
+    status
+}
+
 /// The routes to write again after a restart, when the mesh disagrees with the status (a crash
 /// between the route write and the status write): the status's weights, the mesh's other
 /// settings.

@@ -21,7 +21,9 @@ use jiff::Timestamp;
 use crate::api::{AlertSeverity, CanaryStatus, HookType};
 use crate::plan::Plan;
 
-pub use admission::{blocked, resumed_routes, Obstacle, Unreadable, BLOCKED_RECHECK};
+pub use admission::{
+    already_running, blocked, resumed_routes, Obstacle, Unreadable, BLOCKED_RECHECK,
+};
 
 /// Everything the engine may know about the world at one instant.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use crate::api::{CanaryPhase, CanaryStatus};
 use crate::driver::{Adapter, Session};
-use crate::engine::{Event, MetricOutcome, Observations, Routes};
+use crate::engine::{self, Event, MetricOutcome, Observations, Routes};
 use crate::gateway::GatewayHandle;
 use crate::hooks::HookClient;
 use crate::metrics::MetricProvider;
@@ -82,12 +82,7 @@ impl Runner {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<CanaryStatus, RunError> {
         let primary = self.workloads.primary_revision();
-        let mut status = CanaryStatus {
-            last_applied_spec: Some(primary.clone()),
-            last_promoted_spec: Some(primary),
-            ..CanaryStatus::default()
-        };
-        status.set_phase(CanaryPhase::Initialized, "Standalone run", Timestamp::now());
+        let mut status = engine::already_running(&primary, Timestamp::now());
         let mut started = false;
         tokio::pin!(stop);
         loop {
