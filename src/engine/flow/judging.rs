@@ -69,23 +69,15 @@ impl<'a> Rollout<'a> {
             .ok_or(Need::Metrics)?;
         let judgement = analysis::judge_metrics(analysis, outcomes, &self.status.judge_state);
         let judged = (judgement.records, judgement.states);
+        let joined = |failures: Vec<Failure>| {
+            let reasons: Vec<String> = failures.into_iter().map(|f| f.0).collect();
+            Failure(reasons.join("; "))
+        };
         if !judgement.decisive.is_empty() {
-            let joined = judgement
-                .decisive
-                .into_iter()
-                .map(|f| f.0)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Ok((Verdict::Decisive(Failure(joined)), judged));
+            return Ok((Verdict::Decisive(joined(judgement.decisive)), judged));
         }
         if !judgement.failures.is_empty() {
-            let joined = judgement
-                .failures
-                .into_iter()
-                .map(|f| f.0)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Ok((Verdict::Fail(Failure(joined)), judged));
+            return Ok((Verdict::Fail(joined(judgement.failures)), judged));
         }
         if !judgement.holds.is_empty() {
             return Ok((Verdict::Hold(judgement.holds.join("; ")), judged));

@@ -43,12 +43,7 @@ fn rollout_hook_failure_is_a_failed_check_and_metrics_are_not_asked() {
     sim.metric = Err(Unmeasured::Failed("must not be read".into()));
     sim.tick();
     assert_eq!(sim.status.phase, CanaryPhase::Failed);
-    let message = &sim
-        .events
-        .iter()
-        .find(|e| e.reason == Reason::RolledBack)
-        .unwrap()
-        .message;
+    let message = sim.message_of(Reason::RolledBack);
     assert!(message.contains("rollout webhook"), "{message}");
 }
 

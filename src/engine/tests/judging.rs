@@ -56,21 +56,10 @@ fn on_no_data_hold_waits_then_fails_at_the_progress_deadline() {
         (CanaryPhase::Progressing, 0)
     );
     sim.run_until(&[CanaryPhase::Failed], 10);
-    let rolled = sim
-        .events
-        .iter()
-        .find(|e| e.reason == Reason::RolledBack)
-        .unwrap();
-    assert!(
-        rolled.message.contains("progressDeadlineSeconds"),
-        "{}",
-        rolled.message
-    );
-    assert!(
-        rolled.message.contains("no traffic reached podinfo"),
-        "{}",
-        rolled.message
-    );
+    let message = sim.message_of(Reason::RolledBack);
+    for part in ["progressDeadlineSeconds", "no traffic reached podinfo"] {
+        assert!(message.contains(part), "{message}");
+    }
 }
 
 #[test]
@@ -116,21 +105,10 @@ fn the_comparative_judge_rolls_back_a_regression_at_the_first_look() {
     let judged = &sim.status.judgements[0];
     assert_eq!(judged.verdict, crate::judge::Verdict::Fail);
     assert!(judged.effect.unwrap() > 4.0, "{judged:?}");
-    let rolled = sim
-        .events
-        .iter()
-        .find(|e| e.reason == Reason::RolledBack)
-        .unwrap();
-    assert!(
-        rolled.message.contains("judged against the primary"),
-        "{}",
-        rolled.message
-    );
-    assert!(
-        rolled.message.contains("error-rate ratio"),
-        "{}",
-        rolled.message
-    );
+    let message = sim.message_of(Reason::RolledBack);
+    for part in ["judged against the primary", "error-rate ratio"] {
+        assert!(message.contains(part), "{message}");
+    }
 }
 
 #[test]

@@ -196,6 +196,12 @@ impl Sim {
         weights
     }
 
+    /// The message of the first event with `reason`.
+    fn message_of(&self, reason: Reason) -> &str {
+        let found = self.events.iter().find(|e| e.reason == reason);
+        &found.unwrap_or_else(|| panic!("no {reason} event")).message
+    }
+
     fn has_event(&self, reason: &str) -> bool {
         self.events.iter().any(|e| e.reason.as_str() == reason)
     }
@@ -379,12 +385,7 @@ fn rollback_is_decided_in_the_interval_that_reaches_the_threshold() {
     assert!(!sim.target_up);
     assert_eq!(sim.primary, "rev1", "primary untouched");
     assert!(sim.has_event("RolledBack"));
-    let message = &sim
-        .events
-        .iter()
-        .find(|e| e.reason == Reason::RolledBack)
-        .unwrap()
-        .message;
+    let message = sim.message_of(Reason::RolledBack);
     assert!(message.contains("request-success-rate = 80"), "{message}");
 }
 
