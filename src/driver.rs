@@ -34,6 +34,11 @@ pub trait Adapter: Sync {
     fn promote(&self) -> BoxFuture<'_, Result<(), Self::Error>>;
     /// Records an event where people look: the log, Kubernetes Events, alert providers.
     fn publish<'a>(&'a self, event: &'a Event, status: &'a CanaryStatus) -> BoxFuture<'a, ()>;
+    /// Runs work the decision does not wait on (post-rollout and event hooks). The controller
+    /// lets it run on; a standalone run waits for it before it ends.
+    fn background(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
     /// Brings what the decision does not own up to date before its actions run (the
     /// controller's `-primary` policy copies); nothing by default.
     fn prepare(&self) -> BoxFuture<'_, ()> {
@@ -165,14 +170,14 @@ impl Session<'_> {
             .map(|hook| (hook.name.clone(), adapter.hook_key(hook)))
             .collect();
         let client = self.hooks.clone();
-        tokio::spawn(async move {
+        adapter.background(Box::pin(async move {
             let lookup = |hook: &Webhook| keys.get(&hook.name).cloned().unwrap_or(Ok(None));
             for outcome in client.run(&hooks, kind, &body, &lookup).await {
                 if !outcome.ok {
                     tracing::warn!(hook = %outcome.name, kind = kind.as_str(), message = %outcome.message, "webhook failed");
                 }
             }
-        });
+        }));
     }
 }
 

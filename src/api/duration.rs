@@ -11,7 +11,12 @@ pub enum DurationError {
         "duration {0:?} must be a number followed by a unit (ms, s, m, h), for example 30s or 1m"
     )]
     Malformed(String),
+    #[error("duration {0:?} is longer than the {1:?} any Aviary duration may be")]
+    TooLong(String, Duration),
 }
+
+/// No duration Aviary reads may be longer than this; each field has a tighter cap of its own.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Parses a Go-style duration made of `<number><unit>` parts.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
@@ -29,19 +34,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(malformed());
         }
-        let value: u64 = rest[..digits].parse().map_err(|_| malformed())?;
+        let too_long = || DurationError::TooLong(text.to_string(), MAX_DURATION);
+        let value: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value * 60),
-            "h" => Duration::from_secs(value * 3600),
+        let millis_per_unit: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
             _ => return Err(malformed()),
         };
-        total += unit;
+        // Checked: a tenant's "18446744073709551615s1s" is an error, not an overflow.
+        let part = value
+            .checked_mul(millis_per_unit)
+            .map(Duration::from_millis)
+            .ok_or_else(too_long)?;
+        total = total
+            .checked_add(part)
+            .filter(|sum| *sum <= MAX_DURATION)
+            .ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -50,6 +64,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overflowing_durations_are_errors_not_panics() {
+        for text in [
+            "18446744073709551615s1s",
+            "18446744073709551615h",
+            "99999999999999999999999s",
+            "3000000000h",
+            "9000h",
+        ] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(
+                matches!(error, DurationError::TooLong(..)),
+                "{text}: {error}"
+            );
+        }
+        assert_eq!(
+            parse_duration("8760h"),
+            Ok(Duration::from_secs(8760 * 3600))
+        );
+    }
 
     #[test]
     fn reads_single_and_compound_units() {

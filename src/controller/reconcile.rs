@@ -117,10 +117,11 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             let (decision, metrics, _) = session
                 .run(&status, observations, Timestamp::now(), &adapter)
                 .await?;
+            ctx.resumed.lock().insert(super::world::resume_key(canary));
             (decision, metrics)
         }
-        Err(obstacle) => {
-            let decision = engine::blocked(&status, &obstacle, Timestamp::now());
+        Err((obstacle, recheck)) => {
+            let decision = engine::blocked(&status, (&obstacle, recheck), Timestamp::now());
             ctx.events.publish_all(canary, &decision.actions).await;
             (decision, Vec::new())
         }

@@ -249,6 +249,7 @@ pub async fn run(options: DemoOptions) -> Result<Vec<Outcome>, DemoError> {
         }),
         metrics: proxy.telemetry.clone(),
         hooks: HookClient::default(),
+        background: Default::default(),
     };
     let mut outcomes = Vec::new();
     for release in releases() {

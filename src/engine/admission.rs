@@ -10,8 +10,8 @@ use crate::api::{AlertSeverity, CanaryStatus, ConditionStatus, ConditionType, Re
 
 use super::{Action, Decision, Event, Observations, Routes};
 
-/// How soon a canary that cannot run is looked at again (a change of it or of its target
-/// triggers a reconcile sooner).
+/// How soon a canary whose spec does not read is looked at again (a change of it triggers a
+/// reconcile sooner); one that reads is looked at again after its own interval.
 pub const BLOCKED_RECHECK: Duration = Duration::from_secs(60);
 
 /// Why a canary cannot run, as the adapters observed it.
@@ -64,7 +64,11 @@ impl Obstacle {
 
 /// The decision for a canary that cannot run: the Ready condition says why, an Event says it
 /// once (when the reason or message changes), and nothing else is touched.
-pub fn blocked(status: &CanaryStatus, obstacle: &Obstacle, now: Timestamp) -> Decision {
+pub fn blocked(
+    status: &CanaryStatus,
+    (obstacle, recheck): (&Obstacle, Duration),
+    now: Timestamp,
+) -> Decision {
     let mut next = status.clone();
     let (reason, message) = (obstacle.reason(), obstacle.message());
     let changed = next.set_condition(
@@ -85,8 +89,14 @@ pub fn blocked(status: &CanaryStatus, obstacle: &Obstacle, now: Timestamp) -> De
     Decision {
         status: next,
         actions,
-        requeue_after: BLOCKED_RECHECK,
+        requeue_after: recheck,
     }
+}
+
+/// Whether the `requireMTLS` preflight must pass now: only before a rollout starts, so a
+/// policy change mid-rollout never strands traffic half-way.
+pub fn mtls_preflight_due(require_mtls: bool, status: &CanaryStatus) -> bool {
+    require_mtls && !status.phase.is_active()
 }
 
 /// The status of a rollout whose primary already runs `revision` (a standalone run, whose two

@@ -22,7 +22,8 @@ use crate::api::{AlertSeverity, CanaryStatus, HookType};
 use crate::plan::Plan;
 
 pub use admission::{
-    already_running, blocked, resumed_routes, Obstacle, Unreadable, BLOCKED_RECHECK,
+    already_running, blocked, mtls_preflight_due, resumed_routes, Obstacle, Unreadable,
+    BLOCKED_RECHECK,
 };
 
 /// Everything the engine may know about the world at one instant.

@@ -167,13 +167,9 @@ fn resolve_one(
             (query, connection, "templateRef")
         }
     };
-    let variables = match &metric.source {
-        MetricSource::Template { variables, .. } => variables.clone(),
-        _ => BTreeMap::new(),
-    };
     let vars = TemplateVars {
         interval: super::prometheus::promql_window(metric.window),
-        variables,
+        variables: metric.variables.clone(),
         ..base.clone()
     };
     let problems = |found: Vec<String>| {
@@ -358,5 +354,40 @@ mod tests {
         let problems = render("{{ variables.missing }} {{ nope }} {{ open", &vars).unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("templateVariables has no \"missing\""));
+    }
+
+    struct NoTemplates;
+
+    impl TemplateSource for NoTemplates {
+        fn template(&self, _: &str, _: &str) -> Option<MetricTemplateSpec> {
+            None
+        }
+
+        fn secret(&self, _: &str, _: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+            Err("no secrets here".into())
+        }
+    }
+
+    /// `templateVariables` fill an inline `query` as they fill a template's.
+    #[test]
+    fn an_inline_query_reads_the_metric_variables() {
+        let spec: crate::api::CanarySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": { "name": "podinfo" },
+            "service": { "port": 80 },
+            "analysis": { "metrics": [{
+                "name": "errors",
+                "query": "sum(rate(x{path=\"{{ variables.route }}\"}[{{ interval }}]))",
+                "templateVariables": { "route": "/api" },
+                "thresholdRange": { "max": 1 }
+            }] }
+        }))
+        .unwrap();
+        let plan = crate::plan::plan(&spec, Default::default()).unwrap();
+        let base = TemplateVars::default();
+        let resolved = resolve(&plan, &base, "http://prometheus:9090", &NoTemplates).unwrap();
+        let Resolution::Query(query) = &resolved[0].1 else {
+            panic!("a query: {resolved:?}");
+        };
+        assert_eq!(query.query, "sum(rate(x{path=\"/api\"}[60s]))");
     }
 }

@@ -71,6 +71,12 @@ fn read_conditions(declared: &[RequestMatch], findings: &mut Findings) -> Vec<Ro
 }
 
 fn read_one(request: &RequestMatch, base: &str, findings: &mut Findings) -> RouteMatch {
+    for name in request.headers.keys().chain(request.without_headers.keys()) {
+        if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
+            let message = format!("{name:?} is not an HTTP header name");
+            findings.error(&format!("{base}.headers.{name}"), message);
+        }
+    }
     let mut one = |field: String, wire: &StringMatch| match Condition::read(wire) {
         Ok(condition) => Some(condition),
         Err(reason) => {
@@ -128,11 +134,11 @@ fn session_affinity(analysis: &CanaryAnalysis, findings: &mut Findings) -> Optio
     }
     let max_age = match affinity.max_age {
         Some(age) if age <= 0 => {
-            findings.error(
+            findings.warning(
                 "spec.analysis.sessionAffinity.maxAge",
-                format!("maxAge {age} must be positive"),
+                format!("maxAge {age} makes every session cookie expire at once"),
             );
-            DEFAULT_COOKIE_MAX_AGE
+            age
         }
         age => age.unwrap_or(DEFAULT_COOKIE_MAX_AGE),
     };

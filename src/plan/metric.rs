@@ -51,7 +51,6 @@ fn read_metric(
         (Some(template), _) => MetricSource::Template {
             name: template.name.clone(),
             namespace: template.namespace.clone(),
-            variables: metric.template_variables.clone(),
         },
         (None, Some(query)) => MetricSource::Query(query.clone()),
         (None, None) => {
@@ -82,6 +81,7 @@ fn read_metric(
         range: range(metric, base, findings),
         min_samples: metric.min_samples,
         source,
+        variables: metric.template_variables.clone(),
         judge: judge(metric, base, findings),
         on_no_data: metric.on_no_data.unwrap_or_default(),
     }

@@ -168,6 +168,8 @@ pub struct Metric {
     pub range: ThresholdRange,
     pub min_samples: Option<u64>,
     pub source: MetricSource,
+    /// `templateVariables`, for the template or the inline query.
+    pub variables: std::collections::BTreeMap<String, String>,
     /// `compare: primary`: judged against the primary with these settings.
     pub judge: Option<JudgeSettings>,
     pub on_no_data: NoDataPolicy,
@@ -178,11 +180,10 @@ pub struct Metric {
 pub enum MetricSource {
     /// `request-success-rate` or `request-duration`, from the mesh's telemetry.
     Builtin,
-    /// A MetricTemplate, with the variables the metric gives it.
+    /// A MetricTemplate.
     Template {
         name: String,
         namespace: Option<String>,
-        variables: std::collections::BTreeMap<String, String>,
     },
     /// The deprecated inline query.
     Query(String),

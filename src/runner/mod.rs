@@ -71,6 +71,22 @@ pub struct Runner {
     pub workloads: Arc<dyn Workloads>,
     pub metrics: Arc<dyn MetricProvider>,
     pub hooks: HookClient,
+    /// Hooks still being called; the run ends after them.
+    pub background: Background,
+}
+
+/// Tasks a standalone run waits for before it ends.
+#[derive(Default)]
+pub struct Background(parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Background {
+    /// Waits for every task started so far.
+    async fn finish(&self) {
+        let tasks = std::mem::take(&mut *self.0.lock());
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Runner {
@@ -99,6 +115,8 @@ impl Runner {
             });
             started |= status.phase.is_active();
             if started && matches!(status.phase, CanaryPhase::Succeeded | CanaryPhase::Failed) {
+                // Post-rollout and event hooks are heard before the run says it is done.
+                self.background.finish().await;
                 return Ok(status);
             }
             tokio::select! {
@@ -179,6 +197,10 @@ impl Adapter for Runner {
             }
             Ok(())
         })
+    }
+
+    fn background(&self, task: BoxFuture<'static, ()>) {
+        self.background.0.lock().push(tokio::spawn(task));
     }
 
     fn publish<'a>(&'a self, event: &'a Event, _: &'a CanaryStatus) -> BoxFuture<'a, ()> {

@@ -65,6 +65,7 @@ pub async fn run(
         workloads: Arc::new(workloads),
         metrics,
         hooks: HookClient::default(),
+        background: Default::default(),
     };
     let result = runner.run(on_progress, std::future::pending()).await;
     if let Some((stop, _)) = load {

@@ -34,7 +34,7 @@ fn events(decision: &Decision) -> Vec<Reason> {
 fn a_blocked_canary_says_why_once_and_touches_nothing() {
     let sim = Sim::initialized(stepped(20, 60, 1));
     let missing = Obstacle::TargetNotFound("test/podinfo".into());
-    let first = blocked(&sim.status, &missing, sim.now);
+    let first = blocked(&sim.status, (&missing, INTERVAL), sim.now);
     assert_eq!(events(&first), [Reason::TargetNotFound]);
     assert_eq!(
         first.actions.len(),
@@ -42,10 +42,13 @@ fn a_blocked_canary_says_why_once_and_touches_nothing() {
         "only the event: {:?}",
         first.actions
     );
-    assert_eq!(first.requeue_after, BLOCKED_RECHECK);
+    assert_eq!(
+        first.requeue_after, INTERVAL,
+        "a blocked canary is looked at each interval"
+    );
     let ready = first.status.condition(ConditionType::Ready).expect("Ready");
     assert_eq!(ready.status, "False");
-    let again = blocked(&first.status, &missing, sim.now);
+    let again = blocked(&first.status, (&missing, INTERVAL), sim.now);
     assert!(again.actions.is_empty(), "the same reason is not repeated");
     assert_eq!(again.status, first.status);
     let claimed = Obstacle::TargetClaimed {
@@ -53,7 +56,7 @@ fn a_blocked_canary_says_why_once_and_touches_nothing() {
         owner: "older".into(),
     };
     assert_eq!(
-        events(&blocked(&again.status, &claimed, sim.now)),
+        events(&blocked(&again.status, (&claimed, INTERVAL), sim.now)),
         [Reason::TargetClaimed]
     );
 }
@@ -61,7 +64,8 @@ fn a_blocked_canary_says_why_once_and_touches_nothing() {
 #[test]
 fn a_runnable_canary_clears_ready_and_records_mtls_and_configs() {
     let mut sim = Sim::initialized(stepped(20, 60, 1));
-    sim.status = blocked(&sim.status, &Obstacle::InvalidMetric("x".into()), sim.now).status;
+    let metric = Obstacle::InvalidMetric("x".into());
+    sim.status = blocked(&sim.status, (&metric, BLOCKED_RECHECK), sim.now).status;
     sim.target = "rev1".into();
     let observations = Observations {
         mtls: Some((Reason::MTLSStrict, "STRICT".into())),
