@@ -338,3 +338,67 @@ fn promotion_windows_are_checked_field_by_field() {
     )
     .is_empty());
 }
+
+/// Every duration has a cap, and what overflows is an error with its path, never a crash.
+#[test]
+fn durations_have_caps_and_overflow_is_an_error() {
+    let analysis = |lines: &str| format!("{VALID_START}  analysis:\n{lines}");
+    assert_refused(
+        &analysis("    interval: 18446744073709551615s1s\n"),
+        "spec.analysis.interval",
+        11,
+        "longer than",
+    );
+    assert_refused(
+        &analysis("    interval: 25h\n"),
+        "spec.analysis.interval",
+        11,
+        "longer than 86400s",
+    );
+    assert_refused(
+        &analysis("    interval: 1m\n    metrics:\n      - name: request-success-rate\n        interval: 48h\n"),
+        "spec.analysis.metrics[0].interval",
+        14,
+        "longer than",
+    );
+    let hook = |extra: &str| {
+        analysis(&format!(
+            "    interval: 1m\n    webhooks:\n      - name: load\n        url: http://loadtester/\n{extra}"
+        ))
+    };
+    assert_refused(
+        &hook("        timeout: 10m\n"),
+        "spec.analysis.webhooks[0].timeout",
+        15,
+        "300s",
+    );
+    assert_refused(
+        &hook("        retries: 50\n"),
+        "spec.analysis.webhooks[0].retries",
+        15,
+        "between 0 and 10",
+    );
+    let report = validate_text(
+        &format!(
+            "apiVersion: aviary.dev/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\nspec:\n{}",
+            hook("        timeout: 2m\n")
+        ),
+        Options::default(),
+    );
+    let warning = report
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Warning)
+        .expect("a warning");
+    assert!(
+        warning.message.contains("give up after the interval"),
+        "{warning}"
+    );
+    assert!(!report.has_errors(), "{:?}", report.findings);
+    assert_refused(
+        &analysis("    promotionWindows:\n      - schedule: \"0 8 * * 1-5\"\n        duration: 3000000000h\n"),
+        "spec.analysis.promotionWindows[0].duration",
+        13,
+        "longer than",
+    );
+}

@@ -82,6 +82,7 @@ words! {
         PromotedByOperator,
         RequestIgnored,
         // Why a canary cannot run.
+        ReconcileFailed,
         InvalidSpec,
         InvalidMetric,
         TargetClaimed,

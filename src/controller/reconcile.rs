@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use super::effects::Cluster;
 use super::objects::ObjectError;
 use super::{Context, ERROR_BACKOFF};
-use crate::api::Canary;
+use crate::api::{AlertSeverity, Canary, Reason};
 use crate::driver::Session;
 use crate::engine;
 
@@ -27,6 +27,8 @@ pub enum ReconcileError {
     Objects(#[from] ObjectError),
     #[error("the canary changed while it was reconciled; reading it again")]
     Stale,
+    #[error("the reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 /// How soon to look again at a canary whose copy was stale.
@@ -37,9 +39,41 @@ const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
-    let result = reconcile_inner(&canary, &ctx).await;
+    let result = contained(reconcile_inner(&canary, &ctx)).await;
+    if let Err(ReconcileError::Panicked(reason)) = &result {
+        // One canary's bug must not stop the others: it is reported on that canary alone.
+        let message = format!("the controller failed on this canary and will try again: {reason}");
+        ctx.events
+            .publish(
+                &canary,
+                AlertSeverity::Error,
+                Reason::ReconcileFailed,
+                &message,
+            )
+            .await;
+    }
     ctx.metrics.step_duration(started.elapsed().as_secs_f64());
     result
+}
+
+/// Runs `work`; a panic inside it becomes [`ReconcileError::Panicked`] instead of unwinding
+/// out of the controller's loop, which would stop every canary.
+pub async fn contained<T>(
+    work: impl std::future::Future<Output = Result<T, ReconcileError>>,
+) -> Result<T, ReconcileError> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            tracing::error!(%reason, "reconcile panicked; the canary is retried after the backoff");
+            Err(ReconcileError::Panicked(reason))
+        }
+    }
 }
 
 /// A write refused because the object changed since it was read (a conflict, or a JSON patch
@@ -132,4 +166,30 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     ctx.metrics
         .record(canary, &status, &decision.status, &metrics);
     Ok(Requeue::requeue(decision.requeue_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_one_reconcile_is_an_error_not_an_unwind() {
+        let panicking = async {
+            let values: Vec<u32> = Vec::new();
+            // An out-of-bounds index, as a bug would do it.
+            let index = values.len() + 3;
+            Ok::<u32, ReconcileError>(values[index])
+        };
+        let error = contained(panicking).await.unwrap_err();
+        assert!(
+            matches!(&error, ReconcileError::Panicked(reason) if reason.contains("index out of bounds")),
+            "{error}"
+        );
+        assert_eq!(
+            contained(async { Ok::<_, ReconcileError>(7) })
+                .await
+                .unwrap(),
+            7
+        );
+    }
 }

@@ -12,6 +12,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_STANDALONE_INTERVAL: Duration = Duration::from_millis(200);
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest analysis interval.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_MAX_WEIGHT: i32 = 100;
 const DEFAULT_READY_THRESHOLD: i32 = 100;
 
@@ -33,7 +35,12 @@ fn interval(analysis: &CanaryAnalysis, options: Options, findings: &mut Findings
             return DEFAULT_INTERVAL;
         }
     };
-    if options.allow_short_intervals {
+    if interval > MAX_INTERVAL {
+        findings.error(
+            path,
+            format!("interval {text:?} is longer than {MAX_INTERVAL:?}"),
+        );
+    } else if options.allow_short_intervals {
         if interval < MIN_STANDALONE_INTERVAL {
             findings.error(path, format!("interval {text:?} is below {MIN_STANDALONE_INTERVAL:?}, the standalone minimum"));
         }
@@ -96,7 +103,7 @@ pub(super) fn read(
         session_affinity,
         require_mtls: analysis.require_mtls,
         metrics: metric::metrics(&analysis.metrics, spec.standalone.is_some(), findings),
-        webhooks: webhook::webhooks(&analysis.webhooks, findings),
+        webhooks: webhook::webhooks(&analysis.webhooks, interval, findings),
         alerts: analysis.alerts.clone(),
         windows: windows::promotion_windows(&analysis.promotion_windows, findings),
     };

@@ -10,6 +10,8 @@ use crate::judge::Direction;
 use super::{Findings, JudgeSettings, Metric, MetricSource};
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+/// The longest window a metric's query may cover.
+pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) fn metrics(
     declared: &[CanaryMetric],
@@ -38,10 +40,18 @@ fn read_metric(
 ) -> Metric {
     let window = match &metric.interval {
         None => DEFAULT_WINDOW,
-        Some(text) => parse_duration(text).unwrap_or_else(|error| {
-            findings.error(&format!("{base}.interval"), error.to_string());
-            DEFAULT_WINDOW
-        }),
+        Some(text) => match parse_duration(text) {
+            Ok(window) if window <= MAX_WINDOW => window,
+            Ok(_) => {
+                let message = format!("interval {text:?} is longer than {MAX_WINDOW:?}");
+                findings.error(&format!("{base}.interval"), message);
+                DEFAULT_WINDOW
+            }
+            Err(error) => {
+                findings.error(&format!("{base}.interval"), error.to_string());
+                DEFAULT_WINDOW
+            }
+        },
     };
     let builtin = matches!(
         metric.name.as_str(),

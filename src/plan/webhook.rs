@@ -7,8 +7,17 @@ use crate::api::{parse_duration, CanaryWebhook};
 use super::{Findings, Webhook};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a webhook may take; a call never waits beyond the analysis interval either.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most retries a webhook may ask for.
+pub const MAX_RETRIES: i32 = 10;
 
-pub(super) fn webhooks(declared: &[CanaryWebhook], findings: &mut Findings) -> Vec<Webhook> {
+/// Every webhook read; a call never waits longer than `interval`.
+pub(super) fn webhooks(
+    declared: &[CanaryWebhook],
+    interval: Duration,
+    findings: &mut Findings,
+) -> Vec<Webhook> {
     let mut seen = std::collections::BTreeSet::new();
     let mut read = Vec::new();
     for (index, hook) in declared.iter().enumerate() {
@@ -19,7 +28,12 @@ pub(super) fn webhooks(declared: &[CanaryWebhook], findings: &mut Findings) -> V
                 format!("webhook name {:?} is used twice", hook.name),
             );
         }
-        if let Some(webhook) = read_webhook(hook, &base, findings) {
+        if let Some(mut webhook) = read_webhook(hook, &base, findings) {
+            if webhook.timeout > interval {
+                let message = format!("timeout {:?} is longer than the analysis interval {interval:?}: calls give up after the interval", webhook.timeout);
+                findings.warning(&format!("{base}.timeout"), message);
+                webhook.timeout = interval;
+            }
             read.push(webhook);
         }
     }
@@ -29,14 +43,25 @@ pub(super) fn webhooks(declared: &[CanaryWebhook], findings: &mut Findings) -> V
 fn read_webhook(hook: &CanaryWebhook, base: &str, findings: &mut Findings) -> Option<Webhook> {
     let timeout = match &hook.timeout {
         None => DEFAULT_TIMEOUT,
-        Some(text) => parse_duration(text).unwrap_or_else(|error| {
-            findings.error(&format!("{base}.timeout"), error.to_string());
-            DEFAULT_TIMEOUT
-        }),
+        Some(text) => match parse_duration(text) {
+            Ok(timeout) if timeout <= MAX_TIMEOUT => timeout,
+            Ok(_) => {
+                let message = format!(
+                    "timeout {text:?} is longer than the {MAX_TIMEOUT:?} a webhook may take"
+                );
+                findings.error(&format!("{base}.timeout"), message);
+                DEFAULT_TIMEOUT
+            }
+            Err(error) => {
+                findings.error(&format!("{base}.timeout"), error.to_string());
+                DEFAULT_TIMEOUT
+            }
+        },
     };
     let retries = match hook.retries {
-        Some(retries) if retries < 0 => {
-            findings.error(&format!("{base}.retries"), "retries must not be negative");
+        Some(retries) if !(0..=MAX_RETRIES).contains(&retries) => {
+            let message = format!("retries {retries} is not between 0 and {MAX_RETRIES}");
+            findings.error(&format!("{base}.retries"), message);
             0
         }
         retries => retries.unwrap_or(0) as u32,

@@ -29,6 +29,9 @@ pub enum WindowError {
     TimeZone(String),
 }
 
+/// The longest a promotion window may stay open: windows recur, and a month covers any.
+pub const MAX_LENGTH: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
+
 /// A window read and checked once.
 #[derive(Clone)]
 pub struct ParsedWindow {
@@ -90,6 +93,12 @@ impl ParsedWindow {
         let schedule = parse_schedule(&window.schedule)?;
         let length = crate::api::parse_duration(&window.duration)
             .map_err(|error| WindowError::Duration(window.duration.clone(), error.to_string()))?;
+        if length > MAX_LENGTH {
+            return Err(WindowError::Duration(
+                window.duration.clone(),
+                format!("a window may stay open for {MAX_LENGTH:?} at most"),
+            ));
+        }
         if length.is_zero() {
             return Err(WindowError::Duration(
                 window.duration.clone(),
