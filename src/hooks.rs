@@ -179,7 +179,13 @@ impl HookClient {
             match request.body(bytes.clone()).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let text = response.text().await.unwrap_or_default();
+                    // Only the start of an answer is kept; a huge one is not read on.
+                    let body =
+                        crate::http_client::read_limited(response, crate::http_client::MAX_BODY)
+                            .await;
+                    let text = body
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
                     if status <= 202 {
                         return HookOutcome {
                             name: hook.name.clone(),

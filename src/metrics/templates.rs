@@ -230,6 +230,13 @@ fn template_query(
             provider.r#type
         ));
     }
+    // A template's credentials go to its own address only, never to a Prometheus the canary
+    // names.
+    if provider.secret_ref.is_some() && provider.address.is_none() {
+        return Err(format!(
+            "MetricTemplate {namespace}/{name} has a secretRef but no address: its credentials are sent to its own address only"
+        ));
+    }
     let address = provider
         .address
         .clone()
@@ -389,5 +396,50 @@ mod tests {
             panic!("a query: {resolved:?}");
         };
         assert_eq!(query.query, "sum(rate(x{path=\"/api\"}[60s]))");
+    }
+
+    /// A template whose Secret would follow the canary's metricsServer.
+    struct CredentialsWithoutAddress;
+
+    impl TemplateSource for CredentialsWithoutAddress {
+        fn template(&self, _: &str, _: &str) -> Option<MetricTemplateSpec> {
+            serde_json::from_value(serde_json::json!({
+                "provider": { "type": "prometheus", "secretRef": { "name": "prom-auth" } },
+                "query": "up"
+            }))
+            .ok()
+        }
+
+        fn secret(&self, _: &str, _: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+            Ok(BTreeMap::from([("token".to_string(), b"s3cret".to_vec())]))
+        }
+    }
+
+    /// A template's credentials never go to an address the canary chose.
+    #[test]
+    fn credentials_go_only_to_their_templates_own_address() {
+        let spec: crate::api::CanarySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": { "name": "podinfo" },
+            "service": { "port": 80 },
+            "metricsServer": "http://tenant-prometheus.evil:9090",
+            "analysis": { "metrics": [{
+                "name": "up", "templateRef": { "name": "shared", "namespace": "monitoring" },
+                "thresholdRange": { "min": 1 }
+            }] }
+        }))
+        .unwrap();
+        let plan = crate::plan::plan(&spec, Default::default()).unwrap();
+        let address = plan.metrics_server.clone().unwrap();
+        let problems = resolve(
+            &plan,
+            &TemplateVars::default(),
+            &address,
+            &CredentialsWithoutAddress,
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].message.contains("secretRef but no address"),
+            "{problems:?}"
+        );
     }
 }

@@ -85,8 +85,7 @@ impl Notifier {
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        crate::http_client::install_crypto_provider();
-        let mut builder = reqwest::Client::builder().timeout(POST_TIMEOUT);
+        let mut builder = crate::http_client::builder(POST_TIMEOUT);
         if let Some(address) = proxy {
             let proxy = reqwest::Proxy::all(address)
                 .map_err(|e| NotifyError::Proxy(address.to_string(), e.to_string()))?;

@@ -104,12 +104,11 @@ impl Connection {
 
     /// An HTTP client trusting what this connection trusts.
     pub fn http_client(&self, timeout: Duration) -> Result<reqwest::Client, ConnectionError> {
-        crate::http_client::install_crypto_provider();
         let failed = |reason: String| ConnectionError::Client {
             address: self.address.clone(),
             reason,
         };
-        let mut builder = reqwest::Client::builder().timeout(timeout);
+        let mut builder = crate::http_client::builder(timeout);
         if let Some(pem) = &self.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| failed(format!("ca.crt is not PEM: {e}")))?;

@@ -113,9 +113,10 @@ impl PrometheusClient {
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(self.failed(format!("refused the credentials: HTTP {status}")));
         }
-        response
-            .json()
+        let body = crate::http_client::read_limited(response, crate::http_client::MAX_BODY)
             .await
+            .map_err(|e| self.failed(format!("unreadable answer (HTTP {status}): {e}")))?;
+        serde_json::from_slice(&body)
             .map_err(|e| self.failed(format!("unreadable answer (HTTP {status}): {e}")))
     }
 
