@@ -62,6 +62,22 @@ pub enum NotifyError {
     Failed { address: String, reason: String },
 }
 
+/// An address as logs and errors may show it: Slack, Teams and Discord carry their secret in the
+/// path (and a proxy may carry a password), so only the scheme, host and port are kept.
+pub fn redacted(address: &str) -> String {
+    let Ok(url) = reqwest::Url::parse(address) else {
+        return "(an address that is not a URL)".to_string();
+    };
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let hidden = url.path() != "/" || url.query().is_some() || !url.username().is_empty();
+    let host = url.host_str().unwrap_or_default();
+    format!(
+        "{}://{host}{port}{}",
+        url.scheme(),
+        if hidden { "/…" } else { "" }
+    )
+}
+
 /// Posts notifications; cheap to clone, one HTTP client per proxy.
 #[derive(Clone)]
 pub struct Notifier {
@@ -88,12 +104,12 @@ impl Notifier {
         let mut builder = crate::http_client::builder(POST_TIMEOUT);
         if let Some(address) = proxy {
             let proxy = reqwest::Proxy::all(address)
-                .map_err(|e| NotifyError::Proxy(address.to_string(), e.to_string()))?;
+                .map_err(|e| NotifyError::Proxy(redacted(address), e.to_string()))?;
             builder = builder.proxy(proxy);
         }
         let client = builder
             .build()
-            .map_err(|e| NotifyError::Proxy(proxy.unwrap_or_default().into(), e.to_string()))?;
+            .map_err(|e| NotifyError::Proxy(redacted(proxy.unwrap_or_default()), e.to_string()))?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -109,7 +125,7 @@ impl Notifier {
         if let Some(token) = &channel.token {
             request = request.bearer_auth(token);
         }
-        let address = channel.address.clone();
+        let address = redacted(&channel.address);
         match request.send().await {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(NotifyError::Failed {
@@ -119,7 +135,7 @@ impl Notifier {
             Err(error) if error.is_timeout() => Err(NotifyError::Timeout { address }),
             Err(error) => Err(NotifyError::Failed {
                 address,
-                reason: error.to_string(),
+                reason: error.without_url().to_string(),
             }),
         }
     }
@@ -127,7 +143,7 @@ impl Notifier {
     /// Posts in the background; failures are logged. Returns at once.
     pub fn send(&self, channel: Channel, note: Notification) {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(address = %channel.address, reason = %note.reason, "too many notifications in flight; dropping one");
+            tracing::warn!(address = %redacted(&channel.address), reason = %note.reason, "too many notifications in flight; dropping one");
             return;
         };
         let notifier = self.clone();
@@ -148,6 +164,18 @@ pub fn passes(minimum: AlertSeverity, severity: AlertSeverity) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_in_logs_and_errors_keep_no_secret() {
+        let slack = "https://hooks.slack.com/services/T000/B000/s3cretToken";
+        assert_eq!(redacted(slack), "https://hooks.slack.com/…");
+        assert_eq!(
+            redacted("http://user:pass@proxy:3128"),
+            "http://proxy:3128/…"
+        );
+        assert_eq!(redacted("http://receiver:8080/"), "http://receiver:8080");
+        assert!(!redacted("not a url s3cretToken").contains("s3cret"));
+    }
 
     fn note(severity: AlertSeverity) -> Notification {
         Notification {
