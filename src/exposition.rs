@@ -49,25 +49,15 @@ pub fn counters(
     Ok(())
 }
 
-/// One gauge family of whole numbers.
-pub fn gauges(
+/// One gauge family: whole numbers (`i64`) or measured values (`f64`).
+pub fn gauges<N>(
     encoder: &mut DescriptorEncoder<'_>,
     (name, help): (&str, &str),
-    series: impl IntoIterator<Item = (Labels, i64)>,
-) -> fmt::Result {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in series {
-        ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// One gauge family of measured values.
-pub fn float_gauges(
-    encoder: &mut DescriptorEncoder<'_>,
-    (name, help): (&str, &str),
-    series: impl IntoIterator<Item = (Labels, f64)>,
-) -> fmt::Result {
+    series: impl IntoIterator<Item = (Labels, N)>,
+) -> fmt::Result
+where
+    ConstGauge<N>: EncodeMetric,
+{
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in series {
         ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;

@@ -192,7 +192,7 @@ impl State {
             (labels, *value)
         });
         let help = "The last value of each metric check.";
-        exposition::float_gauges(encoder, ("aviary_canary_metric_analysis", help), analysis)
+        exposition::gauges(encoder, ("aviary_canary_metric_analysis", help), analysis)
     }
 
     /// Outcomes and how long reconciles take.
