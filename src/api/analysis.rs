@@ -120,51 +120,6 @@ pub struct StringMatch {
     pub regex: Option<String>,
 }
 
-/// A string condition once its one kind is known: every router reads this, never the fields, so
-/// no two routers can pick different fields of the same condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Matcher<'a> {
-    Exact(&'a str),
-    Prefix(&'a str),
-    Suffix(&'a str),
-    Regex(&'a str),
-}
-
-/// Why a string condition names no single kind.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MatcherError {
-    #[error("needs one of exact, prefix, suffix or regex")]
-    Empty,
-    #[error("sets {0}: exactly one of exact, prefix, suffix or regex may be set")]
-    Several(String),
-}
-
-impl StringMatch {
-    /// The one kind of condition this is; none, or more than one, is refused.
-    pub fn matcher(&self) -> Result<Matcher<'_>, MatcherError> {
-        let set: Vec<(&str, Matcher<'_>)> = [
-            ("exact", self.exact.as_deref().map(Matcher::Exact)),
-            ("prefix", self.prefix.as_deref().map(Matcher::Prefix)),
-            ("suffix", self.suffix.as_deref().map(Matcher::Suffix)),
-            ("regex", self.regex.as_deref().map(Matcher::Regex)),
-        ]
-        .into_iter()
-        .filter_map(|(name, matcher)| matcher.map(|m| (name, m)))
-        .collect();
-        match set.as_slice() {
-            [] => Err(MatcherError::Empty),
-            [(_, only)] => Ok(*only),
-            several => Err(MatcherError::Several(
-                several
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-            )),
-        }
-    }
-}
-
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionAffinity {

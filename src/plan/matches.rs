@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{CanaryAnalysis, Matcher, RequestMatch, StringMatch};
+use crate::api::{CanaryAnalysis, RequestMatch, StringMatch};
 
 use super::{Findings, SessionAffinity};
 
@@ -37,16 +37,33 @@ pub struct RouteMatch {
 impl Condition {
     /// The one kind `wire` names, or why it names none or several; a regex must compile.
     pub fn read(wire: &StringMatch) -> Result<Condition, String> {
-        Ok(match wire.matcher().map_err(|e| e.to_string())? {
-            Matcher::Exact(text) => Condition::Exact(text.to_string()),
-            Matcher::Prefix(text) => Condition::Prefix(text.to_string()),
-            Matcher::Suffix(text) => Condition::Suffix(text.to_string()),
-            Matcher::Regex(pattern) => {
-                regex::Regex::new(pattern)
-                    .map_err(|error| format!("invalid regex {pattern:?}: {error}"))?;
-                Condition::Regex(pattern.to_string())
+        let set: Vec<(&str, Condition)> = [
+            ("exact", wire.exact.clone().map(Condition::Exact)),
+            ("prefix", wire.prefix.clone().map(Condition::Prefix)),
+            ("suffix", wire.suffix.clone().map(Condition::Suffix)),
+            ("regex", wire.regex.clone().map(Condition::Regex)),
+        ]
+        .into_iter()
+        .filter_map(|(name, condition)| Some((name, condition?)))
+        .collect();
+        let condition = match <[_; 1]>::try_from(set) {
+            Ok([(_, only)]) => only,
+            Err(set) if set.is_empty() => {
+                return Err("needs one of exact, prefix, suffix or regex".into())
             }
-        })
+            Err(several) => {
+                let names: Vec<&str> = several.iter().map(|(name, _)| *name).collect();
+                return Err(format!(
+                    "sets {}: exactly one of exact, prefix, suffix or regex may be set",
+                    names.join(" and ")
+                ));
+            }
+        };
+        if let Condition::Regex(pattern) = &condition {
+            regex::Regex::new(pattern)
+                .map_err(|error| format!("invalid regex {pattern:?}: {error}"))?;
+        }
+        Ok(condition)
     }
 }
 
