@@ -9,14 +9,7 @@ use std::time::Duration;
 
 use aviary::sample_app::{Behaviour, SampleApp};
 
-fn manifest(
-    envoy: &str,
-    listen: u16,
-    admin: u16,
-    prometheus: &str,
-    primary: u16,
-    canary: u16,
-) -> String {
+fn manifest(listen: u16, admin: u16, prometheus: &str, primary: u16, canary: u16) -> String {
     format!(
         r#"apiVersion: aviary.dev/v1beta1
 kind: Canary
@@ -32,7 +25,6 @@ spec:
   progressDeadlineSeconds: 60
   standalone:
     proxy: envoy
-    envoyBinary: {envoy}
     listen: 127.0.0.1:{listen}
     metricsListen: 127.0.0.1:{admin}
     primary:
@@ -75,7 +67,6 @@ async fn rollout(canary: Behaviour) -> (Option<i32>, String, String) {
     let prometheus = support::prometheus(&[format!("127.0.0.1:{admin}/stats/prometheus")]);
     let envoy = support::envoy_binary();
     let text = manifest(
-        &envoy.display().to_string(),
         listen,
         admin,
         &prometheus,
@@ -88,7 +79,13 @@ async fn rollout(canary: Behaviour) -> (Option<i32>, String, String) {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"))
         .args(["run", "-f"])
         .arg(&file)
-        .args(["--allow-short-intervals", "--load-rps", "60"])
+        .args([
+            "--allow-short-intervals",
+            "--load-rps",
+            "60",
+            "--envoy-binary",
+        ])
+        .arg(&envoy)
         .env("RUST_LOG", "aviary=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

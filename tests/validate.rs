@@ -402,3 +402,31 @@ fn durations_have_caps_and_overflow_is_an_error() {
         "longer than",
     );
 }
+
+#[test]
+fn template_variables_cannot_change_a_query() {
+    let metric = |value: &str| {
+        format!("{VALID_START}  analysis:\n    metrics:\n      - name: errors\n        templateRef:\n          name: errors\n        templateVariables:\n          route: '{value}'\n")
+    };
+    assert_refused(
+        &metric(r#"x"} or vector(1) #"#),
+        "spec.analysis.metrics[0].templateVariables.route",
+        16,
+        "'\"' may not appear",
+    );
+    assert_refused(
+        &metric("a}"),
+        "spec.analysis.metrics[0].templateVariables.route",
+        16,
+        "braces",
+    );
+    assert!(errors(&metric("/api/v[0-9]+/.*"), Options::default()).is_empty());
+}
+
+#[test]
+fn a_manifest_cannot_name_the_envoy_program() {
+    let body = format!(
+        "{VALID_START}  standalone:\n    proxy: envoy\n    envoyBinary: /tmp/evil\n    listen: 127.0.0.1:8080\n    primary:\n      address: 127.0.0.1:9001\n    canary:\n      address: 127.0.0.1:9002\n"
+    );
+    assert_refused(&body, "spec.standalone.envoyBinary", 12, "--envoy-binary");
+}

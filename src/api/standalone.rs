@@ -18,7 +18,8 @@ pub struct Standalone {
     /// by Aviary with `listen` as its listener and `metricsListen` as its admin address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<StandaloneProxy>,
-    /// The Envoy executable (default: `envoy` on PATH).
+    /// Refused: the Envoy executable is named only on `aviary run`'s command line
+    /// (`--envoy-binary`). Kept in the schema so the refusal can say so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envoy_binary: Option<String>,
 }

@@ -58,6 +58,9 @@ pub struct Run {
     /// Send this many requests per second through the gateway during the run.
     #[arg(long)]
     load_rps: Option<u32>,
+    /// The Envoy executable for `standalone.proxy: envoy` (default: `envoy` on PATH).
+    #[arg(long)]
+    envoy_binary: Option<String>,
 }
 
 impl Run {
@@ -76,17 +79,22 @@ impl Run {
         if report.has_errors() {
             bail!("{} is invalid; nothing was started", file.display());
         }
-        let Some((name, namespace, plan)) = report.manifests.into_iter().find_map(|m| match m {
-            Manifest::Canary {
-                name,
-                namespace,
-                plan,
-                ..
-            } => Some((name, namespace, plan)),
-            _ => None,
-        }) else {
+        let Some((name, namespace, mut plan)) =
+            report.manifests.into_iter().find_map(|m| match m {
+                Manifest::Canary {
+                    name,
+                    namespace,
+                    plan,
+                    ..
+                } => Some((name, namespace, plan)),
+                _ => None,
+            })
+        else {
             bail!("{} holds no Canary", file.display());
         };
+        if let (Some(section), Some(binary)) = (plan.standalone.as_mut(), self.envoy_binary) {
+            section.envoy_binary = binary;
+        }
         let status =
             aviary::runner::standalone::run(name, namespace, *plan, self.load_rps, |progress| {
                 for event in &progress.events {

@@ -91,10 +91,35 @@ fn read_metric(
         range: range(metric, base, findings),
         min_samples: metric.min_samples,
         source,
-        variables: metric.template_variables.clone(),
+        variables: variables(metric, base, findings),
         judge: judge(metric, base, findings),
         on_no_data: metric.on_no_data.unwrap_or_default(),
     }
+}
+
+/// Characters that could end a PromQL string or label matcher, or start a new one: a variable's
+/// value is pasted into the template's query, so it must stay one value.
+const QUERY_BREAKING: [char; 7] = ['"', '\'', '`', '\\', '{', '}', '\n'];
+
+/// `templateVariables`, each value checked so it cannot change the query's meaning (a tenant's
+/// `x"} or vector(1) #` would otherwise turn a failing check into a passing one).
+fn variables(
+    metric: &CanaryMetric,
+    base: &str,
+    findings: &mut Findings,
+) -> std::collections::BTreeMap<String, String> {
+    for (key, value) in &metric.template_variables {
+        let breaking = value
+            .chars()
+            .find(|c| QUERY_BREAKING.contains(c) || c.is_control());
+        if let Some(found) = breaking {
+            findings.error(
+                &format!("{base}.templateVariables.{key}"),
+                format!("{found:?} may not appear in a template variable: quotes, backslashes, braces and control characters could change the query's meaning"),
+            );
+        }
+    }
+    metric.template_variables.clone()
 }
 
 /// `thresholdRange`, or the deprecated `threshold` the way Flagger reads it for the built-ins:

@@ -6,6 +6,9 @@ use crate::api::{Standalone, StandaloneProxy, StandaloneUpstream};
 
 use super::Findings;
 
+/// The Envoy executable when `aviary run` names none.
+pub const DEFAULT_ENVOY: &str = "envoy";
+
 /// The standalone section with every address read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandalonePlan {
@@ -14,7 +17,8 @@ pub struct StandalonePlan {
     pub primary: Upstream,
     pub canary: Upstream,
     pub proxy: StandaloneProxy,
-    /// The Envoy executable.
+    /// The Envoy executable: `envoy` on PATH, or what `aviary run --envoy-binary` names. Never
+    /// read from a manifest, so a manifest cannot choose what runs on the operator's machine.
     pub envoy_binary: String,
 }
 
@@ -58,6 +62,12 @@ pub(super) fn section(section: &Standalone, findings: &mut Findings) -> Option<S
         findings,
     );
     let canary = upstream("spec.standalone.canary.address", &section.canary, findings);
+    if section.envoy_binary.is_some() {
+        findings.error(
+            "spec.standalone.envoyBinary",
+            "a manifest may not name the program to run; pass --envoy-binary to aviary run",
+        );
+    }
     if section.primary.address == section.canary.address {
         findings.error(
             "spec.standalone.canary.address",
@@ -70,9 +80,6 @@ pub(super) fn section(section: &Standalone, findings: &mut Findings) -> Option<S
         primary: primary?,
         canary: canary?,
         proxy: section.proxy.unwrap_or(StandaloneProxy::Gateway),
-        envoy_binary: section
-            .envoy_binary
-            .clone()
-            .unwrap_or_else(|| "envoy".to_string()),
+        envoy_binary: DEFAULT_ENVOY.to_string(),
     })
 }
