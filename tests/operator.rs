@@ -206,6 +206,27 @@ async fn operator_verbs_drive_a_running_rollout_within_rbac() {
         refusal.contains("must name its author"),
         "forged request accepted: {refusal:?}"
     );
+    // Alice may ask, but not in another's name: a nested `by` naming her, with mallory's as the
+    // one a lenient reader would take, is refused for its shape.
+    let as_alice = {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&alice).unwrap();
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .unwrap();
+        Api::<aviary::api::Canary>::namespaced(kube::Client::try_from(config).unwrap(), &f.ns)
+    };
+    let nested =
+        format!(r#"{{"id":"nested","verb":"resume","x":{{"by":"{alice_name}"}},"by":"mallory"}}"#);
+    let nested = json!({ "metadata": { "annotations": { "aviary.dev/request": nested } } });
+    let refused = as_alice
+        .patch("podinfo", &PatchParams::default(), &Patch::Merge(&nested))
+        .await
+        .expect_err("the nested-by forgery is refused");
+    assert!(
+        refused.to_string().contains("not in canonical form"),
+        "{refused}"
+    );
 
     // No rights on the Canary, or only to read it: refused, and nothing is written.
     let refused = run(&bob, &["pause", "podinfo"]).await;
