@@ -430,3 +430,26 @@ fn a_manifest_cannot_name_the_envoy_program() {
     );
     assert_refused(&body, "spec.standalone.envoyBinary", 12, "--envoy-binary");
 }
+
+#[test]
+fn metric_names_and_list_lengths_are_bounded() {
+    let metric = |name: &str| {
+        format!("{VALID_START}  analysis:\n    metrics:\n      - name: \"{name}\"\n        templateRef:\n          name: errors\n")
+    };
+    assert!(errors(&metric("404s percentage"), Options::default()).is_empty());
+    assert_refused(
+        &metric("errors\\nforged"),
+        "spec.analysis.metrics[0].name",
+        12,
+        "must be 1 to 63",
+    );
+    let many: String = (0..33)
+        .map(|i| format!("      - name: hook{i}\n        url: http://loadtester/\n"))
+        .collect();
+    assert_refused(
+        &format!("{VALID_START}  analysis:\n    webhooks:\n{many}"),
+        "spec.analysis.webhooks",
+        12,
+        "at most 32",
+    );
+}

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
     namespaced,
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct AlertProviderSpec {
     /// slack, msteams, discord, rocket, gchat or generic.
+    #[schemars(schema_with = "super::schema::alert_kind")]
     pub r#type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,

@@ -6,37 +6,58 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::schema;
+
+/// The most entries each list of an analysis may hold: enough for any real rollout, and small
+/// enough that one Canary cannot make a step call hundreds of webhooks or queries.
+pub const MAX_METRICS: usize = 32;
+pub const MAX_WEBHOOKS: usize = 32;
+pub const MAX_ALERTS: usize = 16;
+pub const MAX_MATCHES: usize = 16;
+pub const MAX_PROMOTION_WINDOWS: usize = 16;
+
 /// How a rollout advances and how each step is judged.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CanaryAnalysis {
     /// Time between steps, `^[0-9]+(m|s)$` (default 60s, minimum 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::interval")]
     pub interval: Option<String>,
     /// Failed checks before rollback (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub max_weight: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub step_weight: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(range(min = 1, max = 100)), extend("x-kubernetes-validations" = [{"rule": "self.isSorted() && self.all(w, self.filter(v, v == w).size() == 1)", "message": "stepWeights must increase"}]))]
     pub step_weights: Vec<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub step_weight_promotion: Option<i32>,
     /// Number of intervals for A/B testing and blue/green.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub iterations: Option<i32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mirror: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub mirror_weight: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub primary_ready_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub canary_ready_threshold: Option<i32>,
     /// A/B conditions: requests matching any entry go to the canary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_MATCHES))]
     pub r#match: Vec<RequestMatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity: Option<SessionAffinity>,
@@ -49,25 +70,30 @@ pub struct CanaryAnalysis {
     )]
     pub require_mtls: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_METRICS))]
     pub metrics: Vec<CanaryMetric>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_WEBHOOKS))]
     pub webhooks: Vec<CanaryWebhook>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ALERTS))]
     pub alerts: Vec<CanaryAlert>,
     /// Aviary extension: promotion happens only inside one of these windows; outside them a
     /// finished analysis holds in WaitingPromotion at its current weight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_PROMOTION_WINDOWS))]
     pub promotion_windows: Vec<PromotionWindow>,
 }
 
 /// A recurring window in which promotion may happen.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PromotionWindow {
     /// When the window opens: a cron expression with 5 fields (`min hour dom month dow`) or
     /// 6 to 7 with seconds first (and a year last).
     pub schedule: String,
     /// How long it stays open, for example `2h` or `30m`.
+    #[schemars(schema_with = "schema::window_length")]
     pub duration: String,
     /// IANA time zone the schedule is read in (default UTC), for example `Europe/Berlin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +102,7 @@ pub struct PromotionWindow {
 
 /// One A/B condition, a subset of Istio's HTTPMatchRequest.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -95,6 +121,7 @@ pub struct RequestMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<StringMatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_uri_case: Option<bool>,
@@ -108,7 +135,8 @@ pub struct RequestMatch {
 
 /// Exactly one of exact, prefix, suffix or regex.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "[has(self.exact), has(self.prefix), has(self.suffix), has(self.regex)].filter(x, x).size() == 1", "message": "exactly one of exact, prefix, suffix or regex"}]))]
 pub struct StringMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact: Option<String>,
@@ -121,7 +149,7 @@ pub struct StringMatch {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SessionAffinity {
     pub cookie_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,11 +161,16 @@ pub struct SessionAffinity {
 
 /// One metric check run at every analysis step.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CanaryMetric {
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9 ._%-]*[A-Za-z0-9%])?$")
+    )]
     pub name: String,
     /// Window the query covers (default 1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::metric_window")]
     pub interval: Option<String>,
     /// Deprecated upper bound, kept for old manifests; thresholdRange is preferred.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,10 +209,11 @@ pub enum CompareWith {
 
 /// The comparative judge's settings (Kayenta's vocabulary).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct JudgeSpec {
     /// Probability of not failing a healthy canary over the whole analysis (default 0.99).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.5, max = 1.0), extend("exclusiveMaximum" = true))]
     pub confidence: Option<f64>,
     /// Percent the metric may rise before it counts (default 20; error counts default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +245,8 @@ pub const BUILTIN_SUCCESS_RATE: &str = "request-success-rate";
 pub const BUILTIN_DURATION: &str = "request-duration";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.min) || !has(self.max) || self.min <= self.max", "message": "min must not be greater than max"}]))]
 pub struct ThresholdRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
@@ -226,7 +261,7 @@ impl ThresholdRange {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CrossNamespaceRef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,16 +320,19 @@ impl HookType {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CanaryWebhook {
     pub name: String,
     #[serde(default)]
     pub r#type: HookType,
+    #[schemars(length(min = 1, max = 2048))]
     pub url: String,
     /// Request timeout (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::webhook_timeout")]
     pub timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = super::MAX_WEBHOOK_RETRIES))]
     pub retries: Option<i32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -308,7 +346,7 @@ pub struct CanaryWebhook {
 
 /// A key of a Secret in the Canary's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct WebhookSecretRef {
     pub name: String,
     /// The key holding the shared secret (default `secret`).
@@ -365,7 +403,7 @@ impl AlertSeverity {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CanaryAlert {
     pub name: String,
     #[serde(default)]

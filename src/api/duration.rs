@@ -17,6 +17,29 @@ pub enum DurationError {
 
 /// No duration Aviary reads may be longer than this; each field has a tighter cap of its own.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The longest `analysis.interval`.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// The longest window a metric's query may cover (`metrics[].interval`).
+pub const MAX_METRIC_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The longest a webhook may take (`webhooks[].timeout`); it is also held to the interval.
+pub const MAX_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most retries a webhook may ask for.
+pub const MAX_WEBHOOK_RETRIES: i32 = 10;
+/// The longest a promotion window may stay open: windows recur, and a month covers any.
+pub const MAX_WINDOW_LENGTH: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// A duration as Go (and so Kubernetes' CEL `duration()`) writes it, in whole hours, minutes,
+/// seconds or milliseconds: `744h`, `5m`.
+pub fn go_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    let unit = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
+        .into_iter()
+        .find(|(per, _)| millis.is_multiple_of(*per));
+    match unit {
+        Some((per, name)) => format!("{}{name}", millis / per),
+        None => format!("{millis}ms"),
+    }
+}
 
 /// Parses a Go-style duration made of `<number><unit>` parts.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {

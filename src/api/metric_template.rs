@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".spec.provider.type"}"#
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MetricTemplateSpec {
     pub provider: MetricTemplateProvider,
     /// The query; `{{ name }}`, `{{ namespace }}`, `{{ target }}`, `{{ service }}`, `{{ interval }}`
@@ -21,9 +21,10 @@ pub struct MetricTemplateSpec {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MetricTemplateProvider {
     /// Provider type, for example `prometheus`.
+    #[schemars(schema_with = "super::schema::metric_provider_kind")]
     pub r#type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,

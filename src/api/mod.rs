@@ -16,7 +16,10 @@ mod vocabulary;
 pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use analysis::*;
 pub use canary::*;
-pub use duration::{parse_duration, DurationError};
+pub use duration::{
+    go_duration, parse_duration, DurationError, MAX_DURATION, MAX_INTERVAL, MAX_METRIC_WINDOW,
+    MAX_WEBHOOK_RETRIES, MAX_WEBHOOK_TIMEOUT, MAX_WINDOW_LENGTH,
+};
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
 pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
 pub use request::{OperatorRequest, Verb};

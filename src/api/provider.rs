@@ -18,6 +18,15 @@ pub enum RouterKind {
 
 /// The provider names accepted in `spec.provider` and `--mesh-provider`.
 pub const PROVIDER_NAMES: &str = "istio, linkerd, smi:v1alpha2, gatewayapi:v1";
+/// Every spelling [`RouterKind::parse`] accepts (the CRD's enum).
+pub const PROVIDERS: [&str; 6] = [
+    "istio",
+    "linkerd",
+    "smi",
+    "smi:v1alpha2",
+    "gatewayapi",
+    "gatewayapi:v1",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("provider {0:?} is not supported; use one of {PROVIDER_NAMES}")]
@@ -67,6 +76,13 @@ impl fmt::Display for RouterKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schema_enum_is_what_parse_accepts() {
+        for name in PROVIDERS {
+            assert!(RouterKind::parse(name).is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn flagger_provider_names_map_to_routers() {

@@ -1,7 +1,73 @@
 //! Schema helpers for fields whose shape belongs to a mesh (Istio, Gateway API) rather than to us.
 //! The API server requires structural schemas, so "any JSON" is spelled as an open object.
 
+use std::time::Duration;
+
 use schemars::{json_schema, Schema, SchemaGenerator};
+
+use super::duration::{
+    go_duration, MAX_DURATION, MAX_INTERVAL, MAX_METRIC_WINDOW, MAX_WEBHOOK_TIMEOUT,
+    MAX_WINDOW_LENGTH,
+};
+
+/// What [`super::parse_duration`] reads: whole numbers of ms, s, m or h, at most 12 digits each
+/// (so no part can overflow).
+const DURATION_PATTERN: &str = "^([0-9]{1,12}(ms|s|m|h))+$";
+
+/// A duration string the API server checks as the controller would: its syntax by pattern, its
+/// cap with CEL's `duration()` (Go's parser, which reads every string the pattern allows).
+fn capped_duration(cap: Duration, what: &str) -> Schema {
+    let cap = go_duration(cap);
+    json_schema!({
+        "type": "string",
+        "maxLength": 64,
+        "pattern": DURATION_PATTERN,
+        "x-kubernetes-validations": [{
+            "rule": format!("duration(self) <= duration('{cap}')"),
+            "message": format!("{what} may be at most {cap}"),
+        }]
+    })
+}
+
+/// `analysis.interval`.
+pub fn interval(_: &mut SchemaGenerator) -> Schema {
+    capped_duration(MAX_INTERVAL, "an analysis interval")
+}
+
+/// `metrics[].interval`, the window a query covers.
+pub fn metric_window(_: &mut SchemaGenerator) -> Schema {
+    capped_duration(MAX_METRIC_WINDOW, "a metric's interval")
+}
+
+/// `webhooks[].timeout`.
+pub fn webhook_timeout(_: &mut SchemaGenerator) -> Schema {
+    capped_duration(MAX_WEBHOOK_TIMEOUT, "a webhook timeout")
+}
+
+/// `promotionWindows[].duration`.
+pub fn window_length(_: &mut SchemaGenerator) -> Schema {
+    capped_duration(MAX_WINDOW_LENGTH, "a promotion window")
+}
+
+/// Any other duration (route timeouts and the like).
+pub fn duration(_: &mut SchemaGenerator) -> Schema {
+    capped_duration(MAX_DURATION, "a duration")
+}
+
+/// `spec.provider`: the names [`super::RouterKind::parse`] reads.
+pub fn provider(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": super::provider::PROVIDERS })
+}
+
+/// `AlertProvider.spec.type`: the notifiers there are.
+pub fn alert_kind(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": crate::notify::KINDS })
+}
+
+/// `MetricTemplate.spec.provider.type`: the metric providers there are.
+pub fn metric_provider_kind(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": ["prometheus"] })
+}
 
 /// An object whose fields are kept as written (for example an Istio `corsPolicy`).
 pub fn open_object(_: &mut SchemaGenerator) -> Schema {

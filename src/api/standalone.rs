@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Aviary extension for `aviary run`: where the two versions listen and where the gateway serves.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Standalone {
     /// Address the embedded gateway listens on, for example `127.0.0.1:8080`.
     pub listen: String,
@@ -32,7 +32,7 @@ pub enum StandaloneProxy {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StandaloneUpstream {
     /// `host:port` of the upstream (HTTP).
     pub address: String,

@@ -2,6 +2,7 @@
 //! has its own message, so a client-side dedup cache would only grow: none is kept.
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
@@ -29,13 +30,26 @@ impl EventWriter {
         reason: Reason,
         message: &str,
     ) {
-        let namespace = canary.namespace().unwrap_or_default();
+        self.publish_regarding(canary.object_ref(&()), severity, reason, message)
+            .await;
+    }
+
+    /// Records an Event on the object `regarding` names (one that may not even decode).
+    pub async fn publish_regarding(
+        &self,
+        regarding: ObjectReference,
+        severity: AlertSeverity,
+        reason: Reason,
+        message: &str,
+    ) {
+        let namespace = regarding.namespace.clone().unwrap_or_default();
+        let name = regarding.name.clone().unwrap_or_default();
         let event = Event {
             metadata: ObjectMeta {
                 // As kubectl shows them: the object's name and a unique suffix.
                 name: Some(format!(
                     "{}.{:x}{:04x}",
-                    canary.name_any(),
+                    name,
                     Timestamp::now().as_nanosecond(),
                     rand::random::<u16>()
                 )),
@@ -56,12 +70,12 @@ impl EventWriter {
             action: Some("Reconcile".to_string()),
             reporting_controller: Some("aviary.dev/controller".to_string()),
             reporting_instance: Some(self.instance.clone()),
-            regarding: Some(canary.object_ref(&())),
+            regarding: Some(regarding),
             ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         if let Err(error) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(%error, canary = %canary.name_any(), %reason, "cannot record event");
+            tracing::warn!(%error, object = %name, %reason, "cannot record event");
         }
     }
 

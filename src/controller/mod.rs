@@ -4,6 +4,7 @@
 
 mod alerts;
 pub mod configs;
+mod decode;
 mod effects;
 mod events;
 mod finalizer;
@@ -149,10 +150,6 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         leader::keep_renewing(client.clone(), lease.clone());
     }
 
-    let canary_api: Api<Canary> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
     // One watch per kind feeds the store reconciles read from, the index of which canaries an
     // object concerns, and the trigger that wakes those canaries.
     let relations = Arc::new(index::RelationIndex::default());
@@ -164,12 +161,20 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         });
     let (config_maps, config_map_events) = reflected::<ConfigMap>(&client, namespace, |_| {});
     let (secrets, secret_events) = reflected::<Secret>(&client, namespace, |_| {});
-    let (templates, template_events) = reflected::<MetricTemplate>(&client, namespace, |_| {});
+    let events = events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id()));
+    let rejects = decode::Rejects::new(client.clone(), events.clone());
+    let (templates, template_writer) = reflector::store();
+    let template_events = reflector::reflector(
+        template_writer,
+        decode::watch::<MetricTemplate>(&client, namespace, rejects.clone()).modify(slim),
+    )
+    .default_backoff()
+    .touched_objects();
     let (canaries, canary_writer) = reflector::store();
     let seen = relations.clone();
     let canary_events = reflector::reflector(
         canary_writer,
-        watcher(canary_api, watcher::Config::default().any_semantic()).modify(slim),
+        decode::watch::<Canary>(&client, namespace, rejects).modify(slim),
     )
     .inspect_ok(move |event| seen.observe_canary(event))
     .default_backoff()
@@ -257,7 +262,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             notifier: crate::notify::Notifier::default(),
             default_alert: config.default_alert.clone(),
         },
-        events: events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id())),
+        events,
         prometheus_http: crate::http_client::client(Duration::from_secs(30)),
         gateway_telemetry,
         metrics,

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::api::{parse_duration, CanaryAnalysis, CanarySpec};
+use crate::api::{
+    parse_duration, CanaryAnalysis, CanarySpec, MAX_ALERTS, MAX_MATCHES, MAX_METRICS,
+    MAX_PROMOTION_WINDOWS, MAX_WEBHOOKS,
+};
 
 use super::{matches, metric, webhook, windows, Analysis, Findings, Options, Strategy};
 
@@ -12,8 +15,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_STANDALONE_INTERVAL: Duration = Duration::from_millis(200);
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-/// The longest analysis interval.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub use crate::api::MAX_INTERVAL;
 const DEFAULT_MAX_WEIGHT: i32 = 100;
 const DEFAULT_READY_THRESHOLD: i32 = 100;
 
@@ -87,6 +89,7 @@ pub(super) fn read(
     let threshold = threshold(analysis, findings);
     let percents = Percents::read(analysis, findings);
     check_alerts(analysis, findings);
+    check_list_lengths(analysis, findings);
     let strategy = strategy(spec, iterations);
     let (matches, session_affinity) = matches::requests(analysis, findings);
     let read = Analysis {
@@ -111,6 +114,29 @@ pub(super) fn read(
         .iter()
         .any(|i| i.severity == super::Severity::Error);
     (!failed).then_some((interval, read, strategy))
+}
+
+/// Each list of the analysis within its cap (the CRD's `maxItems` say the same).
+fn check_list_lengths(analysis: &CanaryAnalysis, findings: &mut Findings) {
+    let lists = [
+        ("match", analysis.r#match.len(), MAX_MATCHES),
+        ("metrics", analysis.metrics.len(), MAX_METRICS),
+        ("webhooks", analysis.webhooks.len(), MAX_WEBHOOKS),
+        ("alerts", analysis.alerts.len(), MAX_ALERTS),
+        (
+            "promotionWindows",
+            analysis.promotion_windows.len(),
+            MAX_PROMOTION_WINDOWS,
+        ),
+    ];
+    for (name, length, cap) in lists {
+        if length > cap {
+            findings.error(
+                &format!("spec.analysis.{name}"),
+                format!("{length} entries; at most {cap} are allowed"),
+            );
+        }
+    }
 }
 
 /// The deployment strategy, derived from the analysis block the way Flagger derives it.

@@ -11,7 +11,7 @@ use super::{Findings, JudgeSettings, Metric, MetricSource};
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// The longest window a metric's query may cover.
-pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+pub use crate::api::MAX_METRIC_WINDOW as MAX_WINDOW;
 
 pub(super) fn metrics(
     declared: &[CanaryMetric],
@@ -53,6 +53,7 @@ fn read_metric(
             }
         },
     };
+    check_name(&metric.name, base, findings);
     let builtin = matches!(
         metric.name.as_str(),
         BUILTIN_SUCCESS_RATE | BUILTIN_DURATION
@@ -94,6 +95,27 @@ fn read_metric(
         variables: variables(metric, base, findings),
         judge: judge(metric, base, findings),
         on_no_data: metric.on_no_data.unwrap_or_default(),
+    }
+}
+
+/// A metric's name is a label of Aviary's own `/metrics` and appears in Events: 1 to 63
+/// letters, digits, spaces and `._%-`, starting with a letter or digit and not ending in a
+/// space, dot, underscore or dash (the CRD's pattern says the same).
+fn check_name(name: &str, base: &str, findings: &mut Findings) {
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '%' | '-');
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let last_ok = name
+        .chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '%');
+    if name.len() > 63 || !first_ok || !last_ok || !name.chars().all(inner) {
+        findings.error(
+            &format!("{base}.name"),
+            format!("metric name {name:?} must be 1 to 63 letters, digits, spaces or ._%- and start with a letter or digit"),
+        );
     }
 }
 

@@ -7,10 +7,7 @@ use crate::api::{parse_duration, CanaryWebhook};
 use super::{Findings, Webhook};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest a webhook may take; a call never waits beyond the analysis interval either.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
-/// The most retries a webhook may ask for.
-pub const MAX_RETRIES: i32 = 10;
+pub use crate::api::{MAX_WEBHOOK_RETRIES as MAX_RETRIES, MAX_WEBHOOK_TIMEOUT as MAX_TIMEOUT};
 
 /// Every webhook read; a call never waits longer than `interval`.
 pub(super) fn webhooks(

@@ -29,8 +29,7 @@ pub enum WindowError {
     TimeZone(String),
 }
 
-/// The longest a promotion window may stay open: windows recur, and a month covers any.
-pub const MAX_LENGTH: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
+pub use crate::api::MAX_WINDOW_LENGTH as MAX_LENGTH;
 
 /// A window read and checked once.
 #[derive(Clone)]

@@ -257,17 +257,29 @@ fn manifest(
 }
 
 /// Reads `spec` into its Rust type; a wrong type or an unknown field is reported at its path.
+/// The types themselves accept unknown fields, so a controller older than its CRD keeps
+/// working; here, before anything runs, an unknown field is an error (most are typos).
 fn typed<T: DeserializeOwned>(spec: &serde_json::Value, sink: &mut Sink<'_>) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(spec) {
-        Ok(typed) => Some(typed),
+    let mut track = serde_path_to_error::Track::new();
+    let mut unknown = Vec::new();
+    let tracked = serde_path_to_error::Deserializer::new(spec, &mut track);
+    let result = serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path)));
+    match result {
+        Ok(typed) => {
+            for path in &unknown {
+                let field = path.rsplit('.').next().unwrap_or(path);
+                sink.error(path, format!("unknown field `{field}`"));
+            }
+            unknown.is_empty().then_some(typed)
+        }
         Err(error) => {
-            let inner = error.path().to_string();
+            let inner = track.path().to_string();
             let mut path = if inner == "." {
                 "spec".to_string()
             } else {
                 format!("spec.{inner}")
             };
-            let message = error.into_inner().to_string();
+            let message = error.to_string();
             // serde reports a missing field at its parent; name the field itself.
             if let Some(field) = message
                 .strip_prefix("missing field `")
@@ -278,6 +290,19 @@ fn typed<T: DeserializeOwned>(spec: &serde_json::Value, sink: &mut Sink<'_>) -> 
             sink.error(&path, message);
             None
         }
+    }
+}
+
+/// `spec.analysis.metrics[0].intervall`, as every other finding writes a path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => "spec".to_string(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => format!("{}.{key}", field_path(parent)),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
