@@ -1,20 +1,16 @@
 //! Webhooks: the HTTP calls a rollout makes to load testers, gates and listeners.
 //!
-//! A webhook with a `secretRef` is signed: `X-Aviary-Timestamp` carries the Unix time in
-//! seconds and `X-Aviary-Signature` is `sha256=` followed by the hex HMAC-SHA256, under the
-//! shared secret, of the timestamp, a dot and the exact body. Receivers recompute it, compare in
-//! constant time and refuse old timestamps, so a captured request cannot be replayed later.
+//! A webhook with a `secretRef` is signed ([`crate::signature`] says how).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 
 use crate::api::HookType;
 use crate::engine::HookOutcome;
 use crate::plan::Webhook;
+use crate::signature;
 
 /// The JSON body every webhook receives.
 #[derive(Debug, Clone, Serialize)]
@@ -26,79 +22,9 @@ pub struct HookPayload {
     pub metadata: BTreeMap<String, String>,
 }
 
-pub const TIMESTAMP_HEADER: &str = "x-aviary-timestamp";
-pub const SIGNATURE_HEADER: &str = "x-aviary-signature";
-
-/// The signature header's value for `body` sent at `timestamp` (Unix seconds).
-pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    #[error("the request is not signed (no {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header)")]
-    Missing,
-    #[error("{TIMESTAMP_HEADER} {0:?} is not a Unix time")]
-    BadTimestamp(String),
-    #[error("the signature is {0}s away from now, beyond the {1}s tolerance")]
-    Stale(i64, i64),
-    #[error("the signature does not match the body under the shared secret")]
-    Mismatch,
-}
-
-/// Checks a signed request as a receiver would: fresh timestamp, matching HMAC.
-pub fn verify(
-    key: &[u8],
-    timestamp: Option<&str>,
-    signature: Option<&str>,
-    body: &[u8],
-    now: i64,
-    tolerance_seconds: i64,
-) -> Result<(), SignatureError> {
-    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-        return Err(SignatureError::Missing);
-    };
-    let sent: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| SignatureError::BadTimestamp(timestamp.to_string()))?;
-    let skew = now.abs_diff(sent);
-    if skew > tolerance_seconds.unsigned_abs() {
-        return Err(SignatureError::Stale(
-            i64::try_from(skew).unwrap_or(i64::MAX),
-            tolerance_seconds,
-        ));
-    }
-    let hex = signature
-        .trim()
-        .strip_prefix("sha256=")
-        .ok_or(SignatureError::Mismatch)?;
-    let Some(claimed) = decode_hex(hex) else {
-        return Err(SignatureError::Mismatch);
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(sent.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&claimed)
-        .map_err(|_| SignatureError::Mismatch)
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use crate::signature::{
+    verify, SignatureError, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 
 /// The signing key of a webhook: `Ok(None)` when it is not signed, `Err` when its Secret or
 /// key cannot be read (the call then fails without being made).
@@ -170,11 +96,21 @@ impl HookClient {
                 .timeout(hook.timeout)
                 .header(http::header::CONTENT_TYPE, "application/json");
             if let Some(key) = &key {
-                // Signed per attempt, so a retry carries a fresh timestamp.
-                let timestamp = jiff::Timestamp::now().as_second();
+                // Signed per attempt, so a retry carries a fresh timestamp and nonce (a receiver
+                // refuses a signature it has seen).
+                let (timestamp, nonce) = (jiff::Timestamp::now().as_second(), signature::nonce());
+                let path = signature::request_path(&hook.url);
+                let signed = signature::Signed {
+                    method: "POST",
+                    path: &path,
+                    timestamp,
+                    nonce: &nonce,
+                    body: &bytes,
+                };
                 request = request
                     .header(TIMESTAMP_HEADER, timestamp.to_string())
-                    .header(SIGNATURE_HEADER, sign(key, timestamp, &bytes));
+                    .header(NONCE_HEADER, &nonce)
+                    .header(SIGNATURE_HEADER, signature::sign(key, &signed));
             }
             match request.body(bytes.clone()).send().await {
                 Ok(response) => {
@@ -243,36 +179,5 @@ impl HookPayload {
             .metadata
             .insert("timestamp".into(), now.as_millisecond().to_string());
         payload
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_signature_verifies_with_its_secret_only_and_only_while_fresh() {
-        let body = br#"{"name":"podinfo"}"#;
-        let header = sign(b"shared", 1_800_000_000, body);
-        let check = |key: &[u8], body: &[u8], now| {
-            verify(key, Some("1800000000"), Some(&header), body, now, 300)
-        };
-        assert_eq!(check(b"shared", body, 1_800_000_010), Ok(()));
-        assert_eq!(
-            check(b"another", body, 1_800_000_010),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            check(b"shared", br#"{"name":"evil"}"#, 1_800_000_010),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            check(b"shared", body, 1_800_001_000),
-            Err(SignatureError::Stale(1000, 300))
-        );
-        assert_eq!(
-            verify(b"shared", None, Some(&header), body, 0, 300),
-            Err(SignatureError::Missing)
-        );
     }
 }

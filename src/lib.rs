@@ -25,4 +25,5 @@ pub mod notify;
 pub mod plan;
 pub mod runner;
 pub mod sample_app;
+pub mod signature;
 pub mod validate;

@@ -1,6 +1,7 @@
 //! Webhooks and the loadtester on the real control plane: every webhook type's effect on the
 //! phase, token-protected gates recorded in Events, a rollback switch, and signed calls that
-//! verify with the shared secret and fail with another.
+//! verify with the shared secret and fail with another; the loadtester refuses unsigned,
+//! replayed and misdirected loads.
 
 mod support;
 
@@ -239,7 +240,14 @@ async fn start_loadtester(dir: &std::path::Path, tokens: &str, secret: &str) -> 
     std::fs::write(&secret_file, secret).unwrap();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"));
     command
-        .args(["loadtester", "--listen", "127.0.0.1:0", "--record-events"])
+        // The test upstreams listen on loopback; the API server does too, and stays refused.
+        .args([
+            "loadtester",
+            "--listen",
+            "127.0.0.1:0",
+            "--record-events",
+            "--allow-loopback",
+        ])
         .arg("--token-file")
         .arg(&token_file)
         .arg("--webhook-secret-file")
@@ -414,4 +422,111 @@ async fn loadtester_gates_need_a_token_record_who_and_check_signatures() {
         .iter()
         .any(|n| n.contains("by alice")));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A call to the loadtester signed with `secret`, as the controller would sign it.
+fn signed_call(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &[u8],
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let (timestamp, nonce) = (
+        jiff::Timestamp::now().as_second(),
+        aviary::signature::nonce(),
+    );
+    let signed = aviary::signature::Signed {
+        method: "POST",
+        path: "/",
+        timestamp,
+        nonce: &nonce,
+        body: &bytes,
+    };
+    http.post(format!("{base}/"))
+        .header(aviary::signature::TIMESTAMP_HEADER, timestamp.to_string())
+        .header(aviary::signature::NONCE_HEADER, nonce.clone())
+        .header(
+            aviary::signature::SIGNATURE_HEADER,
+            aviary::signature::sign(secret, &signed),
+        )
+        .header("content-type", "application/json")
+        .body(bytes)
+}
+
+#[tokio::test]
+async fn the_loadtester_is_not_an_open_relay() {
+    let upstream = Receiver::start();
+    let dir = std::env::temp_dir().join(format!("aviary-relay-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lt = start_loadtester(
+        &dir,
+        "alice 3f9c2a7b1d4e8f60a5c3b2e1d0f9a8b7\n",
+        "relay-secret",
+    )
+    .await;
+    let http = aviary::http_client::client(Duration::from_secs(5));
+    let load = |url: String| {
+        json!({ "name": "podinfo", "namespace": "test",
+                "metadata": { "type": "load", "url": url, "rps": "5", "duration": "1s" } })
+    };
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    };
+
+    // Unauthenticated: refused before anything is read.
+    let unsigned = http
+        .post(format!("{}/", lt.base))
+        .json(&load(upstream.url("/load")));
+    let (status, text) = answer(unsigned.send().await.unwrap()).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("not signed"), "{text}");
+
+    // Signed, but aimed at the metadata service or the API server: refused with the reason.
+    let metadata = signed_call(
+        &http,
+        &lt.base,
+        b"relay-secret",
+        &load("http://169.254.169.254/latest/meta-data/".into()),
+    );
+    let (status, text) = answer(metadata.send().await.unwrap()).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("never a target"), "{text}");
+    let config = kube::config::Kubeconfig::read_from(kubeconfig().await).unwrap();
+    let server = config.clusters[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .server
+        .clone()
+        .unwrap();
+    let port = reqwest::Url::parse(&server).unwrap().port().unwrap();
+    let api_url = format!("http://127.0.0.1:{port}/api");
+    let api = signed_call(&http, &lt.base, b"relay-secret", &load(api_url));
+    let (status, text) = answer(api.send().await.unwrap()).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("API server"), "{text}");
+
+    // A good signed call is served once; the same bytes again are a replay.
+    let good = signed_call(
+        &http,
+        &lt.base,
+        b"relay-secret",
+        &load(upstream.url("/load")),
+    );
+    let replay = good.try_clone().unwrap();
+    let (status, text) = answer(good.send().await.unwrap()).await;
+    assert_eq!(status, 202, "{text}");
+    let (status, text) = answer(replay.send().await.unwrap()).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("replay"), "{text}");
+
+    // /runs shows the run, and no header value.
+    let runs = http.get(format!("{}/runs", lt.base)).send().await.unwrap();
+    let runs = runs.text().await.unwrap();
+    assert!(
+        runs.contains("/load") && !runs.contains("relay-secret"),
+        "{runs}"
+    );
 }

@@ -171,6 +171,17 @@ pub struct Loadtester {
     /// Record gate changes as Events on the Canary (in-cluster config or KUBECONFIG).
     #[arg(long)]
     record_events: bool,
+    /// Loads may go to loopback (standalone runs and tests).
+    #[arg(long)]
+    allow_loopback: bool,
+    /// A host (exact name or address, or `.example.com` for a domain) loads may go to, beyond
+    /// cluster Service names. Repeatable.
+    #[arg(long = "allow-target")]
+    allow_targets: Vec<String>,
+    /// Serve `POST /` without a signature or token: anyone who reaches the loadtester can then
+    /// start loads.
+    #[arg(long)]
+    insecure_allow_unsigned_load: bool,
 }
 
 impl Loadtester {
@@ -186,7 +197,7 @@ impl Loadtester {
             Some(path) => Some(read_secret(path)?),
             None => {
                 tracing::warn!(
-                    "no --webhook-secret-file: anyone who reaches this loadtester can start loads"
+                    "no --webhook-secret-file: webhook calls are not authenticated, and POST / needs a token"
                 );
                 None
             }
@@ -203,6 +214,12 @@ impl Loadtester {
             listen: self.listen,
             tokens,
             webhook_secret,
+            targets: aviary::loadtester::Targets {
+                loopback: self.allow_loopback,
+                extra: self.allow_targets.clone(),
+                api_server: api_server_addresses().await,
+            },
+            allow_unsigned_load: self.insecure_allow_unsigned_load,
             audit: aviary::loadtester::Audit { client },
         })
         .await?;
@@ -210,6 +227,28 @@ impl Loadtester {
         super::shutdown_signal().await;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Where the API server is: in a cluster its Service address (every port); from a kubeconfig,
+/// its server's addresses and port. Loads never go there.
+async fn api_server_addresses() -> Vec<std::net::SocketAddr> {
+    let mut addresses = Vec::new();
+    if let Some(ip) = std::env::var("KUBERNETES_SERVICE_HOST")
+        .ok()
+        .and_then(|host| host.parse::<std::net::IpAddr>().ok())
+    {
+        addresses.push(std::net::SocketAddr::new(ip, 0));
+    }
+    if let Ok(config) = kube::Config::infer().await {
+        let url = &config.cluster_url;
+        if let (Some(host), Some(port)) = (url.host(), url.port_u16().or(Some(443))) {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(resolved) = tokio::net::lookup_host((host, port)).await {
+                addresses.extend(resolved);
+            }
+        }
+    }
+    addresses
 }
 
 fn read_tokens(path: &Path) -> Result<Vec<(String, String)>> {

@@ -111,6 +111,14 @@ impl LoadRequest {
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(invalid("url", url, "must be an http:// URL with a host"));
         }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // It would show on /runs; a credential belongs in `headers`, which never does.
+            return Err(invalid(
+                "url",
+                "(hidden)",
+                "must not carry credentials; use headers",
+            ));
+        }
         let rps = bounded(metadata, "rps", 10, 1..=MAX_RPS)?;
         let concurrency = bounded(metadata, "concurrency", 64, 1..=MAX_CONCURRENCY)?;
         let duration = match metadata.get("duration") {
@@ -149,23 +157,27 @@ impl LoadRequest {
         })
     }
 
-    /// Two requests for the same canary with the same plan are one load.
+    /// Two requests for the same canary with the same plan are one load. Header values and
+    /// the body enter only as a digest: the key is shown on `/runs`, and a header may carry a
+    /// token.
     pub fn key(&self, canary: &str) -> String {
+        use sha2::Digest;
         let plan = &self.plan;
-        let headers: Vec<String> = plan
-            .headers
+        let mut digest = sha2::Sha256::new();
+        for (name, value) in &plan.headers {
+            digest.update(name.as_str().as_bytes());
+            digest.update(b"\0");
+            digest.update(value.as_bytes());
+            digest.update(b"\0");
+        }
+        digest.update(&plan.body);
+        let hex: String = digest.finalize()[..8]
             .iter()
-            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("")))
+            .map(|b| format!("{b:02x}"))
             .collect();
         format!(
-            "{canary} {} {} rps={} for={:?} c={} h={} b={}",
-            plan.method,
-            plan.uri,
-            plan.rps,
-            plan.duration,
-            plan.max_in_flight,
-            headers.join(","),
-            plan.body.len()
+            "{canary} {} {} rps={} for={:?} c={} content={hex}",
+            plan.method, plan.uri, plan.rps, plan.duration, plan.max_in_flight,
         )
     }
 }

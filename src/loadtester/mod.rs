@@ -1,12 +1,16 @@
 //! `aviary loadtester`: the service `rollout` webhooks call to generate load, and the manual gates
 //! people open and close. Unlike Flagger's, every state-changing endpoint needs a bearer token,
 //! and every change is recorded with who made it (a Kubernetes Event on the Canary, or the log).
-//! With a webhook secret, calls from the controller must also carry a valid signature.
+//! With a webhook secret, calls from the controller must also carry a valid signature, and a
+//! signature is accepted once. `POST /` needs that signature or a token unless
+//! `--insecure-allow-unsigned-load` says otherwise, and sends load only to allowed targets
+//! ([`targets`]).
 
 mod audit;
 mod gates;
 mod load;
 mod metrics;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,9 +31,16 @@ use crate::api::Reason;
 pub use audit::Audit;
 pub use gates::{Gates, Switch};
 pub use load::{LoadError, LoadRequest, RunRecord, Runs, Start};
+pub use targets::Targets;
 
 /// How far a signed call's timestamp may be from now.
 const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
+/// The largest request body read; a webhook payload is a few hundred bytes.
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// How long a caller may take to send its body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Signatures remembered for replay refusal (each for the tolerance).
+const REPLAY_MEMORY: usize = 100_000;
 
 pub struct LoadtesterConfig {
     pub listen: String,
@@ -37,6 +48,10 @@ pub struct LoadtesterConfig {
     pub tokens: Vec<(String, String)>,
     /// When set, webhook calls (load, checks) must be signed with it.
     pub webhook_secret: Option<Vec<u8>>,
+    /// Where loads may go.
+    pub targets: Targets,
+    /// `POST /` without a signature or token is served (an explicit, insecure choice).
+    pub allow_unsigned_load: bool,
     pub audit: Audit,
 }
 
@@ -92,6 +107,9 @@ struct Counters {
 struct Shared {
     tokens: Vec<(String, String)>,
     webhook_secret: Option<Vec<u8>>,
+    targets: Targets,
+    allow_unsigned_load: bool,
+    replays: crate::signature::ReplayGuard,
     gates: Arc<Gates>,
     runs: Arc<Runs>,
     counters: Arc<Counters>,
@@ -138,6 +156,9 @@ pub async fn serve(config: LoadtesterConfig) -> Result<LoadtesterHandle, Loadtes
     let shared = Arc::new(Shared {
         tokens: config.tokens,
         webhook_secret: config.webhook_secret,
+        targets: config.targets,
+        allow_unsigned_load: config.allow_unsigned_load,
+        replays: crate::signature::ReplayGuard::new(REPLAY_MEMORY),
         gates,
         runs: started,
         counters,
@@ -147,28 +168,25 @@ pub async fn serve(config: LoadtesterConfig) -> Result<LoadtesterHandle, Loadtes
     });
     let app = Router::new()
         .route("/", post(start_load))
-        .route("/gate/check", post(|s, h, b| check(s, h, b, Switch::Gate)))
+        .route("/gate/check", post(|s, r| check(s, r, Switch::Gate)))
         .route(
             "/rollback/check",
-            post(|s, h, b| check(s, h, b, Switch::Rollback)),
+            post(|s, r| check(s, r, Switch::Rollback)),
         )
-        .route("/gate/approve", post(|s, h, b| fixed(s, h, b, true)))
-        .route("/gate/halt", post(|s, h, b| fixed(s, h, b, false)))
-        .route(
-            "/gate/open",
-            post(|s, h, b| change(s, h, b, Switch::Gate, true)),
-        )
+        .route("/gate/approve", post(|s, r| fixed(s, r, true)))
+        .route("/gate/halt", post(|s, r| fixed(s, r, false)))
+        .route("/gate/open", post(|s, r| change(s, r, Switch::Gate, true)))
         .route(
             "/gate/close",
-            post(|s, h, b| change(s, h, b, Switch::Gate, false)),
+            post(|s, r| change(s, r, Switch::Gate, false)),
         )
         .route(
             "/rollback/open",
-            post(|s, h, b| change(s, h, b, Switch::Rollback, true)),
+            post(|s, r| change(s, r, Switch::Rollback, true)),
         )
         .route(
             "/rollback/close",
-            post(|s, h, b| change(s, h, b, Switch::Rollback, false)),
+            post(|s, r| change(s, r, Switch::Rollback, false)),
         )
         .route("/runs", get(runs))
         .route("/metrics", get(metrics))
@@ -240,37 +258,107 @@ fn parse(body: &Bytes) -> Result<Incoming, Refusal> {
     })
 }
 
-/// Checks the controller's signature when a webhook secret is configured.
-fn verify(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<(), Refusal> {
+fn refused(code: StatusCode, text: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        text: text.into(),
+    }
+}
+
+/// One call as received: what a signature covers, with the body read within its size and
+/// time limits (a slow or huge body is refused, never waited on).
+struct Call {
+    method: String,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Call {
+    async fn read(request: Request) -> Result<Call, Refusal> {
+        let (parts, body) = request.into_parts();
+        let read = axum::body::to_bytes(body, MAX_REQUEST_BODY);
+        let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => {
+                let text = format!("the body must be at most {MAX_REQUEST_BODY} bytes");
+                return Err(refused(StatusCode::PAYLOAD_TOO_LARGE, text));
+            }
+            Err(_) => {
+                return Err(refused(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body was too slow",
+                ))
+            }
+        };
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        Ok(Call {
+            method: parts.method.to_string(),
+            path: path.to_string(),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// Checks the controller's signature when a webhook secret is configured; a signature is
+/// accepted once.
+fn verify(shared: &Shared, call: &Call) -> Result<(), Refusal> {
     let Some(secret) = &shared.webhook_secret else {
         return Ok(());
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    crate::hooks::verify(
+    let header = |name: &str| call.headers.get(name).and_then(|v| v.to_str().ok());
+    let presented = crate::signature::Presented {
+        timestamp: header(crate::signature::TIMESTAMP_HEADER),
+        nonce: header(crate::signature::NONCE_HEADER),
+        signature: header(crate::signature::SIGNATURE_HEADER),
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let tolerance = SIGNATURE_TOLERANCE_SECONDS;
+    crate::signature::verify(
         secret,
-        header(crate::hooks::TIMESTAMP_HEADER),
-        header(crate::hooks::SIGNATURE_HEADER),
-        body,
-        jiff::Timestamp::now().as_second(),
-        SIGNATURE_TOLERANCE_SECONDS,
+        presented,
+        &call.method,
+        &call.path,
+        &call.body,
+        now,
+        tolerance,
     )
+    .and_then(|()| {
+        let signature = presented.signature.unwrap_or_default();
+        shared
+            .replays
+            .first_use(signature, now, now + 2 * tolerance)
+    })
     .map_err(|error| {
         shared
             .counters
             .bad_signatures
             .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%error, "refused an unsigned or badly signed webhook call");
-        Refusal {
-            code: StatusCode::UNAUTHORIZED,
-            text: error.to_string(),
-        }
+        tracing::warn!(%error, "refused an unsigned, badly signed or replayed webhook call");
+        refused(StatusCode::UNAUTHORIZED, error.to_string())
     })
 }
 
 /// A call from the controller: its signature checked (when a secret is set), then its payload.
-fn signed_payload(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Incoming, Refusal> {
-    verify(shared, headers, body)?;
-    parse(body)
+fn signed_payload(shared: &Shared, call: &Call) -> Result<Incoming, Refusal> {
+    verify(shared, call)?;
+    parse(&call.body)
+}
+
+/// Who may start a load: a signed call when a secret is set; else a token's holder; else
+/// anyone, only when the operator said so.
+fn load_caller(shared: &Shared, call: &Call) -> Result<Incoming, Refusal> {
+    if shared.webhook_secret.is_some() {
+        return signed_payload(shared, call);
+    }
+    if !shared.allow_unsigned_load {
+        caller(shared, &call.headers).map_err(|refusal| Refusal {
+            text: format!("{}: POST / needs a signed call (--webhook-secret-file) or a bearer token; --insecure-allow-unsigned-load serves anyone", refusal.text),
+            ..refusal
+        })?;
+    }
+    parse(&call.body)
 }
 
 /// Compares without stopping at the first differing byte.
@@ -307,13 +395,12 @@ fn caller(shared: &Shared, headers: &HeaderMap) -> Result<String, Refusal> {
     })
 }
 
-async fn check(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-    switch: Switch,
-) -> Response {
-    let incoming = match signed_payload(&shared, &headers, &body) {
+async fn check(State(shared): State<Arc<Shared>>, request: Request, switch: Switch) -> Response {
+    let incoming = match Call::read(request).await {
+        Ok(call) => signed_payload(&shared, &call),
+        Err(refusal) => Err(refusal),
+    };
+    let incoming = match incoming {
         Ok(incoming) => incoming,
         Err(refusal) => return refusal.into_response(),
     };
@@ -329,13 +416,12 @@ async fn check(
     }
 }
 
-async fn fixed(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-    open: bool,
-) -> Response {
-    if let Err(refusal) = verify(&shared, &headers, &body) {
+async fn fixed(State(shared): State<Arc<Shared>>, request: Request, open: bool) -> Response {
+    let verified = match Call::read(request).await {
+        Ok(call) => verify(&shared, &call),
+        Err(refusal) => Err(refusal),
+    };
+    if let Err(refusal) = verified {
         return refusal.into_response();
     }
     if open {
@@ -347,17 +433,21 @@ async fn fixed(
 
 async fn change(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
     switch: Switch,
     open: bool,
 ) -> Response {
     // Authentication first: an anonymous caller learns nothing, not even about the body.
-    let who = match caller(&shared, &headers) {
+    let (parts, body) = request.into_parts();
+    let who = match caller(&shared, &parts.headers) {
         Ok(who) => who,
         Err(refusal) => return refusal.into_response(),
     };
-    let incoming = match parse(&body) {
+    let incoming = match Call::read(Request::from_parts(parts, body)).await {
+        Ok(call) => parse(&call.body),
+        Err(refusal) => Err(refusal),
+    };
+    let incoming = match incoming {
         Ok(incoming) => incoming,
         Err(refusal) => return refusal.into_response(),
     };
@@ -382,12 +472,12 @@ async fn change(
     answer(StatusCode::OK, format!("{} {state}", switch.as_str()))
 }
 
-async fn start_load(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let incoming = match signed_payload(&shared, &headers, &body) {
+async fn start_load(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let incoming = match Call::read(request).await {
+        Ok(call) => load_caller(&shared, &call),
+        Err(refusal) => Err(refusal),
+    };
+    let incoming = match incoming {
         Ok(incoming) => incoming,
         Err(refusal) => return refusal.into_response(),
     };
@@ -395,6 +485,12 @@ async fn start_load(
         Ok(request) => request,
         Err(error) => return answer(StatusCode::BAD_REQUEST, error.to_string()),
     };
+    let host = request.plan.uri.host().unwrap_or_default();
+    let port = request.plan.uri.port_u16().unwrap_or(80);
+    if let Err(reason) = shared.targets.check(host, port).await {
+        tracing::warn!(%reason, "refused a load target");
+        return answer(StatusCode::FORBIDDEN, format!("metadata.url: {reason}"));
+    }
     let canary = incoming.canary();
     let key = request.key(&canary);
     match shared
