@@ -1,16 +1,17 @@
 //! The Prometheus HTTP API provider, and the built-in checks written as PromQL over each mesh's
 //! own proxy telemetry.
 
+mod answer;
 mod builtins;
 mod connection;
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Deserialize;
 
 use super::{MetricError, MetricProvider, MetricQuery};
 
+pub use answer::{instant_number, range_values};
 pub use builtins::{MeshTelemetry, WorkloadRef};
 pub use connection::{Auth, Connection, ConnectionError};
 
@@ -26,22 +27,6 @@ pub struct PrometheusClient {
     http: reqwest::Client,
     timeout: Duration,
     auth: Auth,
-}
-
-#[derive(Deserialize)]
-struct ApiAnswer {
-    status: String,
-    #[serde(default)]
-    data: Option<ApiData>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ApiData {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: serde_json::Value,
 }
 
 impl PrometheusClient {
@@ -73,7 +58,7 @@ impl PrometheusClient {
     }
 
     /// One API call, retried on transport errors within the timeout.
-    async fn call(&self, path: &str, params: &[(&str, String)]) -> Result<ApiAnswer, MetricError> {
+    async fn call(&self, path: &str, params: &[(&str, String)]) -> Result<Vec<u8>, MetricError> {
         let started = std::time::Instant::now();
         let mut attempt = 0;
         let response = loop {
@@ -116,8 +101,7 @@ impl PrometheusClient {
         let body = crate::http_client::read_limited(response, crate::http_client::MAX_BODY)
             .await
             .map_err(|e| self.failed(format!("unreadable answer (HTTP {status}): {e}")))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| self.failed(format!("unreadable answer (HTTP {status}): {e}")))
+        Ok(body)
     }
 
     /// A range query: the values of a one-series expression at each `step` between `start` and
@@ -136,34 +120,8 @@ impl PrometheusClient {
             // A bare number of seconds: Prometheus refuses fractional durations such as 2.5s.
             ("step", format!("{:.3}", step.as_secs_f64().max(0.001))),
         ];
-        let answer = self.call("/api/v1/query_range", &params).await?;
-        if answer.status != "success" {
-            return Err(self.failed(format!(
-                "query {promql:?} refused: {}",
-                answer.error.unwrap_or_default()
-            )));
-        }
-        let data = answer
-            .data
-            .ok_or_else(|| self.failed("answer without data".into()))?;
-        let series = data.result.as_array().cloned().unwrap_or_default();
-        let values = match series.len() {
-            0 => return Ok(Vec::new()),
-            1 => series[0]["values"].as_array().cloned().unwrap_or_default(),
-            n => {
-                return Err(self.failed(format!(
-                    "query {promql:?} returned {n} series; it must return one"
-                )))
-            }
-        };
-        Ok(values
-            .iter()
-            .filter_map(|pair| {
-                let at = pair.get(0)?.as_f64()?;
-                let value: f64 = pair.get(1)?.as_str()?.parse().ok()?;
-                value.is_finite().then_some((at, value))
-            })
-            .collect())
+        let body = self.call("/api/v1/query_range", &params).await?;
+        range_values(&body, promql).map_err(|reason| self.failed(reason))
     }
 
     /// Runs an instant query that must produce one number. No series is `NoData`; several series
@@ -174,57 +132,17 @@ impl PrometheusClient {
         workload: &str,
         window: u64,
     ) -> Result<f64, MetricError> {
-        let failed = |reason: String| self.failed(reason);
-        let answer = self
+        let body = self
             .call("/api/v1/query", &[("query", promql.to_string())])
             .await?;
-        if answer.status != "success" {
-            return Err(failed(format!(
-                "query {promql:?} refused: {}",
-                answer.error.unwrap_or_default()
-            )));
-        }
-        let data = answer
-            .data
-            .ok_or_else(|| failed("answer without data".into()))?;
-        let value = match data.result_type.as_str() {
-            "scalar" => data.result.get(1).cloned(),
-            "vector" => {
-                let samples = data.result.as_array().cloned().unwrap_or_default();
-                match samples.len() {
-                    0 => None,
-                    1 => samples[0].get("value").and_then(|v| v.get(1)).cloned(),
-                    n => {
-                        return Err(failed(format!(
-                            "query {promql:?} returned {n} series; it must return one number"
-                        )))
-                    }
-                }
-            }
-            other => {
-                return Err(failed(format!(
-                    "query {promql:?} returned a {other}; it must return one number"
-                )))
-            }
-        };
-        let Some(value) = value else {
-            return Err(MetricError::NoData {
+        match instant_number(&body, promql) {
+            Ok(Some(number)) => Ok(number),
+            Ok(None) => Err(MetricError::NoData {
                 workload: workload.to_string(),
                 window,
-            });
-        };
-        let number: f64 = value
-            .as_str()
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(|| failed(format!("query {promql:?} returned {value}, not a number")))?;
-        // 0/0 over an idle window is NaN: there was no traffic, which is not a pass.
-        if number.is_nan() {
-            return Err(MetricError::NoData {
-                workload: workload.to_string(),
-                window,
-            });
+            }),
+            Err(reason) => Err(self.failed(reason)),
         }
-        Ok(number)
     }
 }
 

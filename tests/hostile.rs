@@ -1,0 +1,316 @@
+//! Bad and hostile Canaries on the real control plane: what Aviary cannot use is refused by the
+//! API server with its field path (and `aviary validate` says the same), and what gets stored
+//! anyway (an int32 overflow from before the CRD bounded it, a field of another CRD version, a
+//! webhook answering 100 MiB, a Prometheus that never answers) is survived: the controller
+//! process stays the same, a healthy canary next to them keeps its schedule and promotes, and
+//! the bad object carries a condition naming the field.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, PostParams};
+use serde_json::{json, Value};
+
+use aviary::api::CanaryPhase;
+use aviary::validate::{validate_text, Options, Severity};
+use support::fixture::Fixture;
+use support::receiver::Receiver;
+use support::telemetry::Health;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The tests change the Canary CRD for a while; they take turns.
+static CRD_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn canary(name: &str, spec: Value) -> Value {
+    let mut base = json!({
+        "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo" },
+        "service": { "port": 9898 },
+        "analysis": { "interval": "1s", "threshold": 2, "stepWeight": 50, "maxWeight": 50 }
+    });
+    merge(&mut base, spec);
+    json!({ "apiVersion": "aviary.dev/v1beta1", "kind": "Canary",
+            "metadata": { "name": name }, "spec": base })
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(base), Value::Object(extra)) => {
+            for (key, value) in extra {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, extra) => *base = extra,
+    }
+}
+
+fn raw_canaries(f: &Fixture) -> Api<DynamicObject> {
+    f.dynamic("aviary.dev", "v1beta1", "Canary")
+}
+
+/// What `aviary validate` says about a manifest: the paths of its errors.
+fn validate_errors(manifest: &Value) -> Vec<String> {
+    let text = serde_norway::to_string(manifest).unwrap();
+    let options = Options {
+        allow_short_intervals: true,
+        ..Default::default()
+    };
+    validate_text(&text, options)
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| format!("{}: {}", f.path, f.message))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_what_aviary_cannot_use_with_the_field() {
+    let _turn = CRD_TURN.lock().await;
+    let client = support::admin().await;
+    let ns = support::namespace(&client, "refused").await;
+    let resource = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "aviary.dev",
+        "v1beta1",
+        "Canary",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &resource);
+    let cases = [
+        (
+            "spec.analysis.interval",
+            json!({ "analysis": { "interval": "18446744073709551615s1s" } }),
+        ),
+        (
+            "spec.analysis.interval",
+            json!({ "analysis": { "interval": "25h" } }),
+        ),
+        (
+            "spec.analysis.metrics[0].interval",
+            json!({ "analysis": { "metrics": [
+            { "name": "request-success-rate", "interval": "48h" }] } }),
+        ),
+        (
+            "spec.analysis.webhooks[0].timeout",
+            json!({ "analysis": { "webhooks": [
+            { "name": "load", "url": "http://loadtester/", "timeout": "10m" }] } }),
+        ),
+        (
+            "spec.analysis.promotionWindows[0].duration",
+            json!({ "analysis": { "promotionWindows": [
+            { "schedule": "0 8 * * 1-5", "duration": "3000000000h" }] } }),
+        ),
+        (
+            "spec.analysis.stepWeight",
+            json!({ "analysis": { "stepWeight": 2147483648u64 } }),
+        ),
+        (
+            "spec.service.port",
+            json!({ "service": { "port": 2147483648u64 } }),
+        ),
+        (
+            "spec.analysis.stepWeights",
+            json!({ "analysis": { "stepWeights": [50, 20] } }),
+        ),
+        (
+            "spec.analysis.metrics[0].thresholdRange",
+            json!({ "analysis": { "metrics": [
+            { "name": "request-success-rate", "thresholdRange": { "min": 99, "max": 1 } }] } }),
+        ),
+        (
+            "spec.analysis.match[0].uri",
+            json!({ "analysis": { "iterations": 2, "match": [
+            { "uri": { "exact": "/a", "regex": "/b" } }] } }),
+        ),
+    ];
+    for (index, (path, spec)) in cases.into_iter().enumerate() {
+        let manifest = canary(&format!("bad-{index}"), spec);
+        let object: DynamicObject = serde_json::from_value(manifest.clone()).unwrap();
+        let refusal = match api.create(&PostParams::default(), &object).await {
+            Err(kube::Error::Api(status)) => status,
+            other => panic!("{path}: the API server stored {manifest}: {other:?}"),
+        };
+        assert_eq!(refusal.code, 422, "{path}: {refusal:?}");
+        assert!(
+            refusal.message.contains(path),
+            "{path}: the refusal does not name the field: {}",
+            refusal.message
+        );
+        let verdicts = validate_errors(&manifest);
+        assert!(
+            verdicts.iter().any(|v| v.starts_with(path)),
+            "{path}: aviary validate disagrees: {verdicts:?}"
+        );
+    }
+}
+
+/// The Canary CRD as installed, to put back.
+async fn canary_crd(client: &kube::Client) -> CustomResourceDefinition {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.get("canaries.aviary.dev").await.unwrap()
+}
+
+/// Replaces the Canary CRD's schema with `change` applied, as an older or newer CRD would be.
+async fn install_changed_crd(client: &kube::Client, change: impl Fn(&mut Value)) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut crd = serde_json::to_value(canary_crd(client).await).unwrap();
+    change(&mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]);
+    let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
+    crds.replace("canaries.aviary.dev", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+}
+
+/// Creates `manifest` once the API server serves the changed schema (it takes a moment).
+async fn create_when_accepted(api: &Api<DynamicObject>, manifest: &Value) {
+    let object: DynamicObject = serde_json::from_value(manifest.clone()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => return,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "schema not served yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("never accepted {manifest}: {error}"),
+        }
+    }
+}
+
+/// A listener that accepts connections and never answers: a Prometheus that hangs.
+fn silent_listener() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    format!("http://{address}")
+}
+
+/// The `Ready` condition's message of a canary read raw (it may not decode).
+async fn ready_message(api: &Api<DynamicObject>, name: &str) -> Option<String> {
+    let object = api.get(name).await.ok()?;
+    let conditions = object.data["status"]["conditions"].as_array()?.clone();
+    let ready = conditions.iter().find(|c| c["type"] == "Ready")?;
+    (ready["status"] == "False").then(|| ready["message"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test]
+async fn stored_bad_objects_and_hostile_dependencies_hurt_no_one_else() {
+    let _turn = CRD_TURN.lock().await;
+    let f = Fixture::new("hostile").await;
+    let pid = f.controller.child.id();
+    let raw = raw_canaries(&f);
+    let original = canary_crd(&f.client).await;
+
+    // An int32 overflow, stored while the CRD did not bound the port (an older CRD).
+    install_changed_crd(&f.client, |spec| {
+        let port = &mut spec["properties"]["service"]["properties"]["port"];
+        port.as_object_mut().unwrap().remove("maximum");
+    })
+    .await;
+    let overflow =
+        json!({ "targetRef": { "name": "overflow" }, "service": { "port": 2147483648u64 } });
+    create_when_accepted(&raw, &canary("overflow", overflow)).await;
+    // A field of a newer CRD this binary does not know.
+    install_changed_crd(&f.client, |spec| {
+        spec["properties"]["futureField"] = json!({ "type": "string" });
+    })
+    .await;
+    create_when_accepted(
+        &raw,
+        &canary(
+            "skewed",
+            json!({ "futureField": "from a newer CRD", "targetRef": { "name": "skewed" } }),
+        ),
+    )
+    .await;
+    let crds: Api<CustomResourceDefinition> = Api::all(f.client.clone());
+    let mut restored = original.clone();
+    restored.metadata.resource_version = None;
+    let current = canary_crd(&f.client).await;
+    restored.metadata.resource_version = current.metadata.resource_version;
+    crds.replace("canaries.aviary.dev", &PostParams::default(), &restored)
+        .await
+        .unwrap();
+
+    // A webhook answering 100 MiB, and a canary whose Prometheus never answers.
+    let huge = Receiver::start();
+    huge.answer("/huge", 200, &"x".repeat(100 << 20));
+    f.telemetry.set(&f.ns, "podinfo", Health::GOOD);
+    f.telemetry.set(&f.ns, "huge", Health::GOOD);
+    f.telemetry.set(&f.ns, "skewed", Health::GOOD);
+    for target in ["podinfo", "huge", "silent", "skewed"] {
+        f.create_target(target, &format!("{target}:1")).await;
+    }
+    let checks = json!([{ "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } }]);
+    let hooks = json!([{ "name": "huge", "type": "rollout", "url": huge.url("/huge") }]);
+    create_when_accepted(&raw, &canary("huge", json!({ "targetRef": { "name": "huge" }, "analysis": { "webhooks": hooks, "metrics": checks } }))).await;
+    create_when_accepted(&raw, &canary("silent", json!({ "targetRef": { "name": "silent" }, "metricsServer": silent_listener(), "analysis": { "metrics": checks } }))).await;
+    let healthy = json!({ "interval": "1s", "threshold": 2, "stepWeight": 25, "maxWeight": 75, "metrics": checks });
+    f.create_canary("podinfo", "podinfo", healthy, json!({}))
+        .await;
+
+    f.wait_phase("podinfo", CanaryPhase::Initialized, LIMIT)
+        .await;
+    f.wait_phase("skewed", CanaryPhase::Initialized, LIMIT)
+        .await;
+    f.wait_phase("huge", CanaryPhase::Initialized, LIMIT).await;
+    for target in ["podinfo", "huge", "silent", "skewed"] {
+        f.set_image(target, &format!("{target}:2")).await;
+    }
+    let (weights, status) = f
+        .weights_until(
+            "podinfo",
+            "podinfo",
+            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(
+        status.phase,
+        CanaryPhase::Succeeded,
+        "{weights:?} {status:#?}"
+    );
+    lateness_is_small(&f, "podinfo").await;
+
+    // The skewed canary works as if its unknown field were not there; the 100 MiB answer is a
+    // pass read only in part; the overflow is reported by name.
+    f.wait_phase("skewed", CanaryPhase::Succeeded, LIMIT).await;
+    f.wait_phase("huge", CanaryPhase::Succeeded, LIMIT).await;
+    let message =
+        support::eventually_some(LIMIT, || async { ready_message(&raw, "overflow").await }).await;
+    assert!(message.contains("spec.service.port"), "{message}");
+    assert_eq!(f.controller.child.id(), pid, "the controller restarted");
+    assert!(
+        f.controller.logs().contains("object cannot be read"),
+        "{}",
+        f.controller.logs()
+    );
+}
+
+/// Step lateness from the canary's WeightAdvanced Events: each step at most 1 s after its
+/// interval (1 s here).
+async fn lateness_is_small(f: &Fixture, canary: &str) {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(f.client.clone(), &f.ns);
+    let mut times: Vec<f64> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("WeightAdvanced"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(canary))
+        .filter_map(|e| e.event_time.map(|t| t.0.as_millisecond() as f64 / 1000.0))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    assert!(times.len() >= 2, "too few steps to judge: {times:?}");
+    let late: Vec<f64> = times.windows(2).map(|w| w[1] - w[0] - 1.0).collect();
+    let worst = late.iter().copied().fold(0.0, f64::max);
+    assert!(worst <= 1.0, "steps late by {late:?} s");
+    // Keep the figure for the closing note.
+    eprintln!("step lateness (s): {late:?}");
+}
