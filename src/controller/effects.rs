@@ -30,6 +30,28 @@ pub struct Cluster<'a> {
     pub canary: &'a Canary,
     pub ctx: &'a Context,
     pub world: &'a World,
+    /// Events decided in this reconcile, published once its status is stored.
+    pub pending: parking_lot::Mutex<Vec<Pending>>,
+}
+
+/// An Event waiting for the status that caused it to be stored, with what its alert needs.
+pub struct Pending {
+    pub event: Event,
+    pub alert: Option<(CanaryStatus, crate::plan::Plan)>,
+}
+
+/// Publishes a reconcile's Events and alerts after its status is stored, so none describes a
+/// state the API server does not hold (a status write that loses a conflict publishes nothing;
+/// the next reconcile decides again).
+pub async fn publish_pending(canary: &Canary, ctx: &Context, pending: Vec<Pending>) {
+    for Pending { event, alert } in pending {
+        ctx.events
+            .publish(canary, event.severity, event.reason, &event.message)
+            .await;
+        if let Some((status, plan)) = alert {
+            ctx.announcer.announce(canary, &plan, &status, &event);
+        }
+    }
 }
 
 impl Cluster<'_> {
@@ -231,13 +253,11 @@ impl Adapter for Cluster<'_> {
 
     fn publish<'a>(&'a self, event: &'a Event, status: &'a CanaryStatus) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let (canary, ctx) = (self.canary, self.ctx);
+            let canary = self.canary;
             tracing::info!(canary = %canary.name_any(), namespace = %self.namespace(), reason = %event.reason, "{}", event.message);
-            ctx.events
-                .publish(canary, event.severity, event.reason, &event.message)
-                .await;
-            ctx.announcer
-                .announce(canary, &self.world.plan, status, event);
+            let alert = Some((status.clone(), self.world.plan.clone()));
+            let event = event.clone();
+            self.pending.lock().push(Pending { event, alert });
         })
     }
 }

@@ -6,6 +6,7 @@ mod alerts;
 pub mod configs;
 mod decode;
 mod effects;
+mod event_limits;
 mod events;
 mod finalizer;
 mod index;

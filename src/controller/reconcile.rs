@@ -10,7 +10,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
 
-use super::effects::Cluster;
+use super::effects::{Cluster, Pending};
 use super::objects::ObjectError;
 use super::{Context, ERROR_BACKOFF};
 use crate::api::{AlertSeverity, Canary, Reason};
@@ -134,7 +134,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .map_err(conflict_is_stale)?;
     }
     let status = canary.status.clone().unwrap_or_default();
-    let (decision, metrics) = match super::world::gather(canary, ctx, &status).await? {
+    let (decision, metrics, pending) = match super::world::gather(canary, ctx, &status).await? {
         Ok(world) => {
             let session = Session {
                 name: &canary.name_any(),
@@ -146,26 +146,43 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                 canary,
                 ctx,
                 world: &world,
+                pending: Default::default(),
             };
             let observations = world.observations.clone();
             let (decision, metrics, _) = session
                 .run(&status, observations, Timestamp::now(), &adapter)
                 .await?;
             ctx.resumed.lock().insert(super::world::resume_key(canary));
-            (decision, metrics)
+            (decision, metrics, adapter.pending.into_inner())
         }
         Err((obstacle, recheck)) => {
             let decision = engine::blocked(&status, (&obstacle, recheck), Timestamp::now());
-            ctx.events.publish_all(canary, &decision.actions).await;
-            (decision, Vec::new())
+            let pending = blocked_events(canary, &decision.actions);
+            (decision, Vec::new(), pending)
         }
     };
     super::status_write::write(&api, canary, &status, &decision.status, &ctx.written)
         .await
         .map_err(status_conflict_is_stale)?;
+    super::effects::publish_pending(canary, ctx, pending).await;
     ctx.metrics
         .record(canary, &status, &decision.status, &metrics);
     Ok(Requeue::requeue(decision.requeue_after))
+}
+
+/// The Events of a blocked canary's decision (it has no others), logged now and published
+/// after its status is stored.
+fn blocked_events(canary: &Canary, actions: &[crate::engine::Action]) -> Vec<Pending> {
+    let events = actions.iter().filter_map(|action| match action {
+        crate::engine::Action::Event(event) => Some(event.clone()),
+        _ => None,
+    });
+    events
+        .map(|event| {
+            tracing::warn!(canary = %canary.name_any(), reason = %event.reason, message = %event.message, "canary blocked");
+            Pending { event, alert: None }
+        })
+        .collect()
 }
 
 #[cfg(test)]
