@@ -106,6 +106,21 @@ async fn a_healthy_revision_is_promoted_step_by_step() {
     })
     .await;
     assert!(metrics.contains("aviary_info{"), "{metrics}");
+
+    // Deleted (no finalizer), the canary leaves no series behind.
+    f.canaries()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    let mine = format!("name=\"podinfo\",namespace=\"{}\"", f.ns);
+    eventually(LIMIT, || async {
+        let text = http.get(&url).send().await.ok().map(|r| r.text());
+        match text {
+            Some(text) => text.await.is_ok_and(|t| !t.contains(&mine)),
+            None => false,
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -172,12 +172,19 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     .default_backoff()
     .touched_objects();
     let (canaries, canary_writer) = reflector::store();
-    let seen = relations.clone();
+    let (seen, signals) = (relations.clone(), metrics.clone());
     let canary_events = reflector::reflector(
         canary_writer,
         decode::watch::<Canary>(&client, namespace, rejects).modify(slim),
     )
-    .inspect_ok(move |event| seen.observe_canary(event))
+    .inspect_ok(move |event| {
+        seen.observe_canary(event);
+        // Deleted without a finalizer, a canary is never reconciled again: its series go here.
+        if let watcher::Event::Delete(canary) = event {
+            let namespace = canary.namespace().unwrap_or_default();
+            signals.forget(&canary.name_any(), &namespace);
+        }
+    })
     .default_backoff()
     .touched_objects();
     // Bounded concurrency keeps a burst (thousands of canaries at start) from overwhelming the

@@ -102,10 +102,14 @@ impl ControllerMetrics {
         series.duration_sum += seconds;
     }
 
+    /// Drops every series of a deleted canary, so `/metrics` holds only canaries that exist.
     pub fn forget(&self, name: &str, namespace: &str) {
         let mut series = self.series();
         let key = (name.to_string(), namespace.to_string());
         series.status.remove(&key);
+        series.weight.remove(&key);
+        series.successes.remove(&key);
+        series.failures.remove(&key);
         series
             .analysis
             .retain(|(n, ns, _), _| !(n == name && ns == namespace));
