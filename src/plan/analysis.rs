@@ -137,7 +137,27 @@ fn check_list_lengths(analysis: &CanaryAnalysis, findings: &mut Findings) {
             );
         }
     }
+    for (index, entry) in analysis.r#match.iter().enumerate() {
+        let maps = [
+            ("headers", entry.headers.len()),
+            ("withoutHeaders", entry.without_headers.len()),
+            ("queryParams", entry.query_params.len()),
+            ("sourceLabels", entry.source_labels.len()),
+        ];
+        for (name, length) in maps
+            .into_iter()
+            .filter(|(_, length)| *length > MAX_MATCH_KEYS)
+        {
+            findings.error(
+                &format!("spec.analysis.match[{index}].{name}"),
+                format!("{length} keys; at most {MAX_MATCH_KEYS} are allowed"),
+            );
+        }
+    }
 }
+
+/// Keys one match entry's maps may hold (the CRD's `maxProperties`).
+const MAX_MATCH_KEYS: usize = 16;
 
 /// The deployment strategy, derived from the analysis block the way Flagger derives it.
 fn strategy(spec: &CanarySpec, iterations: i32) -> Strategy {
