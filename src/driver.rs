@@ -10,8 +10,8 @@ use jiff::Timestamp;
 
 use crate::api::{CanaryStatus, HookType};
 use crate::engine::{
-    self, Action, Decision, Event, Input, MetricOutcome, Need, Observations, Routes, Step,
-    Unmeasured,
+    self, Action, Decision, Event, HookOutcome, Input, MetricOutcome, Need, Observations, Routes,
+    Step, Unmeasured,
 };
 use crate::hooks::{HookClient, HookPayload};
 use crate::metrics::{MetricError, MetricProvider, MetricQuery};
@@ -25,6 +25,18 @@ pub trait Adapter: Sync {
     fn hook_key(&self, hook: &Webhook) -> Result<Option<Vec<u8>>, String>;
     /// Every metric of the plan, measured over its window.
     fn measure(&self) -> BoxFuture<'_, Vec<MetricOutcome>>;
+    /// The outcomes of the hooks of `kind` the step at `status` needs, from `calls`; `None`
+    /// when they are still running and the step is decided later (the controller, so that no
+    /// reconcile worker waits on a tenant's webhook). By default, waited for.
+    fn hooks<'a>(
+        &'a self,
+        kind: HookType,
+        status: &'a CanaryStatus,
+        calls: BoxFuture<'static, Vec<HookOutcome>>,
+    ) -> BoxFuture<'a, Option<Vec<HookOutcome>>> {
+        let _ = (kind, status);
+        Box::pin(async move { Some(calls.await) })
+    }
     /// Creates the primary and the routing objects.
     fn bootstrap(&self) -> BoxFuture<'_, Result<(), Self::Error>>;
     fn set_routes(&self, routes: Routes) -> BoxFuture<'_, Result<(), Self::Error>>;
@@ -46,6 +58,10 @@ pub trait Adapter: Sync {
     }
 }
 
+/// What one decided step returns: the decision, the metric values it used, the events it
+/// published.
+pub type Stepped = (Decision, Vec<MetricOutcome>, Vec<Event>);
+
 /// One canary being driven: who it is, its plan, and the client its webhooks go through.
 pub struct Session<'a> {
     pub name: &'a str,
@@ -66,29 +82,34 @@ impl Session<'_> {
         }
     }
 
-    /// One step: the engine decides, then its actions are carried out. Returns the decision and
-    /// the metric values it used.
+    /// One step: the engine decides, then its actions are carried out. Returns the decision,
+    /// the metric values it used and the events it published; `None` when the step waits on
+    /// hooks still running (nothing was done; the adapter asks again later).
     pub async fn run<A: Adapter>(
         &self,
         status: &CanaryStatus,
         observations: Observations,
         now: Timestamp,
         adapter: &A,
-    ) -> Result<(Decision, Vec<MetricOutcome>, Vec<Event>), A::Error> {
-        let (decision, metrics) = self.decide(status, observations, now, adapter).await;
+    ) -> Result<Option<Stepped>, A::Error> {
+        let Some((decision, metrics)) = self.decide(status, observations, now, adapter).await
+        else {
+            return Ok(None);
+        };
         adapter.prepare().await;
         let events = self.apply(&decision, adapter).await?;
-        Ok((decision, metrics, events))
+        Ok(Some((decision, metrics, events)))
     }
 
-    /// Calls the engine until it decides; returns the decision and the metric values it used.
+    /// Calls the engine until it decides; returns the decision and the metric values it used,
+    /// or `None` when hooks it needs are still running.
     async fn decide<A: Adapter>(
         &self,
         status: &CanaryStatus,
         mut observations: Observations,
         now: Timestamp,
         adapter: &A,
-    ) -> (Decision, Vec<MetricOutcome>) {
+    ) -> Option<(Decision, Vec<MetricOutcome>)> {
         let label = format!("{}.{}", self.name, self.namespace);
         let checksum = observations.target_revision.clone().unwrap_or_default();
         loop {
@@ -101,15 +122,12 @@ impl Session<'_> {
             };
             match engine::decide(input) {
                 Step::Decided(decision) => {
-                    return (*decision, observations.metrics.unwrap_or_default())
+                    return Some((*decision, observations.metrics.unwrap_or_default()))
                 }
                 Step::Need(Need::Hooks(kind)) => {
                     let payload = self.payload(status, &checksum);
-                    let keys = |hook: &Webhook| adapter.hook_key(hook);
-                    let outcomes = self
-                        .hooks
-                        .run(&self.plan.analysis.webhooks, kind, &payload, &keys)
-                        .await;
+                    let calls = self.calls(kind, payload, adapter);
+                    let outcomes = adapter.hooks(kind, status, calls).await?;
                     observations.hooks.insert(kind, outcomes);
                 }
                 Step::Need(Need::Metrics) => observations.metrics = Some(adapter.measure().await),
@@ -150,9 +168,14 @@ impl Session<'_> {
         Ok(events)
     }
 
-    /// Calls the hooks of `kind` in the background, without waiting on their verdict
-    /// (post-rollout and event hooks); failures are logged.
-    fn spawn_hooks<A: Adapter>(&self, kind: HookType, body: HookPayload, adapter: &A) {
+    /// The calls of the hooks of `kind` with `body`, owning all they need (keys are read now),
+    /// so they can run in a task of their own.
+    fn calls<A: Adapter>(
+        &self,
+        kind: HookType,
+        body: HookPayload,
+        adapter: &A,
+    ) -> BoxFuture<'static, Vec<HookOutcome>> {
         let hooks: Vec<Webhook> = self
             .plan
             .analysis
@@ -161,18 +184,27 @@ impl Session<'_> {
             .filter(|hook| hook.kind == kind)
             .cloned()
             .collect();
-        if hooks.is_empty() {
-            return;
-        }
-        // Keys are read now, so the task owns everything it needs.
         let keys: HashMap<String, Result<Option<Vec<u8>>, String>> = hooks
             .iter()
             .map(|hook| (hook.name.clone(), adapter.hook_key(hook)))
             .collect();
         let client = self.hooks.clone();
-        adapter.background(Box::pin(async move {
+        Box::pin(async move {
             let lookup = |hook: &Webhook| keys.get(&hook.name).cloned().unwrap_or(Ok(None));
-            for outcome in client.run(&hooks, kind, &body, &lookup).await {
+            client.run(&hooks, kind, &body, &lookup).await
+        })
+    }
+
+    /// Calls the hooks of `kind` in the background, without waiting on their verdict
+    /// (post-rollout and event hooks); failures are logged.
+    fn spawn_hooks<A: Adapter>(&self, kind: HookType, body: HookPayload, adapter: &A) {
+        let declared = self.plan.analysis.webhooks.iter();
+        if !declared.clone().any(|hook| hook.kind == kind) {
+            return;
+        }
+        let calls = self.calls(kind, body, adapter);
+        adapter.background(Box::pin(async move {
+            for outcome in calls.await {
                 if !outcome.ok {
                     tracing::warn!(hook = %outcome.name, kind = kind.as_str(), message = %outcome.message, "webhook failed");
                 }

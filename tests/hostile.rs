@@ -314,3 +314,53 @@ async fn lateness_is_small(f: &Fixture, canary: &str) {
     // Keep the figure for the closing note.
     eprintln!("step lateness (s): {late:?}");
 }
+
+#[tokio::test]
+async fn canaries_whose_webhooks_hang_delay_only_themselves() {
+    let _turn = CRD_TURN.lock().await;
+    let f = Fixture::new("hanging").await;
+    let pid = f.controller.child.id();
+    let silent = silent_listener();
+    const HANGING: usize = 200;
+    let names: Vec<String> = (0..HANGING).map(|i| format!("hang-{i}")).collect();
+    for name in &names {
+        f.create_target(name, &format!("{name}:1")).await;
+        // Each rollout webhook hangs for its whole timeout, which is its interval.
+        let hooks = json!([{ "name": "hangs", "type": "rollout", "url": format!("{silent}/"), "timeout": "5s" }]);
+        let analysis = json!({ "interval": "5s", "threshold": 1000, "stepWeight": 10, "maxWeight": 50, "webhooks": hooks });
+        f.create_canary(name, name, analysis, json!({})).await;
+    }
+    f.telemetry.set(&f.ns, "podinfo", Health::GOOD);
+    f.create_target("podinfo", "podinfo:1").await;
+    let checks = json!([{ "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } }]);
+    let healthy = json!({ "interval": "1s", "threshold": 2, "stepWeight": 20, "maxWeight": 80, "metrics": checks });
+    f.create_canary("podinfo", "podinfo", healthy, json!({}))
+        .await;
+    let limit = Duration::from_secs(240);
+    for name in names.iter().chain(std::iter::once(&"podinfo".to_string())) {
+        f.wait_phase(name, CanaryPhase::Initialized, limit).await;
+    }
+    for name in &names {
+        f.set_image(name, &format!("{name}:2")).await;
+    }
+    // Every hanging canary is in its analysis, calling its webhook, before the healthy one starts.
+    for name in &names {
+        f.wait_phase(name, CanaryPhase::Progressing, limit).await;
+    }
+    f.set_image("podinfo", "podinfo:2").await;
+    let (weights, status) = f
+        .weights_until(
+            "podinfo",
+            "podinfo",
+            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(
+        status.phase,
+        CanaryPhase::Succeeded,
+        "{weights:?} {status:#?}"
+    );
+    lateness_is_small(&f, "podinfo").await;
+    assert_eq!(f.controller.child.id(), pid, "the controller restarted");
+}

@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use serde_json::json;
 
@@ -16,14 +17,18 @@ use super::objects;
 use super::observe::{metrics_address, World};
 use super::reconcile::ReconcileError;
 use super::Context;
+use crate::api::HookType;
 use crate::api::{Canary, CanaryStatus};
 use crate::driver::Adapter;
-use crate::engine::{Event, MetricOutcome, Routes};
+use crate::engine::{Event, HookOutcome, MetricOutcome, Routes};
 use crate::metrics::compare::{Comparer, Sides};
 use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
 use crate::metrics::templates::WithTemplates;
 use crate::naming::{self, FIELD_MANAGER};
 use crate::plan::Webhook;
+
+/// Background hook batches (post-rollout, event) in flight at most, across all canaries.
+pub const BACKGROUND_HOOKS: usize = 256;
 
 /// One canary's effects in the cluster, as this reconcile observed it.
 pub struct Cluster<'a> {
@@ -249,6 +254,31 @@ impl Adapter for Cluster<'_> {
                 tracing::warn!(canary = %self.canary.name_any(), %error, "cannot write -primary policy copies");
             }
         })
+    }
+
+    /// A batch of hooks runs in its own task: the reconcile waits a moment only, and the
+    /// batch's end reconciles the canary again ([`super::deferred`]).
+    fn hooks<'a>(
+        &'a self,
+        kind: HookType,
+        status: &'a CanaryStatus,
+        calls: BoxFuture<'static, Vec<HookOutcome>>,
+    ) -> BoxFuture<'a, Option<Vec<HookOutcome>>> {
+        let key = super::deferred::Key::new(ObjectRef::from_obj(self.canary), kind, status);
+        Box::pin(self.ctx.deferred.outcomes(key, calls))
+    }
+
+    /// Post-rollout and event hooks run on, at most [`BACKGROUND_HOOKS`] batches at once; past
+    /// that a batch is dropped with a warning rather than piling up.
+    fn background(&self, task: BoxFuture<'static, ()>) {
+        let Ok(permit) = self.ctx.background_hooks.clone().try_acquire_owned() else {
+            tracing::warn!(canary = %self.canary.name_any(), "too many background webhooks in flight; one batch dropped");
+            return;
+        };
+        tokio::spawn(async move {
+            task.await;
+            drop(permit);
+        });
     }
 
     fn publish<'a>(&'a self, event: &'a Event, status: &'a CanaryStatus) -> BoxFuture<'a, ()> {

@@ -5,6 +5,7 @@
 mod alerts;
 pub mod configs;
 mod decode;
+mod deferred;
 mod effects;
 mod event_limits;
 mod events;
@@ -109,6 +110,10 @@ pub struct Context {
     /// The telemetry built-in checks of Gateway API canaries read.
     pub gateway_telemetry: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
+    /// Webhook batches that outlast a reconcile.
+    pub deferred: deferred::Deferred,
+    /// Bounds the post-rollout and event hooks in flight.
+    pub background_hooks: Arc<tokio::sync::Semaphore>,
     /// The controller's own last status writes, to recognise stale copies.
     pub written: written::Written,
     /// Canaries whose routes were read back from the mesh since this process started.
@@ -189,9 +194,15 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     .touched_objects();
     // Bounded concurrency keeps a burst (thousands of canaries at start) from overwhelming the
     // API server; reconciles are short, so steps stay on schedule.
-    let controller = Controller::for_stream(canary_events, canaries.clone()).with_config(
-        kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
-    );
+    // A webhook batch that outlasts its reconcile wakes its canary when it ends.
+    let (deferred, woken) = deferred::Deferred::new();
+    let controller = Controller::for_stream(canary_events, canaries.clone())
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        )
+        .reconcile_on(futures::stream::unfold(woken, |mut woken| async move {
+            woken.recv().await.map(|canary| (canary, woken))
+        }));
     let index = relations.clone();
     let controller = controller.watches_stream(deployment_events, move |deployment: Deployment| {
         let namespace = deployment.namespace().unwrap_or_default();
@@ -274,6 +285,8 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         prometheus_http: crate::http_client::client(Duration::from_secs(30)),
         gateway_telemetry,
         metrics,
+        deferred,
+        background_hooks: Arc::new(tokio::sync::Semaphore::new(effects::BACKGROUND_HOOKS)),
         written: Default::default(),
         resumed: Default::default(),
     });

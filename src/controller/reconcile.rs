@@ -34,6 +34,9 @@ pub enum ReconcileError {
 /// How soon to look again at a canary whose copy was stale.
 const STALE_RETRY: Duration = Duration::from_millis(300);
 
+/// When to look again at a canary whose step waits on webhooks still running.
+const HOOKS_RECHECK: Duration = Duration::from_secs(5);
+
 /// How long a reconcile waits for the watch-fed stores to be listed after start.
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -149,9 +152,14 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                 pending: Default::default(),
             };
             let observations = world.observations.clone();
-            let (decision, metrics, _) = session
+            let stepped = session
                 .run(&status, observations, Timestamp::now(), &adapter)
                 .await?;
+            let Some((decision, metrics, _)) = stepped else {
+                // Its webhooks are still running; their end reconciles it again (and, should
+                // that wake-up be lost, this requeue does).
+                return Ok(Requeue::requeue(HOOKS_RECHECK));
+            };
             ctx.resumed.lock().insert(super::world::resume_key(canary));
             (decision, metrics, adapter.pending.into_inner())
         }

@@ -102,10 +102,12 @@ impl Runner {
         let mut started = false;
         tokio::pin!(stop);
         loop {
-            let (decision, metrics, events) = self
-                .session()
-                .run(&status, self.observations(), Timestamp::now(), self)
-                .await?;
+            let session = self.session();
+            let stepped = session.run(&status, self.observations(), Timestamp::now(), self);
+            // The runner's adapter waits for hooks, so every step is decided.
+            let Some((decision, metrics, events)) = stepped.await? else {
+                continue;
+            };
             status = decision.status;
             on_progress(&Progress {
                 status: status.clone(),

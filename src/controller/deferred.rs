@@ -1,0 +1,191 @@
+//! Webhook calls that outlast a reconcile. A tenant's webhook may take its whole timeout; if a
+//! reconcile waited for it, 128 canaries with hanging webhooks would hold every reconcile
+//! worker and stall every other canary's schedule. So a reconcile waits a moment only: a call
+//! still running then goes on in its own task, the reconcile ends without deciding, and the
+//! call's end triggers the canary's next reconcile, which takes the result and decides the same
+//! step. Calls are keyed by the canary, the hook type and the status they were made for, so a
+//! result is only ever used for the step that asked for it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use kube::runtime::reflector::ObjectRef;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::api::{Canary, CanaryStatus, HookType};
+use crate::engine::HookOutcome;
+
+/// How long a reconcile waits for a batch of hooks it started before leaving it running.
+const PATIENCE: Duration = Duration::from_millis(250);
+/// Batches running at once across all canaries; beyond, a batch waits for a slot (inside its
+/// task, never in a reconcile worker).
+const MAX_RUNNING: usize = 256;
+/// A result not taken within this long belongs to a step that is gone.
+const FORGET_AFTER: Duration = Duration::from_secs(900);
+
+/// Which step a batch was started for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    canary: ObjectRef<Canary>,
+    kind: HookType,
+    status: u64,
+}
+
+impl Key {
+    pub fn new(canary: ObjectRef<Canary>, kind: HookType, status: &CanaryStatus) -> Key {
+        let mut hasher = DefaultHasher::new();
+        serde_json::to_string(status)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        Key {
+            canary,
+            kind,
+            status: hasher.finish(),
+        }
+    }
+}
+
+type Outcomes = Vec<HookOutcome>;
+
+struct Slot {
+    result: watch::Receiver<Option<Outcomes>>,
+    started: Instant,
+}
+
+/// The batches in flight and the results waiting to be taken.
+pub struct Deferred {
+    slots: Mutex<HashMap<Key, Slot>>,
+    permits: Arc<Semaphore>,
+    /// Wakes the canary whose batch finished.
+    wake: mpsc::UnboundedSender<ObjectRef<Canary>>,
+}
+
+impl Deferred {
+    /// The store, and the stream of canaries to reconcile when their batch ends.
+    pub fn new() -> (Deferred, mpsc::UnboundedReceiver<ObjectRef<Canary>>) {
+        let (wake, woken) = mpsc::unbounded_channel();
+        let deferred = Deferred {
+            slots: Mutex::default(),
+            permits: Arc::new(Semaphore::new(MAX_RUNNING)),
+            wake,
+        };
+        (deferred, woken)
+    }
+
+    /// The outcomes of the batch for `key`: at once when it has ended, after a short wait when
+    /// it is started now, or `None` while it runs on (the canary is reconciled when it ends).
+    pub async fn outcomes(&self, key: Key, work: BoxFuture<'static, Outcomes>) -> Option<Outcomes> {
+        let (mut result, fresh) = self.slot(&key, work);
+        let ended = |result: &watch::Receiver<Option<Outcomes>>| result.borrow().clone();
+        if let Some(outcomes) = ended(&result) {
+            self.slots.lock().remove(&key);
+            return Some(outcomes);
+        }
+        if !fresh {
+            return None;
+        }
+        let waited = tokio::time::timeout(PATIENCE, result.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(outcomes)) => {
+                let outcomes = outcomes.clone();
+                self.slots.lock().remove(&key);
+                outcomes
+            }
+            _ => None,
+        }
+    }
+
+    /// The slot of `key`, started with `work` when there is none (`true` then).
+    fn slot(
+        &self,
+        key: &Key,
+        work: BoxFuture<'static, Outcomes>,
+    ) -> (watch::Receiver<Option<Outcomes>>, bool) {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get(key) {
+            return (slot.result.clone(), false);
+        }
+        let now = Instant::now();
+        slots.retain(|_, slot| now.duration_since(slot.started) < FORGET_AFTER);
+        let (send, result) = watch::channel(None);
+        let (permits, wake, canary) = (self.permits.clone(), self.wake.clone(), key.canary.clone());
+        tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let outcomes = work.await;
+            let _ = send.send(Some(outcomes));
+            let _ = wake.send(canary);
+        });
+        slots.insert(
+            key.clone(),
+            Slot {
+                result: result.clone(),
+                started: now,
+            },
+        );
+        (result, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(status: &CanaryStatus) -> Key {
+        Key::new(
+            ObjectRef::new("podinfo").within("test"),
+            HookType::Rollout,
+            status,
+        )
+    }
+
+    fn outcome(name: &str) -> Outcomes {
+        vec![HookOutcome {
+            name: name.into(),
+            ok: true,
+            message: "status 200".into(),
+        }]
+    }
+
+    #[tokio::test]
+    async fn a_quick_batch_answers_at_once_and_a_slow_one_later_for_its_own_step() {
+        let (deferred, mut woken) = Deferred::new();
+        let status = CanaryStatus::default();
+        let quick = Box::pin(async { outcome("quick") });
+        assert_eq!(
+            deferred.outcomes(key(&status), quick).await,
+            Some(outcome("quick"))
+        );
+
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let slow = Box::pin(async move {
+            let _ = released.await;
+            outcome("slow")
+        });
+        assert_eq!(deferred.outcomes(key(&status), slow).await, None);
+        // Asked again while it runs: no second call, no wait.
+        let again = Box::pin(async { outcome("second call") });
+        assert_eq!(deferred.outcomes(key(&status), again).await, None);
+        release.send(()).unwrap();
+        assert_eq!(woken.recv().await.unwrap().name, "podinfo");
+        let taken = Box::pin(async { outcome("unused") });
+        assert_eq!(
+            deferred.outcomes(key(&status), taken).await,
+            Some(outcome("slow"))
+        );
+        // Another step's key never sees that result.
+        let moved = CanaryStatus {
+            canary_weight: 20,
+            ..CanaryStatus::default()
+        };
+        let fresh = Box::pin(async { outcome("next step") });
+        assert_eq!(
+            deferred.outcomes(key(&moved), fresh).await,
+            Some(outcome("next step"))
+        );
+    }
+}
