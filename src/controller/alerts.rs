@@ -27,7 +27,6 @@ pub struct DefaultAlert {
 #[derive(Clone)]
 pub struct Announcer {
     pub client: Client,
-    pub secrets: Store<Secret>,
     pub notifier: Notifier,
     pub default_alert: Option<DefaultAlert>,
 }
@@ -141,15 +140,19 @@ impl Announcer {
         let spec = provider.spec;
         let mut from_secret = BTreeMap::new();
         if let Some(secret) = &spec.secret_ref {
-            let stored = self
-                .secrets
-                .get(&ObjectRef::new(&secret.name).within(namespace))
-                .ok_or_else(|| {
-                    format!(
-                        "Secret {namespace}/{} of AlertProvider {} not found",
-                        secret.name, reference.name
-                    )
-                })?;
+            // Read when an alert is sent, never cached: it may hold a webhook URL's secret.
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let not_found = || {
+                format!(
+                    "Secret {namespace}/{} of AlertProvider {} not found",
+                    secret.name, reference.name
+                )
+            };
+            let stored = secrets
+                .get_opt(&secret.name)
+                .await
+                .map_err(|e| format!("Secret {namespace}/{}: {e}", secret.name))?
+                .ok_or_else(not_found)?;
             for (key, value) in stored.data.clone().unwrap_or_default() {
                 from_secret.insert(key, String::from_utf8_lossy(&value.0).trim().to_string());
             }

@@ -17,6 +17,7 @@ mod observe;
 pub mod policies;
 mod readiness;
 mod reconcile;
+mod referenced;
 mod revert;
 pub mod router;
 mod security;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector;
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -110,6 +111,9 @@ pub struct Context {
     /// The telemetry built-in checks of Gateway API canaries read.
     pub gateway_telemetry: MeshTelemetry,
     pub metrics: Arc<ControllerMetrics>,
+    /// What feeds `config_maps` and `secrets`: only the objects canaries refer to.
+    pub held_maps: Arc<referenced::Referenced<ConfigMap>>,
+    pub held_secrets: Arc<referenced::Referenced<Secret>>,
     /// Webhook batches that outlast a reconcile.
     pub deferred: deferred::Deferred,
     /// Bounds the post-rollout and event hooks in flight.
@@ -165,8 +169,11 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         reflected::<Deployment>(&client, namespace, move |event| {
             seen.observe_deployment(event)
         });
-    let (config_maps, config_map_events) = reflected::<ConfigMap>(&client, namespace, |_| {});
-    let (secrets, secret_events) = reflected::<Secret>(&client, namespace, |_| {});
+    let held_maps = Arc::new(referenced::Referenced::<ConfigMap>::new(client.clone()));
+    let held_secrets = Arc::new(referenced::Referenced::<Secret>::new(client.clone()));
+    let config_map_events = metadata_of(&client, namespace, held_maps.clone());
+    let secret_events = metadata_of(&client, namespace, held_secrets.clone());
+    let (config_maps, secrets) = (held_maps.store().clone(), held_secrets.store().clone());
     let events = events::EventWriter::new(client.clone(), format!("aviary-{}", std::process::id()));
     let rejects = decode::Rejects::new(client.clone(), events.clone());
     let (templates, template_writer) = reflector::store();
@@ -248,11 +255,14 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             let namespace = template.namespace().unwrap_or_default();
             by_template.for_template(&namespace, &template.name_any())
         })
-        .watches_stream(config_map_events, move |map: ConfigMap| {
-            let namespace = map.namespace().unwrap_or_default();
-            by_map.for_config(&namespace, configs::ConfigKind::ConfigMap, &map.name_any())
-        })
-        .watches_stream(secret_events, move |secret: Secret| {
+        .watches_stream(
+            config_map_events,
+            move |map: PartialObjectMeta<ConfigMap>| {
+                let namespace = map.namespace().unwrap_or_default();
+                by_map.for_config(&namespace, configs::ConfigKind::ConfigMap, &map.name_any())
+            },
+        )
+        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
             let namespace = secret.namespace().unwrap_or_default();
             by_secret.for_config(&namespace, configs::ConfigKind::Secret, &secret.name_any())
         });
@@ -263,6 +273,8 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         deployments,
         config_maps,
         secrets: secrets.clone(),
+        held_maps,
+        held_secrets,
         canaries,
         templates,
         template_pool: crate::metrics::templates::PrometheusPool::new(Duration::from_secs(30)),
@@ -277,7 +289,6 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         hooks,
         announcer: alerts::Announcer {
             client: client.clone(),
-            secrets: secrets.clone(),
             notifier: crate::notify::Notifier::default(),
             default_alert: config.default_alert.clone(),
         },
@@ -319,6 +330,31 @@ fn slim<K: kube::Resource>(object: &mut K) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+}
+
+/// The metadata watch of `K` (names and versions, no data) that keeps `held` current, and the
+/// stream of objects it saw change.
+fn metadata_of<K: referenced::Held>(
+    client: &Client,
+    namespace: Option<&str>,
+    held: Arc<referenced::Referenced<K>>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static {
+    // An Api of PartialObjectMeta asks for metadata only: no value is ever sent here.
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    watcher(api, watcher::Config::default().any_semantic())
+        .and_then(move |event| {
+            let held = held.clone();
+            // Read before the change wakes a canary, so its reconcile sees the new data.
+            async move {
+                held.changed(&event).await;
+                Ok(event)
+            }
+        })
+        .default_backoff()
+        .touched_objects()
 }
 
 /// A watch-fed store of `K` and the stream of objects it saw change; `observe` sees every

@@ -4,13 +4,18 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
+
+use super::configs::{self, ConfigKind};
 
 use super::observe::{self, Stores, World};
 use super::reconcile::ReconcileError;
 use super::Context;
 use crate::api::{Canary, CanaryStatus};
 use crate::engine::{mtls_preflight_due, Obstacle, BLOCKED_RECHECK};
+use crate::plan::{MetricSource, Plan};
 
 /// What keeps a canary from running, and how soon to look again.
 pub type Blocked = (Obstacle, Duration);
@@ -40,6 +45,7 @@ pub async fn gather(
         }
     };
     let interval = plan.interval;
+    hold_referenced(canary, ctx, &plan).await;
     let mut world = match observe::observe(canary, plan, stores, &ctx.settings) {
         Ok(world) => world,
         Err(obstacle) => return Ok(Err((obstacle, interval))),
@@ -64,6 +70,54 @@ pub async fn gather(
         world.observations.mesh_routes = router.current(canary, &world.plan).await?;
     }
     Ok(Ok(world))
+}
+
+/// Reads the Secrets and ConfigMaps `plan` refers to into the controller's stores, the first
+/// time they are named ([`super::referenced`]): the webhooks' signing Secrets, the
+/// MetricTemplates' credentials and what the target's pods use.
+async fn hold_referenced(canary: &Canary, ctx: &Context, plan: &Plan) {
+    let namespace = canary.namespace().unwrap_or_default();
+    fn within<K: kube::Resource<DynamicType = ()>>(name: &str, namespace: &str) -> ObjectRef<K> {
+        ObjectRef::new(name).within(namespace)
+    }
+    let mut secrets: Vec<ObjectRef<Secret>> = plan
+        .analysis
+        .webhooks
+        .iter()
+        .filter_map(|hook| {
+            hook.secret
+                .as_ref()
+                .map(|(name, _)| within(name, &namespace))
+        })
+        .collect();
+    for metric in &plan.analysis.metrics {
+        if let MetricSource::Template {
+            name,
+            namespace: at,
+        } = &metric.source
+        {
+            let at = at.clone().unwrap_or_else(|| namespace.clone());
+            let template = ctx.templates.get(&ObjectRef::new(name).within(&at));
+            let secret = template.and_then(|t| t.spec.provider.secret_ref.clone());
+            secrets.extend(secret.map(|s| ObjectRef::new(&s.name).within(&at)));
+        }
+    }
+    let mut maps = Vec::new();
+    let target = ctx.deployments.get(&within(&plan.target.name, &namespace));
+    let template = target
+        .and_then(|t| t.spec.clone())
+        .map(|spec| spec.template);
+    for (kind, name) in template
+        .map(|t| configs::referenced(&t))
+        .unwrap_or_default()
+    {
+        match kind {
+            ConfigKind::ConfigMap => maps.push(within(&name, &namespace)),
+            ConfigKind::Secret => secrets.push(within(&name, &namespace)),
+        }
+    }
+    ctx.held_secrets.ensure(secrets).await;
+    ctx.held_maps.ensure(maps).await;
 }
 
 /// Which canary the `resumed` set names.
