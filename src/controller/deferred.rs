@@ -9,6 +9,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,8 @@ type Outcomes = Vec<HookOutcome>;
 struct Slot {
     result: watch::Receiver<Option<Outcomes>>,
     started: Instant,
+    /// Set once a reconcile stopped waiting: only then does the end wake the canary.
+    left: Arc<AtomicBool>,
 }
 
 /// The batches in flight and the results waiting to be taken.
@@ -80,24 +83,20 @@ impl Deferred {
     /// The outcomes of the batch for `key`: at once when it has ended, after a short wait when
     /// it is started now, or `None` while it runs on (the canary is reconciled when it ends).
     pub async fn outcomes(&self, key: Key, work: BoxFuture<'static, Outcomes>) -> Option<Outcomes> {
-        let (mut result, fresh) = self.slot(&key, work);
-        let ended = |result: &watch::Receiver<Option<Outcomes>>| result.borrow().clone();
-        if let Some(outcomes) = ended(&result) {
-            self.slots.lock().remove(&key);
-            return Some(outcomes);
-        }
-        if !fresh {
-            return None;
-        }
-        let waited = tokio::time::timeout(PATIENCE, result.wait_for(Option::is_some)).await;
-        match waited {
-            Ok(Ok(outcomes)) => {
-                let outcomes = outcomes.clone();
-                self.slots.lock().remove(&key);
-                outcomes
+        let (mut result, left, fresh) = self.slot(&key, work);
+        if fresh {
+            let waited = tokio::time::timeout(PATIENCE, result.wait_for(Option::is_some)).await;
+            if waited.is_err() {
+                left.store(true, Ordering::SeqCst);
             }
-            _ => None,
         }
+        // Looked at after `left` is set, so a batch that ended meanwhile is taken here rather
+        // than missed by both this reconcile and the wake-up.
+        let ended = result.borrow().clone();
+        if ended.is_some() {
+            self.slots.lock().remove(&key);
+        }
+        ended
     }
 
     /// The slot of `key`, started with `work` when there is none (`true` then).
@@ -105,29 +104,32 @@ impl Deferred {
         &self,
         key: &Key,
         work: BoxFuture<'static, Outcomes>,
-    ) -> (watch::Receiver<Option<Outcomes>>, bool) {
+    ) -> (watch::Receiver<Option<Outcomes>>, Arc<AtomicBool>, bool) {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get(key) {
-            return (slot.result.clone(), false);
+            return (slot.result.clone(), slot.left.clone(), false);
         }
         let now = Instant::now();
         slots.retain(|_, slot| now.duration_since(slot.started) < FORGET_AFTER);
         let (send, result) = watch::channel(None);
+        let left = Arc::new(AtomicBool::new(false));
         let (permits, wake, canary) = (self.permits.clone(), self.wake.clone(), key.canary.clone());
+        let gone = left.clone();
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             let outcomes = work.await;
             let _ = send.send(Some(outcomes));
-            let _ = wake.send(canary);
+            if gone.load(Ordering::SeqCst) {
+                let _ = wake.send(canary);
+            }
         });
-        slots.insert(
-            key.clone(),
-            Slot {
-                result: result.clone(),
-                started: now,
-            },
-        );
-        (result, true)
+        let slot = Slot {
+            result: result.clone(),
+            started: now,
+            left: left.clone(),
+        };
+        slots.insert(key.clone(), slot);
+        (result, left, true)
     }
 }
 
