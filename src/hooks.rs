@@ -60,6 +60,29 @@ impl Default for HookClient {
     }
 }
 
+/// `request` with its signature headers, made per attempt, so a retry carries a fresh
+/// timestamp and nonce (a receiver refuses a signature it has seen).
+fn signed(
+    request: reqwest::RequestBuilder,
+    key: &[u8],
+    url: &reqwest::Url,
+    bytes: &[u8],
+) -> reqwest::RequestBuilder {
+    let (timestamp, nonce) = (jiff::Timestamp::now().as_second(), signature::nonce());
+    let path = signature::request_path(url);
+    let signed = signature::Signed {
+        method: "POST",
+        path: &path,
+        timestamp,
+        nonce: &nonce,
+        body: bytes,
+    };
+    request
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(NONCE_HEADER, &nonce)
+        .header(SIGNATURE_HEADER, signature::sign(key, &signed))
+}
+
 impl HookClient {
     /// Calls one webhook, with its retries; success is an answer with status 202 or lower.
     pub async fn call(
@@ -96,21 +119,7 @@ impl HookClient {
                 .timeout(hook.timeout)
                 .header(http::header::CONTENT_TYPE, "application/json");
             if let Some(key) = &key {
-                // Signed per attempt, so a retry carries a fresh timestamp and nonce (a receiver
-                // refuses a signature it has seen).
-                let (timestamp, nonce) = (jiff::Timestamp::now().as_second(), signature::nonce());
-                let path = signature::request_path(&hook.url);
-                let signed = signature::Signed {
-                    method: "POST",
-                    path: &path,
-                    timestamp,
-                    nonce: &nonce,
-                    body: &bytes,
-                };
-                request = request
-                    .header(TIMESTAMP_HEADER, timestamp.to_string())
-                    .header(NONCE_HEADER, &nonce)
-                    .header(SIGNATURE_HEADER, signature::sign(key, &signed));
+                request = signed(request, key, &hook.url, &bytes);
             }
             match request.body(bytes.clone()).send().await {
                 Ok(response) => {
