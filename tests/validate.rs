@@ -449,7 +449,7 @@ fn metric_names_and_list_lengths_are_bounded() {
     assert_refused(
         &format!("{VALID_START}  analysis:\n    webhooks:\n{many}"),
         "spec.analysis.webhooks",
-        12,
+        11,
         "at most 32",
     );
 }
