@@ -492,7 +492,7 @@ async fn the_loadtester_is_not_an_open_relay() {
     );
     let (status, text) = answer(metadata.send().await.unwrap()).await;
     assert_eq!(status, 403, "{text}");
-    assert!(text.contains("never a target"), "{text}");
+    assert!(text.contains("never targets"), "{text}");
     let config = kube::config::Kubeconfig::read_from(kubeconfig().await).unwrap();
     let server = config.clusters[0]
         .cluster
