@@ -262,20 +262,7 @@ async fn stored_bad_objects_and_hostile_dependencies_hurt_no_one_else() {
     for target in ["podinfo", "huge", "silent", "skewed"] {
         f.set_image(target, &format!("{target}:2")).await;
     }
-    let (weights, status) = f
-        .weights_until(
-            "podinfo",
-            "podinfo",
-            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
-            LIMIT,
-        )
-        .await;
-    assert_eq!(
-        status.phase,
-        CanaryPhase::Succeeded,
-        "{weights:?} {status:#?}"
-    );
-    lateness_is_small(&f, "podinfo").await;
+    promotes_on_schedule(&f, "podinfo").await;
 
     // The skewed canary works as if its unknown field were not there; the 100 MiB answer is a
     // pass read only in part; the overflow is reported by name.
@@ -290,6 +277,16 @@ async fn stored_bad_objects_and_hostile_dependencies_hurt_no_one_else() {
         "{}",
         f.controller.logs()
     );
+}
+
+/// The healthy canary `name` (its target and Service are named alike) promotes, each step on
+/// time.
+async fn promotes_on_schedule(f: &Fixture, name: &str) {
+    let ends = [CanaryPhase::Succeeded, CanaryPhase::Failed];
+    let (weights, status) = f.weights_until(name, name, &ends, LIMIT).await;
+    let phase = status.phase;
+    assert_eq!(phase, CanaryPhase::Succeeded, "{weights:?} {status:#?}");
+    lateness_is_small(f, name).await;
 }
 
 /// Step lateness from the canary's WeightAdvanced Events: each step at most 1 s after its
@@ -348,19 +345,6 @@ async fn canaries_whose_webhooks_hang_delay_only_themselves() {
         f.wait_phase(name, CanaryPhase::Progressing, limit).await;
     }
     f.set_image("podinfo", "podinfo:2").await;
-    let (weights, status) = f
-        .weights_until(
-            "podinfo",
-            "podinfo",
-            &[CanaryPhase::Succeeded, CanaryPhase::Failed],
-            LIMIT,
-        )
-        .await;
-    assert_eq!(
-        status.phase,
-        CanaryPhase::Succeeded,
-        "{weights:?} {status:#?}"
-    );
-    lateness_is_small(&f, "podinfo").await;
+    promotes_on_schedule(&f, "podinfo").await;
     assert_eq!(f.controller.child.id(), pid, "the controller restarted");
 }
