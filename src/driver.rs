@@ -23,8 +23,10 @@ pub trait Adapter: Sync {
 
     /// The signing key of a webhook: `Ok(None)` when it is not signed.
     fn hook_key(&self, hook: &Webhook) -> Result<Option<Vec<u8>>, String>;
-    /// Every metric of the plan, measured over its window.
-    fn measure(&self) -> BoxFuture<'_, Vec<MetricOutcome>>;
+    /// Every metric of the plan, measured over its window, for the step at `status`; `None`
+    /// when the queries are still running and the step is decided later (the controller).
+    fn measure<'a>(&'a self, status: &'a CanaryStatus)
+        -> BoxFuture<'a, Option<Vec<MetricOutcome>>>;
     /// The outcomes of the hooks of `kind` the step at `status` needs, from `calls`; `None`
     /// when they are still running and the step is decided later (the controller, so that no
     /// reconcile worker waits on a tenant's webhook). By default, waited for.
@@ -130,7 +132,9 @@ impl Session<'_> {
                     let outcomes = adapter.hooks(kind, status, calls).await?;
                     observations.hooks.insert(kind, outcomes);
                 }
-                Step::Need(Need::Metrics) => observations.metrics = Some(adapter.measure().await),
+                Step::Need(Need::Metrics) => {
+                    observations.metrics = Some(adapter.measure(status).await?);
+                }
             }
         }
     }

@@ -1,10 +1,11 @@
-//! Webhook calls that outlast a reconcile. A tenant's webhook may take its whole timeout; if a
-//! reconcile waited for it, 128 canaries with hanging webhooks would hold every reconcile
-//! worker and stall every other canary's schedule. So a reconcile waits a moment only: a call
-//! still running then goes on in its own task, the reconcile ends without deciding, and the
-//! call's end triggers the canary's next reconcile, which takes the result and decides the same
-//! step. Calls are keyed by the canary, the hook type and the status they were made for, so a
-//! result is only ever used for the step that asked for it.
+//! Webhook calls and metric queries that outlast a reconcile. A tenant's webhook may take its
+//! whole timeout, and its `metricsServer` may never answer; if a reconcile waited for them,
+//! 128 such canaries would hold every reconcile worker and stall every other canary's
+//! schedule. So a reconcile waits a moment only: work still running then goes on in its own
+//! task, the reconcile ends without deciding, and the work's end triggers the canary's next
+//! reconcile, which takes the result and decides the same step. Work is keyed by the canary,
+//! what it is and the status it was started for, so a result is only ever used for the step
+//! that asked for it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -19,7 +20,6 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::api::{Canary, CanaryStatus, HookType};
-use crate::engine::HookOutcome;
 
 /// How long a reconcile waits for a batch of hooks it started before leaving it running.
 const PATIENCE: Duration = Duration::from_millis(250);
@@ -29,60 +29,74 @@ const MAX_RUNNING: usize = 256;
 /// A result not taken within this long belongs to a step that is gone.
 const FORGET_AFTER: Duration = Duration::from_secs(900);
 
+fn status_hash(status: &CanaryStatus) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_string(status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What a batch of work is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Work {
+    Hooks(HookType),
+    Metrics,
+}
+
 /// Which step a batch was started for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     canary: ObjectRef<Canary>,
-    kind: HookType,
+    work: Work,
     status: u64,
 }
 
 impl Key {
-    pub fn new(canary: ObjectRef<Canary>, kind: HookType, status: &CanaryStatus) -> Key {
-        let mut hasher = DefaultHasher::new();
-        serde_json::to_string(status)
-            .unwrap_or_default()
-            .hash(&mut hasher);
+    pub fn new(canary: ObjectRef<Canary>, work: Work, status: &CanaryStatus) -> Key {
         Key {
             canary,
-            kind,
-            status: hasher.finish(),
+            work,
+            status: status_hash(status),
         }
     }
 }
 
-type Outcomes = Vec<HookOutcome>;
-
-struct Slot {
-    result: watch::Receiver<Option<Outcomes>>,
+struct Slot<T> {
+    result: watch::Receiver<Option<T>>,
     started: Instant,
     /// Set once a reconcile stopped waiting: only then does the end wake the canary.
     left: Arc<AtomicBool>,
 }
 
 /// The batches in flight and the results waiting to be taken.
-pub struct Deferred {
-    slots: Mutex<HashMap<Key, Slot>>,
+pub struct Deferred<T> {
+    slots: Mutex<HashMap<Key, Slot<T>>>,
     permits: Arc<Semaphore>,
     /// Wakes the canary whose batch finished.
     wake: mpsc::UnboundedSender<ObjectRef<Canary>>,
 }
 
-impl Deferred {
-    /// The store, and the stream of canaries to reconcile when their batch ends.
-    pub fn new() -> (Deferred, mpsc::UnboundedReceiver<ObjectRef<Canary>>) {
-        let (wake, woken) = mpsc::unbounded_channel();
-        let deferred = Deferred {
+/// Where finished batches send the canary to reconcile.
+pub type Wake = mpsc::UnboundedSender<ObjectRef<Canary>>;
+
+/// The channel that wakes canaries whose batch ended.
+pub fn wake_channel() -> (Wake, mpsc::UnboundedReceiver<ObjectRef<Canary>>) {
+    mpsc::unbounded_channel()
+}
+
+impl<T: Clone + Send + Sync + 'static> Deferred<T> {
+    pub fn new(wake: Wake) -> Deferred<T> {
+        Deferred {
             slots: Mutex::default(),
             permits: Arc::new(Semaphore::new(MAX_RUNNING)),
             wake,
-        };
-        (deferred, woken)
+        }
     }
 
     /// The outcomes of the batch for `key`: at once when it has ended, after a short wait when
     /// it is started now, or `None` while it runs on (the canary is reconciled when it ends).
-    pub async fn outcomes(&self, key: Key, work: BoxFuture<'static, Outcomes>) -> Option<Outcomes> {
+    pub async fn outcomes(&self, key: Key, work: BoxFuture<'static, T>) -> Option<T> {
         let (mut result, left, fresh) = self.slot(&key, work);
         if fresh {
             let waited = tokio::time::timeout(PATIENCE, result.wait_for(Option::is_some)).await;
@@ -91,20 +105,28 @@ impl Deferred {
             }
         }
         // Looked at after `left` is set, so a batch that ended meanwhile is taken here rather
-        // than missed by both this reconcile and the wake-up.
+        // than missed by both this reconcile and the wake-up. The result stays until the step
+        // is decided ([`Deferred::settle`]): a step may need hooks and then metrics, and the
+        // reconcile that takes the second must still find the first.
         let ended = result.borrow().clone();
-        if ended.is_some() {
-            self.slots.lock().remove(&key);
-        }
         ended
+    }
+
+    /// The step of `canary` at `status` is decided: its results are let go of, so the next
+    /// step, even one with an equal status, measures and calls afresh.
+    pub fn settle(&self, canary: &ObjectRef<Canary>, status: &CanaryStatus) {
+        let status = status_hash(status);
+        self.slots
+            .lock()
+            .retain(|key, _| !(key.canary == *canary && key.status == status));
     }
 
     /// The slot of `key`, started with `work` when there is none (`true` then).
     fn slot(
         &self,
         key: &Key,
-        work: BoxFuture<'static, Outcomes>,
-    ) -> (watch::Receiver<Option<Outcomes>>, Arc<AtomicBool>, bool) {
+        work: BoxFuture<'static, T>,
+    ) -> (watch::Receiver<Option<T>>, Arc<AtomicBool>, bool) {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get(key) {
             return (slot.result.clone(), slot.left.clone(), false);
@@ -136,11 +158,14 @@ impl Deferred {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::HookOutcome;
+
+    type Outcomes = Vec<HookOutcome>;
 
     fn key(status: &CanaryStatus) -> Key {
         Key::new(
             ObjectRef::new("podinfo").within("test"),
-            HookType::Rollout,
+            Work::Hooks(HookType::Rollout),
             status,
         )
     }
@@ -155,13 +180,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_quick_batch_answers_at_once_and_a_slow_one_later_for_its_own_step() {
-        let (deferred, mut woken) = Deferred::new();
+        let (wake, mut woken) = wake_channel();
+        let deferred = Deferred::<Outcomes>::new(wake);
         let status = CanaryStatus::default();
         let quick = Box::pin(async { outcome("quick") });
         assert_eq!(
             deferred.outcomes(key(&status), quick).await,
             Some(outcome("quick"))
         );
+        deferred.settle(&ObjectRef::new("podinfo").within("test"), &status);
 
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let slow = Box::pin(async move {
@@ -178,6 +205,18 @@ mod tests {
         assert_eq!(
             deferred.outcomes(key(&status), taken).await,
             Some(outcome("slow"))
+        );
+        // Kept until the step is decided; then the same status calls afresh.
+        let kept = Box::pin(async { outcome("unused") });
+        assert_eq!(
+            deferred.outcomes(key(&status), kept).await,
+            Some(outcome("slow"))
+        );
+        deferred.settle(&ObjectRef::new("podinfo").within("test"), &status);
+        let afresh = Box::pin(async { outcome("afresh") });
+        assert_eq!(
+            deferred.outcomes(key(&status), afresh).await,
+            Some(outcome("afresh"))
         );
         // Another step's key never sees that result.
         let moved = CanaryStatus {

@@ -27,6 +27,59 @@ use crate::metrics::templates::WithTemplates;
 use crate::naming::{self, FIELD_MANAGER};
 use crate::plan::Webhook;
 
+/// One step's metric queries, owned.
+struct Measurement {
+    plan: crate::plan::Plan,
+    address: String,
+    http: reqwest::Client,
+    mesh: crate::metrics::prometheus::MeshTelemetry,
+    namespace: String,
+    checks: Vec<(String, crate::metrics::templates::Resolution)>,
+    pool: std::sync::Arc<crate::metrics::templates::PrometheusPool>,
+}
+
+impl Measurement {
+    async fn run(self) -> Vec<MetricOutcome> {
+        let plan = &self.plan;
+        // A query must answer well within the interval, or the step would be late.
+        let timeout = (plan.interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let provider = MeshProvider {
+            prometheus: PrometheusClient::with_http(self.http.clone(), &self.address, timeout),
+            mesh: self.mesh,
+            workload: WorkloadRef {
+                namespace: self.namespace.clone(),
+                name: plan.target.name.clone(),
+            },
+        };
+        let templated = WithTemplates {
+            builtins: &provider,
+            resolved: &self.checks,
+            pool: &self.pool,
+            workload: plan.target.name.clone(),
+            timeout,
+        };
+        let mut outcomes = crate::driver::measure_all(plan, &templated).await;
+        let primary = WorkloadRef {
+            name: naming::primary(&provider.workload.name),
+            ..provider.workload.clone()
+        };
+        let comparer = Comparer {
+            prometheus: &provider.prometheus,
+            mesh: provider.mesh,
+            sides: Sides {
+                canary: &provider.workload,
+                primary: &primary,
+            },
+            resolved: &self.checks,
+            pool: &self.pool,
+            timeout,
+            analysis_interval: plan.interval,
+        };
+        comparer.add_to(plan, &mut outcomes).await;
+        outcomes
+    }
+}
+
 /// Background hook batches (post-rollout, event) in flight at most, across all canaries.
 pub const BACKGROUND_HOOKS: usize = 256;
 
@@ -166,46 +219,19 @@ impl Cluster<'_> {
         Ok(())
     }
 
-    async fn measure_now(&self) -> Vec<MetricOutcome> {
+    /// This step's metric queries, owning all they need, so they can outlast the reconcile.
+    fn measurement(&self) -> Measurement {
         let plan = &self.world.plan;
         let ctx = self.ctx;
-        let address = metrics_address(plan, &ctx.settings);
-        // A query must answer well within the interval, or the step would be late.
-        let timeout = (plan.interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(10));
-        let provider = MeshProvider {
-            prometheus: PrometheusClient::with_http(ctx.prometheus_http.clone(), &address, timeout),
+        Measurement {
+            address: metrics_address(plan, &ctx.settings),
+            http: ctx.prometheus_http.clone(),
             mesh: ctx.telemetry_for(plan.router),
-            workload: WorkloadRef {
-                namespace: self.namespace(),
-                name: plan.target.name.clone(),
-            },
-        };
-        let templated = WithTemplates {
-            builtins: &provider,
-            resolved: &self.world.checks,
-            pool: &ctx.template_pool,
-            workload: plan.target.name.clone(),
-            timeout,
-        };
-        let mut outcomes = crate::driver::measure_all(plan, &templated).await;
-        let primary = WorkloadRef {
-            name: naming::primary(&provider.workload.name),
-            ..provider.workload.clone()
-        };
-        let comparer = Comparer {
-            prometheus: &provider.prometheus,
-            mesh: provider.mesh,
-            sides: Sides {
-                canary: &provider.workload,
-                primary: &primary,
-            },
-            resolved: &self.world.checks,
-            pool: &ctx.template_pool,
-            timeout,
-            analysis_interval: plan.interval,
-        };
-        comparer.add_to(plan, &mut outcomes).await;
-        outcomes
+            namespace: self.namespace(),
+            checks: self.world.checks.clone(),
+            pool: ctx.template_pool.clone(),
+            plan: plan.clone(),
+        }
     }
 }
 
@@ -216,8 +242,16 @@ impl Adapter for Cluster<'_> {
         super::alerts::webhook_key(&self.ctx.secrets, &self.namespace(), hook)
     }
 
-    fn measure(&self) -> BoxFuture<'_, Vec<MetricOutcome>> {
-        Box::pin(self.measure_now())
+    /// The queries run in their own task: the reconcile waits a moment only, and their end
+    /// reconciles the canary again ([`super::deferred`]).
+    fn measure<'a>(
+        &'a self,
+        status: &'a CanaryStatus,
+    ) -> BoxFuture<'a, Option<Vec<MetricOutcome>>> {
+        let work = super::deferred::Work::Metrics;
+        let key = super::deferred::Key::new(ObjectRef::from_obj(self.canary), work, status);
+        let queries = Box::pin(self.measurement().run());
+        Box::pin(self.ctx.deferred_metrics.outcomes(key, queries))
     }
 
     fn bootstrap(&self) -> BoxFuture<'_, Result<(), ReconcileError>> {
@@ -264,8 +298,9 @@ impl Adapter for Cluster<'_> {
         status: &'a CanaryStatus,
         calls: BoxFuture<'static, Vec<HookOutcome>>,
     ) -> BoxFuture<'a, Option<Vec<HookOutcome>>> {
-        let key = super::deferred::Key::new(ObjectRef::from_obj(self.canary), kind, status);
-        Box::pin(self.ctx.deferred.outcomes(key, calls))
+        let work = super::deferred::Work::Hooks(kind);
+        let key = super::deferred::Key::new(ObjectRef::from_obj(self.canary), work, status);
+        Box::pin(self.ctx.deferred_hooks.outcomes(key, calls))
     }
 
     /// Post-rollout and event hooks run on, at most [`BACKGROUND_HOOKS`] batches at once; past

@@ -93,7 +93,7 @@ pub struct Context {
     pub canaries: reflector::Store<Canary>,
     pub templates: reflector::Store<MetricTemplate>,
     /// HTTP clients for MetricTemplate providers, one per TLS trust.
-    pub template_pool: crate::metrics::templates::PrometheusPool,
+    pub template_pool: Arc<crate::metrics::templates::PrometheusPool>,
     pub routers: router::Routers,
     /// The policy kinds this cluster serves, watched for `-primary` copies.
     pub policies: Vec<security::WatchedPolicies>,
@@ -114,8 +114,9 @@ pub struct Context {
     /// What feeds `config_maps` and `secrets`: only the objects canaries refer to.
     pub held_maps: Arc<referenced::Referenced<ConfigMap>>,
     pub held_secrets: Arc<referenced::Referenced<Secret>>,
-    /// Webhook batches that outlast a reconcile.
-    pub deferred: deferred::Deferred,
+    /// Webhook batches and metric queries that outlast a reconcile.
+    pub deferred_hooks: deferred::Deferred<Vec<crate::engine::HookOutcome>>,
+    pub deferred_metrics: deferred::Deferred<Vec<crate::engine::MetricOutcome>>,
     /// Bounds the post-rollout and event hooks in flight.
     pub background_hooks: Arc<tokio::sync::Semaphore>,
     /// The controller's own last status writes, to recognise stale copies.
@@ -202,7 +203,11 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     // Bounded concurrency keeps a burst (thousands of canaries at start) from overwhelming the
     // API server; reconciles are short, so steps stay on schedule.
     // A webhook batch that outlasts its reconcile wakes its canary when it ends.
-    let (deferred, woken) = deferred::Deferred::new();
+    let (wake, woken) = deferred::wake_channel();
+    let (deferred_hooks, deferred_metrics) = (
+        deferred::Deferred::new(wake.clone()),
+        deferred::Deferred::new(wake),
+    );
     let controller = Controller::for_stream(canary_events, canaries.clone())
         .with_config(
             kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
@@ -277,7 +282,9 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         held_secrets,
         canaries,
         templates,
-        template_pool: crate::metrics::templates::PrometheusPool::new(Duration::from_secs(30)),
+        template_pool: Arc::new(crate::metrics::templates::PrometheusPool::new(
+            Duration::from_secs(30),
+        )),
         routers: router::Routers::new(&client),
         policies,
         relations,
@@ -296,7 +303,8 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         prometheus_http: crate::http_client::client(Duration::from_secs(30)),
         gateway_telemetry,
         metrics,
-        deferred,
+        deferred_hooks,
+        deferred_metrics,
         background_hooks: Arc::new(tokio::sync::Semaphore::new(effects::BACKGROUND_HOOKS)),
         written: Default::default(),
         resumed: Default::default(),

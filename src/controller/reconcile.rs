@@ -34,7 +34,7 @@ pub enum ReconcileError {
 /// How soon to look again at a canary whose copy was stale.
 const STALE_RETRY: Duration = Duration::from_millis(300);
 
-/// When to look again at a canary whose step waits on webhooks still running.
+/// When to look again at a canary whose step waits on webhooks or queries still running.
 const HOOKS_RECHECK: Duration = Duration::from_secs(5);
 
 /// How long a reconcile waits for the watch-fed stores to be listed after start.
@@ -156,10 +156,13 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                 .run(&status, observations, Timestamp::now(), &adapter)
                 .await?;
             let Some((decision, metrics, _)) = stepped else {
-                // Its webhooks are still running; their end reconciles it again (and, should
-                // that wake-up be lost, this requeue does).
+                // Its webhooks or queries are still running; their end reconciles it again
+                // (and, should that wake-up be lost, this requeue does).
                 return Ok(Requeue::requeue(HOOKS_RECHECK));
             };
+            let me = kube::runtime::reflector::ObjectRef::from_obj(canary);
+            ctx.deferred_hooks.settle(&me, &status);
+            ctx.deferred_metrics.settle(&me, &status);
             ctx.resumed.lock().insert(super::world::resume_key(canary));
             (decision, metrics, adapter.pending.into_inner())
         }

@@ -168,11 +168,13 @@ impl Adapter for Runner {
         crate::hooks::no_secrets(hook)
     }
 
-    fn measure(&self) -> BoxFuture<'_, Vec<MetricOutcome>> {
-        Box::pin(crate::driver::measure_all(
-            &self.plan,
-            self.metrics.as_ref(),
-        ))
+    fn measure<'a>(
+        &'a self,
+        _status: &'a CanaryStatus,
+    ) -> BoxFuture<'a, Option<Vec<MetricOutcome>>> {
+        Box::pin(async move {
+            Some(crate::driver::measure_all(&self.plan, self.metrics.as_ref()).await)
+        })
     }
 
     // The primary and canary already exist and scale on their own in standalone mode.
