@@ -21,7 +21,11 @@ fuzz_target!(|text: &str| {
         interval: "1m".into(),
         variables,
     };
+    let plain_values = vars.variables.values().all(|value| !value.contains('{'));
     if let Ok(rendered) = render(query, &vars) {
-        assert!(!rendered.contains("{{"), "{query:?} rendered as {rendered:?}");
+        // A value is pasted as it is, never expanded again; the plan refuses braces in values.
+        if plain_values {
+            assert!(!rendered.contains("{{"), "{query:?} rendered as {rendered:?}");
+        }
     }
 });
