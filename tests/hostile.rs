@@ -243,7 +243,7 @@ async fn stored_bad_objects_and_hostile_dependencies_hurt_no_one_else() {
     f.telemetry.set(&f.ns, "podinfo", Health::GOOD);
     f.telemetry.set(&f.ns, "huge", Health::GOOD);
     f.telemetry.set(&f.ns, "skewed", Health::GOOD);
-    for target in ["podinfo", "huge", "silent", "skewed"] {
+    for target in ["podinfo", "huge", "silent", "skewed", "regex", "thief"] {
         f.create_target(target, &format!("{target}:1")).await;
     }
     let checks = json!([{ "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } }]);
@@ -253,6 +253,31 @@ async fn stored_bad_objects_and_hostile_dependencies_hurt_no_one_else() {
     let healthy = json!({ "interval": "1s", "threshold": 2, "stepWeight": 10, "maxWeight": 90, "metrics": checks });
     f.create_canary("podinfo", "podinfo", healthy, json!({}))
         .await;
+
+    // An invalid regex, and a credential-theft attempt: a template whose Secret has no address
+    // of its own, used by a canary whose metricsServer is the thief's receiver.
+    let regex = json!({ "targetRef": { "name": "regex" }, "analysis": { "iterations": 2,
+        "match": [{ "uri": { "regex": "([unclosed" } }] } });
+    create_when_accepted(&raw, &canary("regex", regex)).await;
+    let thief = Receiver::start();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(f.client.clone(), &f.ns);
+    let secret = json!({ "metadata": { "name": "prometheus-token" }, "stringData": { "token": "s3cr3t-token" } });
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(secret).unwrap(),
+        )
+        .await
+        .unwrap();
+    let templates = f.dynamic("aviary.dev", "v1beta1", "MetricTemplate");
+    let template = json!({ "apiVersion": "aviary.dev/v1beta1", "kind": "MetricTemplate",
+        "metadata": { "name": "borrowed" },
+        "spec": { "provider": { "type": "prometheus", "secretRef": { "name": "prometheus-token" } },
+                  "query": "sum(up)" } });
+    create_when_accepted(&templates, &template).await;
+    let stealing = json!({ "targetRef": { "name": "thief" }, "metricsServer": thief.url(""),
+        "analysis": { "metrics": [{ "name": "borrowed", "templateRef": { "name": "borrowed" } }] } });
+    create_when_accepted(&raw, &canary("thief", stealing)).await;
 
     f.wait_phase("podinfo", CanaryPhase::Initialized, LIMIT)
         .await;
@@ -268,6 +293,19 @@ async fn stored_bad_objects_and_hostile_dependencies_hurt_no_one_else() {
     // pass read only in part; the overflow is reported by name.
     f.wait_phase("skewed", CanaryPhase::Succeeded, LIMIT).await;
     f.wait_phase("huge", CanaryPhase::Succeeded, LIMIT).await;
+    let regex =
+        support::eventually_some(LIMIT, || async { ready_message(&raw, "regex").await }).await;
+    assert!(regex.contains("spec.analysis.match[0].uri"), "{regex}");
+    let theft =
+        support::eventually_some(LIMIT, || async { ready_message(&raw, "thief").await }).await;
+    assert!(theft.contains("secretRef but no address"), "{theft}");
+    for path in ["/api/v1/query", "/api/v1/query_range"] {
+        let calls = thief.calls(path);
+        let stolen = calls
+            .iter()
+            .any(|call| call.headers.contains_key("authorization"));
+        assert!(!stolen, "a credential reached the thief: {calls:?}");
+    }
     let message =
         support::eventually_some(LIMIT, || async { ready_message(&raw, "overflow").await }).await;
     assert!(message.contains("spec.service.port"), "{message}");
