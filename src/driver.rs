@@ -32,11 +32,10 @@ pub trait Adapter: Sync {
     /// reconcile worker waits on a tenant's webhook). By default, waited for.
     fn hooks<'a>(
         &'a self,
-        kind: HookType,
-        status: &'a CanaryStatus,
+        _kind: HookType,
+        _status: &'a CanaryStatus,
         calls: BoxFuture<'static, Vec<HookOutcome>>,
     ) -> BoxFuture<'a, Option<Vec<HookOutcome>>> {
-        let _ = (kind, status);
         Box::pin(async move { Some(calls.await) })
     }
     /// Creates the primary and the routing objects.

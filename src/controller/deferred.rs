@@ -108,6 +108,7 @@ impl<T: Clone + Send + Sync + 'static> Deferred<T> {
         // than missed by both this reconcile and the wake-up. The result stays until the step
         // is decided ([`Deferred::settle`]): a step may need hooks and then metrics, and the
         // reconcile that takes the second must still find the first.
+        // Bound first: the borrow's guard must end before `result` does.
         let ended = result.borrow().clone();
         ended
     }
