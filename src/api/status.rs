@@ -122,6 +122,9 @@ pub struct CanaryStatus {
     /// Aviary: the sequential tests of the running analysis, per metric.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub judge_state: BTreeMap<String, crate::judge::SequentialState>,
+    /// Aviary: the sample tests of the running analysis, per metric (pooled sub-interval pairs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sample_tests: BTreeMap<String, crate::judge::PairedState>,
     /// Aviary: each metric's value at the last analysis step, against its range.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_checks: Vec<MetricCheck>,
@@ -159,12 +162,13 @@ pub struct MetricCheck {
 pub struct MetricJudgement {
     pub metric: String,
     pub verdict: crate::judge::Verdict,
-    /// Canary over primary (ratio of error rates, or of the samples' locations).
+    /// Canary over primary (ratio of error rates, or geometric mean ratio of the samples).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
-    /// The sequential test's likelihood ratio (it fails at 1 / (1 - confidence)).
+    /// The sequential test's evidence (it fails at 1 / (1 - confidence), or twice that for
+    /// `direction: either`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<f64>,
     pub detail: String,

@@ -113,6 +113,10 @@ pub struct Controller {
     /// Lowest severity sent to --alert-provider.
     #[arg(long, value_enum, default_value = "info")]
     alert_severity: AlertSeverity,
+    /// How often Prometheus scrapes the proxies: `compare: primary` samples sub-intervals of
+    /// at least this, each over one scrape more.
+    #[arg(long, default_value = "15s", value_parser = super::duration)]
+    scrape_interval: Duration,
 }
 
 impl Controller {
@@ -143,6 +147,7 @@ impl Controller {
             lease,
             min_interval: self.min_interval,
             default_alert,
+            scrape_interval: self.scrape_interval,
         })
         .await?;
         Ok(ExitCode::SUCCESS)

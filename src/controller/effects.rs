@@ -36,6 +36,11 @@ struct Measurement {
     namespace: String,
     checks: Vec<(String, crate::metrics::templates::Resolution)>,
     pool: std::sync::Arc<crate::metrics::templates::PrometheusPool>,
+    sampling: crate::judge::sampling::SamplingModel,
+    /// Per comparative metric, the end of the last sub-interval (then of the counts) its
+    /// test counted.
+    sampled_until: std::collections::BTreeMap<String, i64>,
+    counted_until: std::collections::BTreeMap<String, i64>,
 }
 
 impl Measurement {
@@ -74,10 +79,30 @@ impl Measurement {
             pool: &self.pool,
             timeout,
             analysis_interval: plan.interval,
+            sampling: self.sampling,
+            sampled_until: &self.sampled_until,
+            counted_until: &self.counted_until,
+            now: jiff::Timestamp::now().as_millisecond(),
         };
         comparer.add_to(plan, &mut outcomes).await;
         outcomes
     }
+}
+
+/// Where each comparative metric's sample test stands, from the stored status.
+fn sampled_until(canary: &Canary) -> std::collections::BTreeMap<String, i64> {
+    let tests = canary.status.iter().flat_map(|status| &status.sample_tests);
+    tests
+        .filter_map(|(metric, test)| Some((metric.clone(), test.sampled_until?)))
+        .collect()
+}
+
+/// Where each comparative metric's count test stands, from the stored status.
+fn counted_until(canary: &Canary) -> std::collections::BTreeMap<String, i64> {
+    let tests = canary.status.iter().flat_map(|status| &status.judge_state);
+    tests
+        .filter_map(|(metric, test)| Some((metric.clone(), test.counted_until?)))
+        .collect()
 }
 
 /// Background hook batches (post-rollout, event) in flight at most, across all canaries.
@@ -231,6 +256,9 @@ impl Cluster<'_> {
             checks: self.world.checks.clone(),
             pool: ctx.template_pool.clone(),
             plan: plan.clone(),
+            sampling: ctx.settings.sampling,
+            sampled_until: sampled_until(self.canary),
+            counted_until: counted_until(self.canary),
         }
     }
 }

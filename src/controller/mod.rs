@@ -65,6 +65,8 @@ pub struct ControllerConfig {
     pub min_interval: Duration,
     /// Alert provider of canaries that declare no `analysis.alerts`.
     pub default_alert: Option<DefaultAlert>,
+    /// The proxies' Prometheus scrape interval (the comparative judge samples at it).
+    pub scrape_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +294,9 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             default_router,
             min_interval: config.min_interval,
             metrics_server: config.metrics_server.clone(),
+            sampling: crate::judge::sampling::SamplingModel {
+                scrape_interval: config.scrape_interval,
+            },
         },
         hooks,
         announcer: alerts::Announcer {

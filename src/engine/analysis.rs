@@ -1,9 +1,7 @@
 //! Judging the outcomes of one analysis step: webhooks first, then metrics against their ranges.
 
-use std::collections::BTreeMap;
-
 use crate::api::{HookType, MetricJudgement, NoDataPolicy};
-use crate::judge::{self, SequentialState, Settings, Verdict};
+use crate::judge::{self, Settings, Tests, Verdict};
 use crate::plan::{Analysis, JudgeSettings, Metric};
 
 use super::{Comparison, HookOutcome, MetricOutcome, Unmeasured};
@@ -42,55 +40,38 @@ pub struct Judgement {
     /// The comparative judge's verdicts and numbers, for the status.
     pub records: Vec<MetricJudgement>,
     /// The sequential tests after this step.
-    pub states: BTreeMap<String, SequentialState>,
+    pub states: Tests,
 }
 
-/// How many intervals an analysis looks at most (the sample test spends its error over them).
-fn looks(analysis: &Analysis) -> u32 {
-    let steps = match (analysis.iterations, analysis.step_weights.len()) {
-        (iterations, _) if iterations > 0 => iterations as u32,
-        (_, n) if n > 0 => n as u32,
-        _ => {
-            let max = analysis.max_weight.max(1) as u32;
-            let step = analysis.step_weight.unwrap_or(analysis.max_weight).max(1) as u32;
-            max.div_ceil(step)
-        }
-    };
-    steps.max(1)
-}
-
-fn settings(analysis: &Analysis, judge: &JudgeSettings) -> Settings {
+fn settings(judge: &JudgeSettings) -> Settings {
     Settings {
         confidence: judge.confidence,
         allowed_increase: judge.allowed_increase,
         allowed_decrease: judge.allowed_decrease,
         direction: judge.direction,
-        looks: looks(analysis),
     }
 }
 
 /// Judges a `compare: primary` metric from both sides.
 fn compare(
-    analysis: &Analysis,
     (metric, judge): (&Metric, &JudgeSettings),
     (value, comparison): (f64, &Comparison),
-    state: &BTreeMap<String, SequentialState>,
     judgement: &mut Judgement,
 ) {
+    let settings = settings(judge);
+    let tests = &mut judgement.states;
     let verdict = match comparison {
-        Comparison::Counts { canary, primary } => {
-            let mut sequential = state.get(&metric.name).cloned().unwrap_or_default();
-            let verdict = judge::judge_counts(
-                &settings(analysis, judge),
-                *canary,
-                *primary,
-                &mut sequential,
-            );
-            judgement.states.insert(metric.name.clone(), sequential);
-            verdict
+        Comparison::Counts {
+            canary,
+            primary,
+            through,
+        } => {
+            let state = tests.counts.entry(metric.name.clone()).or_default();
+            judge::judge_counts(&settings, (*canary, *primary), *through, state)
         }
-        Comparison::Samples { canary, primary } => {
-            judge::judge_samples(&settings(analysis, judge), canary, primary)
+        Comparison::Samples { pairs, through } => {
+            let state = tests.samples.entry(metric.name.clone()).or_default();
+            judge::judge_pairs(&settings, pairs, *through, state)
         }
     };
     if verdict.verdict == Verdict::Fail {
@@ -120,14 +101,10 @@ fn compare(
 }
 
 /// Judges every declared metric. A metric without a value is never a pass unless its
-/// `onNoData` says so. `state` holds the sequential tests of comparative metrics so far.
-pub fn judge_metrics(
-    analysis: &Analysis,
-    outcomes: &[MetricOutcome],
-    state: &BTreeMap<String, SequentialState>,
-) -> Judgement {
+/// `onNoData` says so. `tests` holds the sequential tests of comparative metrics so far.
+pub fn judge_metrics(analysis: &Analysis, outcomes: &[MetricOutcome], tests: Tests) -> Judgement {
     let mut judgement = Judgement {
-        states: state.clone(),
+        states: tests,
         ..Judgement::default()
     };
     for metric in &analysis.metrics {
@@ -139,13 +116,7 @@ pub fn judge_metrics(
         };
         if let Some(judge) = &metric.judge {
             if let (Ok(value), Some(comparison)) = (&outcome.value, &outcome.comparison) {
-                compare(
-                    analysis,
-                    (metric, judge),
-                    (*value, comparison),
-                    state,
-                    &mut judgement,
-                );
+                compare((metric, judge), (*value, comparison), &mut judgement);
                 continue;
             }
             if outcome.value.is_ok() {
@@ -307,7 +278,7 @@ mod tests {
             measured(BUILTIN_SUCCESS_RATE, 90.0),
             measured(BUILTIN_DURATION, 200.0),
         ];
-        let verdict = judge_metrics(&analysis, &outcomes, &BTreeMap::new());
+        let verdict = judge_metrics(&analysis, &outcomes, Tests::default());
         assert_eq!(verdict.failures.len(), 1, "{:?}", verdict.failures);
         let records = check_records(&analysis, &outcomes);
         assert!(!records[0].passed, "90% under a 99% threshold: {records:?}");

@@ -25,10 +25,7 @@ enum Verdict {
 }
 
 /// The comparative judge's records and sequential tests after one step.
-type Judged = (
-    Vec<crate::api::MetricJudgement>,
-    std::collections::BTreeMap<String, crate::judge::SequentialState>,
-);
+type Judged = (Vec<crate::api::MetricJudgement>, crate::judge::Tests);
 
 /// `Err(Need)` unwinds a decision that lacks an observation; `?` carries it to `run`.
 type Flow<T = ()> = Result<T, Need>;
@@ -215,6 +212,7 @@ impl<'a> Rollout<'a> {
         self.status.approved_by = None;
         self.status.last_checks.clear();
         self.status.judge_state.clear();
+        self.status.sample_tests.clear();
         self.status.judgements.clear();
         self.status.last_applied_spec = Some(target);
         self.status.canary_weight = 0;

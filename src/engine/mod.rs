@@ -76,12 +76,18 @@ pub struct MetricOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Comparison {
     /// Requests and errors (the success rate): judged by the sequential test.
+    /// Each look counts the requests since the last one, up to `through` (Unix ms).
     Counts {
         canary: crate::judge::Counts,
         primary: crate::judge::Counts,
+        through: i64,
     },
-    /// Values of the metric over sub-intervals: judged by the Mann–Whitney test.
-    Samples { canary: Vec<f64>, primary: Vec<f64> },
+    /// Values of the metric over the sub-intervals up to `through` (Unix ms), paired: judged
+    /// by the pooled sample test.
+    Samples {
+        pairs: Vec<crate::judge::Pair>,
+        through: i64,
+    },
 }
 
 /// Why a metric has no value. None of these is ever a pass by accident.

@@ -5,16 +5,21 @@
 //! Two tests, each suited to its data:
 //! - error counts go through a sequential test whose false-alarm rate stays below 1 − confidence
 //!   however many intervals look at it ([`sequential`]);
-//! - any other metric is sampled over sub-intervals and compared with a Mann–Whitney U test, the
-//!   allowed change built into the hypothesis and the confidence split across the analysis's
-//!   intervals ([`mann_whitney`]).
+//! - any other metric is sampled over sub-intervals that tile the analysis ([`sampling`]), and
+//!   the pairs of every look are pooled in a second sequential test, the allowed change built
+//!   into its hypothesis, equally valid however often it looks ([`paired`]).
 
-pub mod mann_whitney;
+pub mod histogram;
+pub mod paired;
+pub mod sampling;
 pub mod sequential;
-mod stats;
+pub mod stats;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use paired::{Pair, PairedState};
 pub use sequential::{Counts, SequentialState};
 
 /// Which change of the metric is a regression.
@@ -29,6 +34,13 @@ pub enum Direction {
     Either,
 }
 
+/// The sequential tests of one analysis, per metric: what the status keeps between intervals.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tests {
+    pub counts: BTreeMap<String, SequentialState>,
+    pub samples: BTreeMap<String, PairedState>,
+}
+
 /// How strict the judge is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
@@ -38,8 +50,6 @@ pub struct Settings {
     pub allowed_increase: f64,
     pub allowed_decrease: f64,
     pub direction: Direction,
-    /// How many intervals the analysis may look (the sample test spends its error over them).
-    pub looks: u32,
 }
 
 impl Settings {
@@ -60,27 +70,36 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
     pub verdict: Verdict,
-    /// Canary over primary: the ratio of error rates, or the Hodges–Lehmann ratio of samples.
+    /// Canary over primary: the ratio of error rates, or the geometric mean ratio of the pairs.
     pub effect: Option<f64>,
-    /// The sample test's p-value in the direction that decided, or None for counts.
+    /// The sample test's anytime-valid p-value (1 / evidence), or None for counts.
     pub p_value: Option<f64>,
-    /// The sequential test's likelihood ratio and the bound it is compared to.
+    /// The sequential test's evidence (a likelihood ratio or mixture) and the bound it is
+    /// compared to.
     pub evidence: Option<(f64, f64)>,
     pub detail: String,
 }
 
 /// Fewer requests on either side than this and the count test is inconclusive.
 const MIN_REQUESTS: f64 = 20.0;
+/// Fewer pairs than this and the sample test is inconclusive (it cannot fail on fewer either:
+/// its evidence needs about a dozen consistent pairs to reach 1/α at α = 0.01).
+const MIN_PAIRS: u32 = 3;
 
-/// Judges one interval of error counts, carrying the sequential test in `state`.
+/// Judges the error counts since the last look, up to `through` (Unix ms), carrying the
+/// sequential test in `state`. Counts that end at or before what was counted already are
+/// not added again.
 pub fn judge_counts(
     settings: &Settings,
-    canary: Counts,
-    primary: Counts,
+    (canary, primary): (Counts, Counts),
+    through: i64,
     state: &mut SequentialState,
 ) -> Judgement {
     let bound = 1.0 + settings.allowed_increase;
-    state.update(canary, primary, bound);
+    if state.counted_until.is_none_or(|until| through > until) {
+        state.update(canary, primary, bound);
+        state.counted_until = Some(through);
+    }
     let alpha = settings.alpha();
     let evidence = state.evidence();
     let effect = state.observed_ratio();
@@ -119,57 +138,51 @@ pub fn judge_counts(
     }
 }
 
-/// Judges sub-interval samples of a metric, canary against primary.
-pub fn judge_samples(settings: &Settings, canary: &[f64], primary: &[f64]) -> Judgement {
-    let alpha = settings.alpha() / f64::from(settings.looks.max(1));
-    let effect = mann_whitney::ratio_estimate(canary, primary);
-    let up = 1.0 + settings.allowed_increase;
-    let down = (1.0 - settings.allowed_decrease).max(0.0);
-    let Some((above, below)) = mann_whitney::shifted_tests(canary, primary, up, down) else {
-        return Judgement {
-            verdict: Verdict::Inconclusive,
-            effect,
-            p_value: None,
-            evidence: None,
-            detail: format!(
-                "too few samples to compare ({} canary, {} primary)",
-                canary.len(),
-                primary.len()
-            ),
-        };
-    };
-    let ratio = effect.map_or("n/a".to_string(), |r| format!("{r:.2}"));
+/// The bounds of the allowance: canary over primary above `up` or below `down` is a change.
+fn bounds(settings: &Settings) -> (f64, f64) {
+    (
+        1.0 + settings.allowed_increase,
+        (1.0 - settings.allowed_decrease).max(0.0),
+    )
+}
+
+/// Judges one look of sub-interval pairs, pooled with every earlier one in `state`.
+pub fn judge_pairs(
+    settings: &Settings,
+    pairs: &[Pair],
+    through: i64,
+    state: &mut PairedState,
+) -> Judgement {
+    let (up, down) = bounds(settings);
+    state.add(pairs, through, (up, down));
     let rises = matches!(settings.direction, Direction::Increase | Direction::Either);
-    let falls = matches!(settings.direction, Direction::Decrease | Direction::Either);
-    let (verdict, p_value, detail) = if rises && above < alpha {
-        (
-            Verdict::Fail,
-            above,
-            format!(
-                "canary/primary ratio {ratio}: above ×{up:.2} with p={above:.2e} < {alpha:.1e}"
-            ),
-        )
-    } else if falls && below < alpha {
-        (
-            Verdict::Fail,
-            below,
-            format!(
-                "canary/primary ratio {ratio}: below ×{down:.2} with p={below:.2e} < {alpha:.1e}"
-            ),
-        )
+    let falls = matches!(settings.direction, Direction::Decrease | Direction::Either) && down > 0.0;
+    // Either direction may fail the canary: each gets half the error.
+    let alpha = settings.alpha() / if rises && falls { 2.0 } else { 1.0 };
+    let effect = state.ratio_estimate();
+    let ratio = effect.map_or("n/a".to_string(), |r| format!("{r:.2}"));
+    let pairs_seen = state.above.pairs;
+    let (above, below) = (state.above.evidence(), state.below.evidence());
+    let (verdict, evidence, detail) = if rises && above >= 1.0 / alpha {
+        let detail = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals: evidence {above:.3e} ≥ {:.0} that it exceeds ×{up:.2}", 1.0 / alpha);
+        (Verdict::Fail, above, detail)
+    } else if falls && below >= 1.0 / alpha {
+        let detail = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals: evidence {below:.3e} ≥ {:.0} that it is below ×{down:.2}", 1.0 / alpha);
+        (Verdict::Fail, below, detail)
+    } else if pairs_seen < MIN_PAIRS {
+        let detail =
+            format!("too few sub-intervals with both sides measured to compare ({pairs_seen})");
+        (Verdict::Inconclusive, above.max(below), detail)
     } else {
-        let p = if rises { above } else { below };
-        (
-            Verdict::Pass,
-            p,
-            format!("canary/primary ratio {ratio}: within the allowance (p={p:.2})"),
-        )
+        let shown = if rises { above } else { below };
+        let detail = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals: within the allowance (evidence {shown:.2} < {:.0})", 1.0 / alpha);
+        (Verdict::Pass, shown, detail)
     };
     Judgement {
         verdict,
         effect,
-        p_value: Some(p_value),
-        evidence: None,
+        p_value: Some((1.0 / evidence).min(1.0)),
+        evidence: Some((evidence, 1.0 / alpha)),
         detail,
     }
 }

@@ -23,6 +23,9 @@ pub struct SequentialState {
     pub canary_errors: f64,
     pub primary_requests: f64,
     pub primary_errors: f64,
+    /// The end of the last counts added (Unix milliseconds): the next look counts from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_until: Option<i64>,
 }
 
 /// The counts of one interval.

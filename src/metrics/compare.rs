@@ -1,27 +1,17 @@
 //! What the comparative judge needs from Prometheus: the same measurement of the canary and the
-//! primary over the same window — request and error counts for the success rate, sub-interval
-//! values for anything else.
+//! primary over the same window — request and error counts for the success rate, values over
+//! the sub-intervals of [`crate::judge::sampling`] for anything else.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::prometheus::{promql_window, MeshTelemetry, PrometheusClient, WorkloadRef};
 use super::MetricError;
 use crate::api::{BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
 use crate::engine::Comparison;
-use crate::judge::Counts;
-
-/// Samples per side for the Mann–Whitney test.
-pub const SUB_INTERVALS: u32 = 12;
-/// The shortest sub-interval: `rate()` needs at least two scrapes inside it, so this assumes a
-/// scrape interval of 15s or less (Prometheus's default is 1m; meshes usually scrape at 15s).
-const MIN_SUB_INTERVAL: Duration = Duration::from_secs(30);
-
-/// The sub-interval a metric's window is sampled at: window/12, at least 30s. The lookback is
-/// twelve of them, so a short window looks further back than itself rather than sampling
-/// overlapping or empty windows.
-pub fn sub_interval(window: Duration) -> Duration {
-    (window / SUB_INTERVALS).max(MIN_SUB_INTERVAL)
-}
+use crate::judge::histogram::paired_p99;
+use crate::judge::sampling::{Looks, SamplingModel};
+use crate::judge::{Counts, Pair};
 
 /// The two workloads compared.
 pub struct Sides<'a> {
@@ -29,98 +19,223 @@ pub struct Sides<'a> {
     pub primary: &'a WorkloadRef,
 }
 
+/// The requests and errors of `workload` since the last look (see [`SampleSpan::counting`]).
 async fn counts(
     prometheus: &PrometheusClient,
     mesh: MeshTelemetry,
     workload: &WorkloadRef,
-    window: &str,
-    seconds: u64,
+    span: &SampleSpan,
 ) -> Result<Counts, MetricError> {
+    let (counted, window, at) = span.counting();
+    let window = promql_window(window);
+    let seconds = counted.as_secs();
+    let at = Some(at as f64 / 1000.0);
     let zero_when_idle = |result: Result<f64, MetricError>| match result {
         Err(MetricError::NoData { .. }) => Ok(0.0),
         other => other,
     };
-    let requests = zero_when_idle(
-        prometheus
-            .query_number(
-                &mesh.request_count(workload, window),
-                &workload.name,
-                seconds,
-            )
-            .await,
-    )?;
-    let errors = zero_when_idle(
-        prometheus
-            .query_number(&mesh.error_count(workload, window), &workload.name, seconds)
-            .await,
-    )?;
+    let query = |promql: String| async move {
+        let answer = prometheus
+            .query_number_at(&promql, (&workload.name, seconds), at)
+            .await;
+        zero_when_idle(answer)
+    };
+    let requests = query(mesh.request_count(workload, &window)).await?;
+    let errors = query(mesh.error_count(workload, &window)).await?;
+    // increase() stretches the change between the window's first and last scrape to the
+    // window's edges; the change itself is what happened over `counted`.
+    let unstretch = counted.as_secs_f64() / window_seconds(span, counted);
     Ok(Counts {
-        requests,
-        errors: errors.max(0.0),
+        requests: requests * unstretch,
+        errors: errors.max(0.0) * unstretch,
     })
 }
 
-/// Values of `query` at each sub-interval of the last `window`.
+/// Values of `query` at the end of each sub-interval of `looks`, by end (Unix ms). A side
+/// without traffic in a sub-interval has no value there (`NaN` from `histogram_quantile`).
 async fn samples(
     prometheus: &PrometheusClient,
     query: &str,
-    window: Duration,
-) -> Result<Vec<f64>, MetricError> {
-    let end = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let step = sub_interval(window);
-    let start = end - (step * (SUB_INTERVALS - 1)).as_secs_f64();
-    let points = prometheus.query_range(query, start, end, step).await?;
-    Ok(points.into_iter().map(|(_, value)| value).collect())
+    looks: &Looks,
+) -> Result<BTreeMap<i64, f64>, MetricError> {
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    let step = Duration::from_millis(looks.step.unsigned_abs());
+    let points = prometheus
+        .query_range(
+            query,
+            seconds(looks.first_end),
+            seconds(looks.last_end),
+            step,
+        )
+        .await?;
+    Ok(points
+        .into_iter()
+        .filter(|(_, value)| value.is_finite())
+        .map(|(at, value)| ((at * 1000.0).round() as i64, value))
+        .collect())
 }
 
-/// The comparison of a built-in check: counts over the analysis interval for the success rate
-/// (each interval adds to the sequential test, so windows must not overlap), P99 per
-/// sub-interval of the metric's window for the latency.
+/// The P99s of both sides from their latency histograms at the end of each sub-interval of
+/// `looks`, read by [`paired_p99`] (PromQL's linear reading would hide most of a tail's
+/// change).
+async fn p99s(
+    prometheus: &PrometheusClient,
+    (canary, primary): (&str, &str),
+    looks: &Looks,
+) -> Result<(BTreeMap<i64, f64>, BTreeMap<i64, f64>), MetricError> {
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    let step = Duration::from_millis(looks.step.unsigned_abs());
+    let range = (seconds(looks.first_end), seconds(looks.last_end));
+    let canary = prometheus
+        .query_range_histogram(canary, range, step)
+        .await?;
+    let primary = prometheus
+        .query_range_histogram(primary, range, step)
+        .await?;
+    // rate() is per second; over a sub-interval it is that many seconds' requests.
+    let per = seconds(looks.step);
+    let (mut canary_p99, mut primary_p99) = (BTreeMap::new(), BTreeMap::new());
+    for (at, buckets) in &canary {
+        let read = primary.get(at).and_then(|p| paired_p99(buckets, p, per));
+        if let Some((c, p)) = read {
+            canary_p99.insert(*at, c);
+            primary_p99.insert(*at, p);
+        }
+    }
+    Ok((canary_p99, primary_p99))
+}
+
+/// How the sides' values are read: a one-series query each, or their histograms' P99s.
+#[derive(Clone, Copy)]
+enum Read {
+    Values,
+    HistogramP99,
+}
+
+/// Both sides over the same sub-intervals, paired where both have a value.
+async fn paired(
+    prometheus: &PrometheusClient,
+    (canary, primary, read): (&str, &str, Read),
+    looks: Option<Looks>,
+    sampled_until: Option<i64>,
+) -> Result<Comparison, MetricError> {
+    let Some(looks) = looks else {
+        // Nothing new to sample since the last look: the test stays where it is.
+        let through = sampled_until.unwrap_or_default();
+        return Ok(Comparison::Samples {
+            pairs: Vec::new(),
+            through,
+        });
+    };
+    let (canary, primary) = match read {
+        Read::Values => (
+            samples(prometheus, canary, &looks).await?,
+            samples(prometheus, primary, &looks).await?,
+        ),
+        Read::HistogramP99 => p99s(prometheus, (canary, primary), &looks).await?,
+    };
+    let pairs = canary
+        .iter()
+        .filter_map(|(end, c)| {
+            primary.get(end).map(|p| Pair {
+                end: *end,
+                canary: *c,
+                primary: *p,
+            })
+        })
+        .collect();
+    Ok(Comparison::Samples {
+        pairs,
+        through: looks.last_end,
+    })
+}
+
+/// Where a metric's samples are taken this look.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleSpan {
+    pub model: SamplingModel,
+    pub analysis_interval: Duration,
+    /// The end of the last sub-interval the metric's test counted (from the status).
+    pub sampled_until: Option<i64>,
+    /// The end of the last counts the metric's test added (from the status).
+    pub counted_until: Option<i64>,
+    /// Unix milliseconds.
+    pub now: i64,
+}
+
+fn window_seconds(span: &SampleSpan, counted: Duration) -> f64 {
+    span.model.query_window(counted).as_secs_f64()
+}
+
+impl SampleSpan {
+    /// What the success rate counts this look: the time since the counts last counted (one
+    /// analysis interval at the first look, at most ten), the range that covers it with the
+    /// scrape on either side, and the instant (Unix ms) it ends. Consecutive looks tile time
+    /// as the sub-intervals do.
+    fn counting(&self) -> (Duration, Duration, i64) {
+        let since = self.counted_until.map_or(self.analysis_interval, |until| {
+            Duration::from_millis(self.now.saturating_sub(until).max(0).unsigned_abs())
+        });
+        let counted = since.clamp(self.model.scrape_interval, self.analysis_interval * 10);
+        (counted, self.model.query_window(counted), self.now)
+    }
+
+    fn sub_interval(&self) -> Duration {
+        self.model.sub_interval(self.analysis_interval)
+    }
+
+    /// The range window of each sample, as PromQL.
+    fn window(&self) -> String {
+        promql_window(self.model.query_window(self.sub_interval()))
+    }
+
+    fn looks(&self) -> Option<Looks> {
+        let lookback = self.analysis_interval;
+        let sub = self.sub_interval();
+        self.model
+            .pending(sub, self.sampled_until, self.now, lookback)
+    }
+}
+
+/// The comparison of a built-in check: counts since the last look for the success rate (each
+/// look adds to the sequential test, so what they count must not overlap), P99 per
+/// sub-interval (from the histogram) for the latency.
 pub async fn builtin(
     prometheus: &PrometheusClient,
     mesh: MeshTelemetry,
     check: &str,
     sides: Sides<'_>,
-    analysis_interval: Duration,
-    window: Duration,
+    span: SampleSpan,
 ) -> Result<Option<Comparison>, MetricError> {
     match check {
-        BUILTIN_SUCCESS_RATE => {
-            let span = promql_window(analysis_interval);
-            let seconds = analysis_interval.as_secs();
-            Ok(Some(Comparison::Counts {
-                canary: counts(prometheus, mesh, sides.canary, &span, seconds).await?,
-                primary: counts(prometheus, mesh, sides.primary, &span, seconds).await?,
-            }))
-        }
+        BUILTIN_SUCCESS_RATE => Ok(Some(Comparison::Counts {
+            canary: counts(prometheus, mesh, sides.canary, &span).await?,
+            primary: counts(prometheus, mesh, sides.primary, &span).await?,
+            through: span.now,
+        })),
         BUILTIN_DURATION => {
-            let step = promql_window(sub_interval(window));
-            let canary = mesh.latency_quantile(0.99, sides.canary, &step);
-            let primary = mesh.latency_quantile(0.99, sides.primary, &step);
-            Ok(Some(Comparison::Samples {
-                canary: samples(prometheus, &canary, window).await?,
-                primary: samples(prometheus, &primary, window).await?,
-            }))
+            let window = span.window();
+            let canary = mesh.latency_histogram(sides.canary, &window);
+            let primary = mesh.latency_histogram(sides.primary, &window);
+            let queries = (canary.as_str(), primary.as_str(), Read::HistogramP99);
+            Ok(Some(
+                paired(prometheus, queries, span.looks(), span.sampled_until).await?,
+            ))
         }
         _ => Ok(None),
     }
 }
 
-/// The comparison of a template metric: its query and the primary's rendered with
-/// `{{ interval }}` as the sub-interval, so the samples do not overlap.
+/// The comparison of a template metric: its query and the primary's, rendered with
+/// `{{ interval }}` as one sample's window.
 pub async fn templated(
     prometheus: &PrometheusClient,
     canary_query: &str,
     primary_query: &str,
-    window: Duration,
+    span: SampleSpan,
 ) -> Result<Comparison, MetricError> {
-    Ok(Comparison::Samples {
-        canary: samples(prometheus, canary_query, window).await?,
-        primary: samples(prometheus, primary_query, window).await?,
-    })
+    let queries = (canary_query, primary_query, Read::Values);
+    paired(prometheus, queries, span.looks(), span.sampled_until).await
 }
 
 /// Where comparisons are measured: the built-ins' Prometheus and telemetry, and the resolved
@@ -133,6 +248,13 @@ pub struct Comparer<'a> {
     pub pool: &'a super::templates::PrometheusPool,
     pub timeout: Duration,
     pub analysis_interval: Duration,
+    pub sampling: SamplingModel,
+    /// Per metric, the end of the last sub-interval (then of the counts) its test counted,
+    /// from the status.
+    pub sampled_until: &'a BTreeMap<String, i64>,
+    pub counted_until: &'a BTreeMap<String, i64>,
+    /// Unix milliseconds.
+    pub now: i64,
 }
 
 impl Comparer<'_> {
@@ -151,6 +273,13 @@ impl Comparer<'_> {
             if outcome.value.is_err() {
                 continue;
             }
+            let span = SampleSpan {
+                model: self.sampling,
+                analysis_interval: self.analysis_interval,
+                sampled_until: self.sampled_until.get(&metric.name).copied(),
+                counted_until: self.counted_until.get(&metric.name).copied(),
+                now: self.now,
+            };
             let resolution = self
                 .resolved
                 .iter()
@@ -163,7 +292,7 @@ impl Comparer<'_> {
                             &client,
                             query.canary_samples.as_deref().unwrap_or_default(),
                             query.primary_samples.as_deref().unwrap_or_default(),
-                            metric.window,
+                            span,
                         )
                         .await
                         .map(Some),
@@ -175,15 +304,7 @@ impl Comparer<'_> {
                         canary: self.sides.canary,
                         primary: self.sides.primary,
                     };
-                    builtin(
-                        self.prometheus,
-                        self.mesh,
-                        &metric.name,
-                        sides,
-                        self.analysis_interval,
-                        metric.window,
-                    )
-                    .await
+                    builtin(self.prometheus, self.mesh, &metric.name, sides, span).await
                 }
             };
             match comparison {
@@ -203,16 +324,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sub_intervals_leave_room_for_two_scrapes() {
-        assert_eq!(
-            sub_interval(Duration::from_secs(60)),
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            sub_interval(Duration::from_secs(600)),
-            Duration::from_secs(50)
-        );
+    fn a_sample_window_is_its_sub_interval_and_one_scrape() {
+        let span = SampleSpan {
+            model: SamplingModel {
+                scrape_interval: Duration::from_secs(15),
+            },
+            analysis_interval: Duration::from_secs(60),
+            sampled_until: None,
+            counted_until: Some(50_000),
+            now: 120_000,
+        };
+        let (counted, window, at) = span.counting();
+        assert_eq!((counted.as_secs(), window.as_secs(), at), (70, 85, 120_000));
+        assert_eq!(span.window(), "30s");
+        let looks = span.looks().unwrap();
+        assert_eq!((looks.first_end, looks.last_end), (75_000, 105_000));
         assert_eq!(promql_window(Duration::from_millis(2500)), "2500ms");
-        assert_eq!(promql_window(Duration::from_secs(30)), "30s");
     }
 }

@@ -4,12 +4,14 @@
 //! field path, not discovered mid-rollout.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use super::prometheus::{Connection, PrometheusClient};
 use super::{MetricError, MetricProvider, MetricQuery};
 use crate::api::MetricTemplateSpec;
+use crate::judge::sampling::SamplingModel;
 use crate::plan::{Metric, MetricSource, Plan};
 
 /// What `{{ … }}` placeholders are filled with (Flagger's variables).
@@ -125,13 +127,22 @@ pub fn resolve(
     plan: &Plan,
     base: &TemplateVars,
     default_address: &str,
+    sampling: SamplingModel,
     source: &dyn TemplateSource,
 ) -> Result<Vec<(String, Resolution)>, Vec<TemplateProblem>> {
     let mut resolved = Vec::new();
     let mut problems = Vec::new();
+    let sample_window = sampling.query_window(sampling.sub_interval(plan.interval));
     for (index, metric) in plan.analysis.metrics.iter().enumerate() {
         let path = format!("spec.analysis.metrics[{index}]");
-        match resolve_one(metric, &path, base, default_address, source) {
+        let found = resolve_one(
+            metric,
+            &path,
+            base,
+            (default_address, sample_window),
+            source,
+        );
+        match found {
             Ok(resolution) => resolved.push((metric.name.clone(), resolution)),
             Err(found) => problems.extend(found),
         }
@@ -147,7 +158,7 @@ fn resolve_one(
     metric: &Metric,
     path: &str,
     base: &TemplateVars,
-    default_address: &str,
+    (default_address, sample_window): (&str, Duration),
     source: &dyn TemplateSource,
 ) -> Result<Resolution, Vec<TemplateProblem>> {
     let (query, connection, field) = match &metric.source {
@@ -184,7 +195,7 @@ fn resolve_one(
     let rendered = render(&query, &vars).map_err(problems)?;
     let (canary_samples, primary_samples) = match metric.judge {
         Some(_) => {
-            let (canary, primary) = sample_queries(&query, metric, &vars);
+            let (canary, primary) = sample_queries(&query, sample_window, &vars);
             (Some(canary), Some(primary))
         }
         None => (None, None),
@@ -197,10 +208,11 @@ fn resolve_one(
     }))
 }
 
-/// For `compare: primary`: the query over one sub-interval, for the canary and the primary.
-fn sample_queries(query: &str, metric: &Metric, vars: &TemplateVars) -> (String, String) {
+/// For `compare: primary`: the query over one sample's window (a sub-interval and a scrape),
+/// for the canary and the primary.
+fn sample_queries(query: &str, window: Duration, vars: &TemplateVars) -> (String, String) {
     let sampled = TemplateVars {
-        interval: super::prometheus::promql_window(super::compare::sub_interval(metric.window)),
+        interval: super::prometheus::promql_window(window),
         ..vars.clone()
     };
     let primary = TemplateVars {
@@ -391,7 +403,14 @@ mod tests {
         .unwrap();
         let plan = crate::plan::plan(&spec, Default::default()).unwrap();
         let base = TemplateVars::default();
-        let resolved = resolve(&plan, &base, "http://prometheus:9090", &NoTemplates).unwrap();
+        let resolved = resolve(
+            &plan,
+            &base,
+            "http://prometheus:9090",
+            SamplingModel::default(),
+            &NoTemplates,
+        )
+        .unwrap();
         let Resolution::Query(query) = &resolved[0].1 else {
             panic!("a query: {resolved:?}");
         };
@@ -434,6 +453,7 @@ mod tests {
             &plan,
             &TemplateVars::default(),
             &address,
+            SamplingModel::default(),
             &CredentialsWithoutAddress,
         )
         .unwrap_err();

@@ -40,6 +40,8 @@ pub struct Settings {
     pub min_interval: Duration,
     /// The Prometheus of canaries that name none.
     pub metrics_server: String,
+    /// How the proxies' telemetry is scraped: what the comparative judge samples at.
+    pub sampling: crate::judge::sampling::SamplingModel,
 }
 
 /// The world as one reconcile of a canary sees it.
@@ -221,7 +223,8 @@ fn resolve_checks(
         ..TemplateVars::default()
     };
     let address = metrics_address(plan, settings);
-    crate::metrics::templates::resolve(plan, &vars, &address, &StoreSource(stores)).map_err(
+    let source = StoreSource(stores);
+    crate::metrics::templates::resolve(plan, &vars, &address, settings.sampling, &source).map_err(
         |problems| {
             let joined = problems.iter().map(ToString::to_string).collect::<Vec<_>>();
             Obstacle::InvalidMetric(joined.join("; "))

@@ -61,6 +61,7 @@ fn settings() -> Settings {
         default_router: RouterKind::Istio,
         min_interval: Duration::from_secs(10),
         metrics_server: "http://prometheus:9090".into(),
+        sampling: Default::default(),
     }
 }
 

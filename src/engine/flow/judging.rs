@@ -67,7 +67,11 @@ impl<'a> Rollout<'a> {
             .metrics
             .as_deref()
             .ok_or(Need::Metrics)?;
-        let judgement = analysis::judge_metrics(analysis, outcomes, &self.status.judge_state);
+        let tests = crate::judge::Tests {
+            counts: self.status.judge_state.clone(),
+            samples: self.status.sample_tests.clone(),
+        };
+        let judgement = analysis::judge_metrics(analysis, outcomes, tests);
         let judged = (judgement.records, judgement.states);
         let joined = |failures: Vec<Failure>| {
             let reasons: Vec<String> = failures.into_iter().map(|f| f.0).collect();

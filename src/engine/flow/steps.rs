@@ -58,7 +58,8 @@ impl Rollout<'_> {
         if !records.is_empty() {
             self.status.judgements = records;
         }
-        self.status.judge_state = states;
+        self.status.judge_state = states.counts;
+        self.status.sample_tests = states.samples;
         match verdict {
             Verdict::Decisive(failure) => {
                 self.status.holding_since = None;

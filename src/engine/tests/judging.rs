@@ -89,6 +89,7 @@ fn counts(canary_errors: f64) -> Comparison {
             requests: 3000.0,
             errors: 30.0,
         },
+        through: 0,
     }
 }
 

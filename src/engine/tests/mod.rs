@@ -131,7 +131,17 @@ impl Sim {
                         .map(|m| MetricOutcome {
                             name: m.name.clone(),
                             value: self.metric.clone(),
-                            comparison: self.comparison.clone(),
+                            comparison: self.comparison.clone().map(|c| match c {
+                                // Each step's counts are new: they end now.
+                                Comparison::Counts {
+                                    canary, primary, ..
+                                } => Comparison::Counts {
+                                    canary,
+                                    primary,
+                                    through: self.now.as_millisecond(),
+                                },
+                                other => other,
+                            }),
                         })
                         .collect();
                     observations.metrics = Some(outcomes);

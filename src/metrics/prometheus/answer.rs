@@ -102,6 +102,52 @@ pub fn range_values(body: &[u8], promql: &str) -> Result<Vec<(f64, f64)>, String
         .collect())
 }
 
+/// A histogram's buckets at each step, from a range query that returns one series per `le`:
+/// by timestamp (Unix ms), the (upper bound, cumulative value) pairs in ascending order of
+/// bound, `+Inf` last. A series without a readable `le`, or a value that is not finite, is left
+/// out; a step without a `+Inf` bucket is no histogram and is dropped.
+pub fn range_histogram(
+    body: &[u8],
+    promql: &str,
+) -> Result<std::collections::BTreeMap<i64, Vec<(f64, f64)>>, String> {
+    let data = data(body, promql)?;
+    let series = data
+        .result
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut steps: std::collections::BTreeMap<i64, Vec<(f64, f64)>> = Default::default();
+    for one in series {
+        let Some(bound) = one["metric"]["le"]
+            .as_str()
+            .and_then(|le| le.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        if bound.is_nan() {
+            continue;
+        }
+        for pair in one["values"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let at = pair.get(0).and_then(serde_json::Value::as_f64);
+            let value = pair.get(1).and_then(|v| v.as_str()?.parse::<f64>().ok());
+            if let (Some(at), Some(value)) = (at, value.filter(|v| v.is_finite())) {
+                let at = (at * 1000.0).round() as i64;
+                steps.entry(at).or_default().push((bound, value));
+            }
+        }
+    }
+    steps.retain(|_, buckets| {
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets.dedup_by(|a, b| a.0 == b.0);
+        buckets.last().is_some_and(|(bound, _)| bound.is_infinite())
+    });
+    Ok(steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +158,10 @@ mod tests {
         assert_eq!(instant_number(vector, "q"), Ok(Some(99.5)));
         let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
         assert_eq!(instant_number(empty, "q"), Ok(None));
+        let histogram = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"le":"+Inf"},"values":[[10,"4"],[20,"6"]]},{"metric":{"le":"100"},"values":[[10,"3"],[20,"NaN"]]},{"metric":{},"values":[[10,"1"]]}]}}"#;
+        let steps = range_histogram(histogram, "q").unwrap();
+        assert_eq!(steps[&10_000], vec![(100.0, 3.0), (f64::INFINITY, 4.0)]);
+        assert_eq!(steps[&20_000], vec![(f64::INFINITY, 6.0)]);
         let nan = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#;
         assert_eq!(instant_number(nan, "q"), Ok(None));
         for bad in [

@@ -126,6 +126,15 @@ impl MeshTelemetry {
         )
     }
 
+    /// PromQL for the workload's latency histogram over the window, one series per bucket.
+    pub fn latency_histogram(self, workload: &WorkloadRef, window: &str) -> String {
+        format!(
+            "sum by (le) (rate({buckets}{{{selector}}}[{window}]))",
+            buckets = self.shape().latency_buckets,
+            selector = self.selector(workload),
+        )
+    }
+
     /// PromQL for the number of requests the workload answered over the window.
     pub fn request_count(self, workload: &WorkloadRef, window: &str) -> String {
         format!(

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 
 use super::{MetricError, MetricProvider, MetricQuery};
 
-pub use answer::{instant_number, range_values};
+pub use answer::{instant_number, range_histogram, range_values};
 pub use builtins::{MeshTelemetry, WorkloadRef};
 pub use connection::{Auth, Connection, ConnectionError};
 
@@ -104,6 +104,24 @@ impl PrometheusClient {
         Ok(body)
     }
 
+    /// A range query of a histogram by `le`: its buckets at each `step` between `start` and
+    /// `end` (Unix seconds), by timestamp in Unix milliseconds.
+    pub async fn query_range_histogram(
+        &self,
+        promql: &str,
+        (start, end): (f64, f64),
+        step: Duration,
+    ) -> Result<std::collections::BTreeMap<i64, Vec<(f64, f64)>>, MetricError> {
+        let params = [
+            ("query", promql.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{:.3}", step.as_secs_f64().max(0.001))),
+        ];
+        let body = self.call("/api/v1/query_range", &params).await?;
+        range_histogram(&body, promql).map_err(|reason| self.failed(reason))
+    }
+
     /// A range query: the values of a one-series expression at each `step` between `start` and
     /// `end` (Unix seconds). No series is an empty list.
     pub async fn query_range(
@@ -132,9 +150,21 @@ impl PrometheusClient {
         workload: &str,
         window: u64,
     ) -> Result<f64, MetricError> {
-        let body = self
-            .call("/api/v1/query", &[("query", promql.to_string())])
-            .await?;
+        self.query_number_at(promql, (workload, window), None).await
+    }
+
+    /// [`Self::query_number`] evaluated at `at` (Unix seconds), or now.
+    pub async fn query_number_at(
+        &self,
+        promql: &str,
+        (workload, window): (&str, u64),
+        at: Option<f64>,
+    ) -> Result<f64, MetricError> {
+        let mut params = vec![("query", promql.to_string())];
+        if let Some(at) = at {
+            params.push(("time", format!("{at:.3}")));
+        }
+        let body = self.call("/api/v1/query", &params).await?;
         match instant_number(&body, promql) {
             Ok(Some(number)) => Ok(number),
             Ok(None) => Err(MetricError::NoData {
