@@ -769,4 +769,74 @@ mod in_the_controller {
             "{advanced:#?}"
         );
     }
+
+    /// Median `latency_ms`, log-normal σ 0.5: at 100 ms the P99 is about 320 ms, in the
+    /// (250, 500] bucket.
+    fn timed(requests_per_second: f64, latency_ms: f64) -> Health {
+        Health {
+            requests_per_second,
+            latency_ms,
+            latency_sigma: 0.5,
+            ..Health::GOOD
+        }
+    }
+
+    #[tokio::test]
+    async fn the_judge_rolls_back_a_half_slower_canary_at_ten_percent_and_promotes_a_tenth_slower_one(
+    ) {
+        let f = Fixture::new("latency").await;
+        let metric = json!({
+            "name": "request-duration", "interval": "15s", "compare": "primary",
+            "judge": { "confidence": 0.99, "allowedIncrease": 0.2 }
+        });
+        // The canary takes a tenth of the traffic: 200 of 2000 requests a second.
+        for (name, canary_ms) in [("slower", 150.0), ("tenth", 110.0)] {
+            f.telemetry
+                .set(&f.ns, &format!("{name}-primary"), timed(1800.0, 100.0));
+            f.telemetry.set(&f.ns, name, timed(200.0, 100.0));
+            f.create_target(name, &format!("{name}:1")).await;
+            let spec = json!({ "interval": "15s", "threshold": 3, "stepWeights": [10, 50], "metrics": [metric] });
+            f.create_canary(name, name, spec, json!({})).await;
+        }
+        for (name, canary_ms) in [("slower", 150.0), ("tenth", 110.0)] {
+            f.wait_phase(name, CanaryPhase::Initialized, LIMIT).await;
+            f.telemetry.set(&f.ns, name, timed(200.0, canary_ms));
+            f.set_image(name, &format!("{name}:2")).await;
+        }
+        let slower = f.wait_phase("slower", CanaryPhase::Failed, LIMIT * 2).await;
+        let judged = &slower.judgements[0];
+        assert_eq!(judged.verdict, aviary::judge::Verdict::Fail, "{judged:?}");
+        assert!(
+            judged.effect.is_some_and(|e| (1.35..1.7).contains(&e)),
+            "{judged:?}"
+        );
+        assert_eq!(slower.failed_checks, 1, "one decisive verdict: {slower:#?}");
+        let events = f.event_reasons().await;
+        let rolled = notes(&events, "RolledBack");
+        assert!(
+            rolled
+                .iter()
+                .any(|n| n.contains("judged against the primary")
+                    && n.contains("sub-intervals")
+                    && n.contains("exceeds ×1.20")),
+            "{rolled:#?}"
+        );
+        let advanced = notes(&events, "WeightAdvanced");
+        assert!(
+            !advanced
+                .iter()
+                .any(|n| n.starts_with("Advanced slower to canary weight 50")),
+            "the slower canary never went past 10%: {advanced:#?}"
+        );
+        let tenth = f
+            .wait_phase("tenth", CanaryPhase::Succeeded, LIMIT * 2)
+            .await;
+        assert_eq!(tenth.failed_checks, 0);
+        let judged = &tenth.judgements[0];
+        assert_eq!(judged.verdict, aviary::judge::Verdict::Pass, "{judged:?}");
+        assert!(
+            judged.effect.is_some_and(|e| (1.0..1.2).contains(&e)),
+            "{judged:?}"
+        );
+    }
 }

@@ -14,14 +14,28 @@
 //! the lowest bucket (which starts at 0) the linear reading is kept.
 //!
 //! A P99 read from a few dozen requests depends on how many there were, not only on how fast
-//! they were. The canary has far fewer than the primary, so [`paired_p99`] reads the primary
-//! from its histogram scaled down to the canary's count: both readings then share the same
-//! small-count behaviour, and at the null the pair's ratio stays within a few percent of 1
-//! from about 150 requests up (below that the canary reads low, which never fails it).
+//! they were: with no request beyond the bucket, the bucket's own tail exponent is unknown
+//! (infinite). The canary has far fewer requests than the primary, so [`paired_p99`] lends
+//! it the primary's exponent for that bucket: at the null both sides then read alike, and a
+//! slower canary's flatter tail is read with the primary's steeper one, which can only make
+//! it look faster.
 
 /// The `q` quantile of a histogram given as (upper bound, cumulative count) in ascending
 /// order of bound, `+Inf` last; None without requests.
 pub fn tail_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    read(q, buckets, None)
+}
+
+/// The share of a histogram's requests above `bound`, when the histogram has that bound.
+fn survival_at(buckets: &[(f64, f64)], bound: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    let (_, at) = buckets.iter().find(|(b, _)| *b == bound)?;
+    (total > 0.0).then(|| (total - at) / total)
+}
+
+/// [`tail_quantile`], with `shape` (another histogram of the same bounds) lending its tail
+/// exponent where this one has no request beyond the bucket the quantile falls in.
+fn read(q: f64, buckets: &[(f64, f64)], shape: Option<&[(f64, f64)]>) -> Option<f64> {
     let total = buckets.last()?.1;
     // Only a positive count reads (NaN included in what does not).
     if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !(0.0..1.0).contains(&q) {
@@ -41,11 +55,20 @@ pub fn tail_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     if lo <= 0.0 || at_hi <= at_lo {
         return Some(lo + (hi - lo) * (rank - at_lo) / (at_hi - at_lo).max(f64::MIN_POSITIVE));
     }
-    // Half a request stands in for an empty tail beyond the bucket, so `a` stays finite.
     let survival_lo = (total - at_lo) / total;
-    let survival_hi = ((total - at_hi).max(0.5)) / total;
-    let target = (1.0 - q).max(survival_hi);
-    let exponent = (survival_lo / survival_hi).ln() / (hi / lo).ln();
+    let lent = shape
+        .filter(|_| total - at_hi < 0.5)
+        .and_then(|shape| Some((survival_at(shape, lo)?, survival_at(shape, hi)?)))
+        .filter(|(_, beyond)| *beyond > 0.0);
+    let (exponent, target) = match lent {
+        Some((within, beyond)) => ((within / beyond).ln() / (hi / lo).ln(), 1.0 - q),
+        None => {
+            // Half a request stands in for an empty tail beyond the bucket, so `a` is finite.
+            let survival_hi = (total - at_hi).max(0.5) / total;
+            let exponent = (survival_lo / survival_hi).ln() / (hi / lo).ln();
+            (exponent, (1.0 - q).max(survival_hi))
+        }
+    };
     if exponent <= 0.0 {
         return Some(hi);
     }
@@ -53,25 +76,20 @@ pub fn tail_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
 }
 
 /// The P99s of one sub-interval, canary and primary, from their histograms (values in
-/// requests per `per` seconds: `per` turns a `rate()` into a count). The primary's is read at
-/// the canary's count. None when either side saw no request.
+/// requests per `per` seconds: `per` turns a `rate()` into a count). Where the canary has no
+/// request beyond the bucket its P99 falls in, it borrows the primary's tail shape there.
+/// None when either side saw no request.
 pub fn paired_p99(canary: &[(f64, f64)], primary: &[(f64, f64)], per: f64) -> Option<(f64, f64)> {
-    let counts = |buckets: &[(f64, f64)], factor: f64| -> Vec<(f64, f64)> {
+    let counts = |buckets: &[(f64, f64)]| -> Vec<(f64, f64)> {
         buckets
             .iter()
-            .map(|(bound, value)| (*bound, value * factor))
+            .map(|(bound, value)| (*bound, value * per))
             .collect()
     };
-    let canary = counts(canary, per);
-    let canary_total = canary.last()?.1;
-    let primary_total = primary.last()?.1;
-    if primary_total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-        return None;
-    }
-    let primary = counts(primary, canary_total / primary_total);
+    let (canary, primary) = (counts(canary), counts(primary));
     Some((
-        tail_quantile(0.99, &canary)?,
-        tail_quantile(0.99, &primary)?,
+        read(0.99, &canary, Some(&primary))?,
+        read(0.99, &primary, None)?,
     ))
 }
 
@@ -103,11 +121,16 @@ mod tests {
     }
 
     #[test]
-    fn the_primary_is_read_at_the_canarys_count() {
-        let canary = histogram(100.0, 2.0);
-        let primary = histogram(100.0, 20.0);
+    fn an_empty_canary_tail_borrows_the_primarys_shape() {
+        // 200 requests: none beyond 500 ms, where the primary has its usual 0.06 %.
+        let mut canary = histogram(100.0, 200.0);
+        let beyond = canary.len() - 3;
+        for bucket in &mut canary[beyond..] {
+            bucket.1 = 200.0;
+        }
+        let primary = histogram(100.0, 1e6);
         let (c, p) = paired_p99(&canary, &primary, 1.0).unwrap();
-        assert!((c - p).abs() < 1e-9, "{c} {p}");
+        assert!((c / p - 1.0).abs() < 0.05, "{c} {p}");
         assert_eq!(paired_p99(&canary, &histogram(100.0, 0.0), 1.0), None);
     }
 

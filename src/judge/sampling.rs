@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// At most this many samples per analysis interval: enough to average out noise, few enough
 /// that a query stays small.
-pub const MAX_PER_INTERVAL: u32 = 12;
+pub const MAX_PER_INTERVAL: u32 = 30;
 /// At most this many sub-intervals are sampled in one look; older unsampled ones are skipped
 /// (skipping never counts anything twice).
 pub const MAX_PER_LOOK: u64 = 120;
@@ -121,15 +121,19 @@ mod tests {
     }
 
     #[test]
-    fn sub_intervals_are_at_least_a_scrape_and_at_most_twelve_an_interval() {
+    fn sub_intervals_are_at_least_a_scrape_and_at_most_thirty_an_interval() {
         let m = model(15);
         assert_eq!(
             m.sub_interval(Duration::from_secs(60)),
             Duration::from_secs(15)
         );
         assert_eq!(
-            m.sub_interval(Duration::from_secs(600)),
-            Duration::from_secs(50)
+            m.sub_interval(Duration::from_secs(300)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            m.sub_interval(Duration::from_secs(900)),
+            Duration::from_secs(30)
         );
         assert_eq!(
             m.sub_interval(Duration::from_secs(10)),

@@ -264,6 +264,8 @@ impl ControllerProcess {
                 prometheus,
             ])
             .args(["--listen", "127.0.0.1:0", "--min-interval", "1s"])
+            // The tests' Prometheus scrapes every second.
+            .args(["--scrape-interval", "1s"])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "aviary=debug,kube=warn")

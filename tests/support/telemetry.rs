@@ -16,7 +16,9 @@ const BUCKETS: [f64; 8] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 pub struct Health {
     pub requests_per_second: f64,
     pub error_ratio: f64,
+    /// Every request's time when `latency_sigma` is 0; else the median of log-normal times.
     pub latency_ms: f64,
+    pub latency_sigma: f64,
 }
 
 impl Health {
@@ -24,12 +26,22 @@ impl Health {
         requests_per_second: 20.0,
         error_ratio: 0.0,
         latency_ms: 8.0,
+        latency_sigma: 0.0,
     };
     pub const FAILING: Health = Health {
         requests_per_second: 20.0,
         error_ratio: 0.5,
         latency_ms: 8.0,
+        latency_sigma: 0.0,
     };
+
+    /// The share of requests at most `bound` milliseconds.
+    fn share_within(&self, bound: f64) -> f64 {
+        if self.latency_sigma <= 0.0 {
+            return if self.latency_ms <= bound { 1.0 } else { 0.0 };
+        }
+        aviary::judge::stats::normal_cdf((bound / self.latency_ms).ln() / self.latency_sigma)
+    }
 }
 
 #[derive(Default)]
@@ -102,9 +114,7 @@ impl ProxyTelemetry {
             counters.count += requests;
             counters.sum += requests * health.latency_ms;
             for (bound, bucket) in BUCKETS.iter().zip(counters.buckets.iter_mut()) {
-                if health.latency_ms <= *bound {
-                    *bucket += requests;
-                }
+                *bucket += requests * health.share_within(*bound);
             }
         }
     }

@@ -71,7 +71,7 @@ const fn erring(name: &'static str, rps: f64, weight: f64, errors: (f64, f64)) -
     }
 }
 
-pub const SCENARIOS: [Scenario; 24] = [
+pub const SCENARIOS: [Scenario; 26] = [
     healthy("healthy, 10 rps canary (10% of 100)"),
     Scenario {
         noise: 0.0,
@@ -103,6 +103,16 @@ pub const SCENARIOS: [Scenario; 24] = [
         canary_latency: 1.18,
         rps: 200.0,
         ..healthy("latency +18%, just inside the allowance, 20 rps")
+    },
+    Scenario {
+        canary_latency: 1.18,
+        rps: 50.0,
+        ..healthy("latency +18%, just inside the allowance, 5 rps")
+    },
+    Scenario {
+        canary_latency: 1.18,
+        rps: 20.0,
+        ..healthy("latency +18%, just inside the allowance, 2 rps")
     },
     Scenario {
         incident: Some(Incident {
