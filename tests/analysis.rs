@@ -787,20 +787,20 @@ mod in_the_controller {
         let f = Fixture::new("latency").await;
         let metric = json!({
             "name": "request-duration", "interval": "15s", "compare": "primary",
-            "judge": { "confidence": 0.99, "allowedIncrease": 0.2 }
+            "judge": { "confidence": 0.99, "allowedIncrease": 20 }
         });
-        // The canary takes a tenth of the traffic: 200 of 2000 requests a second.
+        // The canary takes a tenth of the traffic: 300 of 3000 requests a second.
         for (name, canary_ms) in [("slower", 150.0), ("tenth", 110.0)] {
             f.telemetry
-                .set(&f.ns, &format!("{name}-primary"), timed(1800.0, 100.0));
-            f.telemetry.set(&f.ns, name, timed(200.0, 100.0));
+                .set(&f.ns, &format!("{name}-primary"), timed(2700.0, 100.0));
+            f.telemetry.set(&f.ns, name, timed(300.0, 100.0));
             f.create_target(name, &format!("{name}:1")).await;
             let spec = json!({ "interval": "15s", "threshold": 3, "stepWeights": [10, 50], "metrics": [metric] });
             f.create_canary(name, name, spec, json!({})).await;
         }
         for (name, canary_ms) in [("slower", 150.0), ("tenth", 110.0)] {
             f.wait_phase(name, CanaryPhase::Initialized, LIMIT).await;
-            f.telemetry.set(&f.ns, name, timed(200.0, canary_ms));
+            f.telemetry.set(&f.ns, name, timed(300.0, canary_ms));
             f.set_image(name, &format!("{name}:2")).await;
         }
         let slower = f.wait_phase("slower", CanaryPhase::Failed, LIMIT * 2).await;

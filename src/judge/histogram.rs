@@ -17,8 +17,13 @@
 //! they were: with no request beyond the bucket, the bucket's own tail exponent is unknown
 //! (infinite). The canary has far fewer requests than the primary, so [`paired_p99`] lends
 //! it the primary's exponent for that bucket: at the null both sides then read alike, and a
-//! slower canary's flatter tail is read with the primary's steeper one, which can only make
-//! it look faster.
+//! slower canary's flatter tail is read with the primary's steeper one. Still, a P99 from
+//! few requests reads high, so [`merged_pairs`] merges sub-intervals until the canary has
+//! enough requests for the bias to stay within a few percent.
+
+use std::collections::BTreeMap;
+
+use super::Pair;
 
 /// The `q` quantile of a histogram given as (upper bound, cumulative count) in ascending
 /// order of bound, `+Inf` last; None without requests.
@@ -93,6 +98,67 @@ pub fn paired_p99(canary: &[(f64, f64)], primary: &[(f64, f64)], per: f64) -> Op
     ))
 }
 
+/// Fewer canary requests than this and a P99 depends on the count as much as on the
+/// latency (the canary's reads high by some 8 % at 150 requests, 17 % at 75): consecutive
+/// sub-intervals are merged until the canary has this many.
+pub const MIN_PAIR_REQUESTS: f64 = 200.0;
+
+/// A histogram: (upper bound, cumulative value), ascending, `+Inf` last.
+pub type Buckets = Vec<(f64, f64)>;
+
+fn add_into(sum: &mut Buckets, more: &[(f64, f64)]) -> bool {
+    if sum.is_empty() {
+        sum.extend_from_slice(more);
+        return true;
+    }
+    let same_bounds = sum.len() == more.len() && sum.iter().zip(more).all(|(a, b)| a.0 == b.0);
+    if same_bounds {
+        for (a, b) in sum.iter_mut().zip(more) {
+            a.1 += b.1;
+        }
+    }
+    same_bounds
+}
+
+/// Both sides' histograms over consecutive sub-intervals (by end, Unix ms, values in
+/// requests per `per` seconds), merged oldest first into runs in which the canary has at
+/// least [`MIN_PAIR_REQUESTS`], each run read as one pair ending at its last sub-interval.
+/// Returns the pairs and the end of the last run, or `start` when none is complete: the
+/// sub-intervals after it are read again at the next look, never counted twice.
+pub fn merged_pairs(
+    ends: impl Iterator<Item = i64>,
+    (canary, primary): (&BTreeMap<i64, Buckets>, &BTreeMap<i64, Buckets>),
+    per: f64,
+    start: i64,
+) -> (Vec<Pair>, i64) {
+    let (mut pairs, mut through) = (Vec::new(), start);
+    let (mut run_canary, mut run_primary) = (Buckets::new(), Buckets::new());
+    for end in ends {
+        let (Some(c), Some(p)) = (canary.get(&end), primary.get(&end)) else {
+            continue;
+        };
+        if !add_into(&mut run_canary, c) || !add_into(&mut run_primary, p) {
+            // The bounds changed (a new histogram layout): start the run again here.
+            (run_canary, run_primary) = (c.clone(), p.clone());
+        }
+        let requests = run_canary.last().map_or(0.0, |(_, total)| total * per);
+        if requests < MIN_PAIR_REQUESTS {
+            continue;
+        }
+        if let Some((canary, primary)) = paired_p99(&run_canary, &run_primary, per) {
+            pairs.push(Pair {
+                end,
+                canary,
+                primary,
+            });
+        }
+        through = end;
+        run_canary.clear();
+        run_primary.clear();
+    }
+    (pairs, through)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +198,21 @@ mod tests {
         let (c, p) = paired_p99(&canary, &primary, 1.0).unwrap();
         assert!((c / p - 1.0).abs() < 0.05, "{c} {p}");
         assert_eq!(paired_p99(&canary, &histogram(100.0, 0.0), 1.0), None);
+    }
+
+    #[test]
+    fn sub_intervals_merge_until_the_canary_has_enough_requests() {
+        let every = |n: f64| -> BTreeMap<i64, Buckets> {
+            (1..=7).map(|k| (k * 1000, histogram(100.0, n))).collect()
+        };
+        let (canary, primary) = (every(100.0), every(900.0));
+        let ends = (1..=7).map(|k| k * 1000);
+        let (pairs, through) = merged_pairs(ends, (&canary, &primary), 1.0, 0);
+        assert_eq!(
+            pairs.iter().map(|p| p.end).collect::<Vec<_>>(),
+            [3000, 6000]
+        );
+        assert_eq!(through, 6000, "the seventh waits for the next look");
     }
 
     #[test]

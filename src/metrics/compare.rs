@@ -9,7 +9,7 @@ use super::prometheus::{promql_window, MeshTelemetry, PrometheusClient, Workload
 use super::MetricError;
 use crate::api::{BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
 use crate::engine::Comparison;
-use crate::judge::histogram::paired_p99;
+use crate::judge::histogram::merged_pairs;
 use crate::judge::sampling::{Looks, SamplingModel};
 use crate::judge::{Counts, Pair};
 
@@ -75,14 +75,14 @@ async fn samples(
         .collect())
 }
 
-/// The P99s of both sides from their latency histograms at the end of each sub-interval of
-/// `looks`, read by [`paired_p99`] (PromQL's linear reading would hide most of a tail's
-/// change).
-async fn p99s(
+/// The P99s of both sides from their latency histograms over the sub-intervals of `looks`,
+/// merged until the canary has enough requests and read by [`merged_pairs`] (PromQL's linear
+/// reading would hide most of a tail's change).
+async fn histogram_pairs(
     prometheus: &PrometheusClient,
     (canary, primary): (&str, &str),
     looks: &Looks,
-) -> Result<(BTreeMap<i64, f64>, BTreeMap<i64, f64>), MetricError> {
+) -> Result<Comparison, MetricError> {
     let seconds = |ms: i64| ms as f64 / 1000.0;
     let step = Duration::from_millis(looks.step.unsigned_abs());
     let range = (seconds(looks.first_end), seconds(looks.last_end));
@@ -94,15 +94,9 @@ async fn p99s(
         .await?;
     // rate() is per second; over a sub-interval it is that many seconds' requests.
     let per = seconds(looks.step);
-    let (mut canary_p99, mut primary_p99) = (BTreeMap::new(), BTreeMap::new());
-    for (at, buckets) in &canary {
-        let read = primary.get(at).and_then(|p| paired_p99(buckets, p, per));
-        if let Some((c, p)) = read {
-            canary_p99.insert(*at, c);
-            primary_p99.insert(*at, p);
-        }
-    }
-    Ok((canary_p99, primary_p99))
+    let start = looks.first_end - looks.step;
+    let (pairs, through) = merged_pairs(looks.ends(), (&canary, &primary), per, start);
+    Ok(Comparison::Samples { pairs, through })
 }
 
 /// How the sides' values are read: a one-series query each, or their histograms' P99s.
@@ -127,13 +121,11 @@ async fn paired(
             through,
         });
     };
-    let (canary, primary) = match read {
-        Read::Values => (
-            samples(prometheus, canary, &looks).await?,
-            samples(prometheus, primary, &looks).await?,
-        ),
-        Read::HistogramP99 => p99s(prometheus, (canary, primary), &looks).await?,
-    };
+    if let Read::HistogramP99 = read {
+        return histogram_pairs(prometheus, (canary, primary), &looks).await;
+    }
+    let canary = samples(prometheus, canary, &looks).await?;
+    let primary = samples(prometheus, primary, &looks).await?;
     let pairs = canary
         .iter()
         .filter_map(|(end, c)| {

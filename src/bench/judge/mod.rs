@@ -14,17 +14,16 @@
 mod scenarios;
 mod traffic;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::judge::histogram::paired_p99;
+use crate::judge::histogram::{merged_pairs, Buckets};
 use crate::judge::sampling::SamplingModel;
-use crate::judge::{
-    self, Counts, Direction, Pair, PairedState, SequentialState, Settings, Verdict,
-};
+use crate::judge::{self, Counts, Direction, PairedState, SequentialState, Settings, Verdict};
 use scenarios::{Scenario, SCENARIOS};
 use traffic::Scraped;
 
@@ -105,21 +104,14 @@ impl Judge {
             .pending(sub, self.samples.sampled_until, now_ms, interval);
         let (pairs, through) = match looks {
             Some(looks) => {
-                let pairs: Vec<Pair> = looks
-                    .ends()
-                    .filter_map(|end| {
-                        let at = end as f64 / 1000.0;
-                        let buckets = |side: &Scraped| side.buckets(at, width);
-                        let read = paired_p99(&buckets(canary)?, &buckets(primary)?, 1.0);
-                        let (canary, primary) = read?;
-                        Some(Pair {
-                            end,
-                            canary,
-                            primary,
-                        })
-                    })
-                    .collect();
-                (pairs, looks.last_end)
+                let read = |side: &Scraped| -> BTreeMap<i64, Buckets> {
+                    let at = |end: i64| end as f64 / 1000.0;
+                    let histograms = looks.ends().map(|end| (end, side.buckets(at(end), width)));
+                    histograms.filter_map(|(end, b)| Some((end, b?))).collect()
+                };
+                let (canary, primary) = (read(canary), read(primary));
+                let start = looks.first_end - looks.step;
+                merged_pairs(looks.ends(), (&canary, &primary), 1.0, start)
             }
             None => (Vec::new(), self.samples.sampled_until.unwrap_or_default()),
         };
