@@ -790,7 +790,7 @@ mod in_the_controller {
             "judge": { "confidence": 0.99, "allowedIncrease": 20 }
         });
         // The canary takes a tenth of the traffic: 300 of 3000 requests a second.
-        for (name, canary_ms) in [("slower", 150.0), ("tenth", 110.0)] {
+        for name in ["slower", "tenth"] {
             f.telemetry
                 .set(&f.ns, &format!("{name}-primary"), timed(2700.0, 100.0));
             f.telemetry.set(&f.ns, name, timed(300.0, 100.0));
@@ -805,6 +805,7 @@ mod in_the_controller {
         }
         let slower = f.wait_phase("slower", CanaryPhase::Failed, LIMIT * 2).await;
         let judged = &slower.judgements[0];
+        println!("slower: {judged:?}");
         assert_eq!(judged.verdict, aviary::judge::Verdict::Fail, "{judged:?}");
         assert!(
             judged.effect.is_some_and(|e| (1.35..1.7).contains(&e)),
