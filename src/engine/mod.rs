@@ -86,7 +86,7 @@ pub enum Comparison {
     /// by the pooled sample test.
     Samples {
         pairs: Vec<crate::judge::Pair>,
-        through: i64,
+        through: Option<i64>,
     },
 }
 

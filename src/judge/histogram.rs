@@ -205,7 +205,7 @@ mod tests {
         let every = |n: f64| -> BTreeMap<i64, Buckets> {
             (1..=7).map(|k| (k * 1000, histogram(100.0, n))).collect()
         };
-        let (canary, primary) = (every(100.0), every(900.0));
+        let (canary, primary) = (every(70.0), every(630.0));
         let ends = (1..=7).map(|k| k * 1000);
         let (pairs, through) = merged_pairs(ends, (&canary, &primary), 1.0, 0);
         assert_eq!(

@@ -150,11 +150,11 @@ fn bounds(settings: &Settings) -> (f64, f64) {
 pub fn judge_pairs(
     settings: &Settings,
     pairs: &[Pair],
-    through: i64,
+    through: Option<i64>,
     state: &mut PairedState,
 ) -> Judgement {
     let (up, down) = bounds(settings);
-    state.add(pairs, through, (up, down));
+    let added = state.add(pairs, through, (up, down));
     let rises = matches!(settings.direction, Direction::Increase | Direction::Either);
     let falls = matches!(settings.direction, Direction::Decrease | Direction::Either) && down > 0.0;
     // Either direction may fail the canary: each gets half the error.
@@ -169,7 +169,8 @@ pub fn judge_pairs(
     } else if falls && below >= 1.0 / alpha {
         let detail = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals: evidence {below:.3e} ≥ {:.0} that it is below ×{down:.2}", 1.0 / alpha);
         (Verdict::Fail, below, detail)
-    } else if pairs_seen < MIN_PAIRS {
+    } else if pairs_seen < MIN_PAIRS || added.counted == 0 {
+        // No pass on old evidence alone: a canary that stopped getting traffic is not judged.
         let detail =
             format!("too few sub-intervals with both sides measured to compare ({pairs_seen})");
         (Verdict::Inconclusive, above.max(below), detail)

@@ -53,7 +53,7 @@ pub struct Tally {
 impl Tally {
     fn add(&mut self, x: f64) {
         let x = x.clamp(-CLAMP, CLAMP);
-        self.pairs += 1;
+        self.pairs = self.pairs.saturating_add(1);
         self.sum += x;
         self.sum_of_squares += x * x;
     }
@@ -65,8 +65,29 @@ impl Tally {
         let log = std::f64::consts::LN_2
             + 0.5 * (PRIOR_PRECISION / v).ln()
             + self.sum * self.sum / (2.0 * v)
-            + normal_cdf(z).max(f64::MIN_POSITIVE).ln();
+            + ln_normal_cdf(z);
         log.min(700.0).exp()
+    }
+}
+
+/// `ln Φ(z)`, also far in the lower tail where Φ itself underflows (Mills' ratio there), so
+/// `S²/2v` never outgrows it and a steadily better canary never reads as evidence.
+fn ln_normal_cdf(z: f64) -> f64 {
+    if z > -8.0 {
+        return normal_cdf(z).max(f64::MIN_POSITIVE).ln();
+    }
+    let z2 = z * z;
+    let mills = (1.0 - 1.0 / z2 + 3.0 / (z2 * z2)).ln();
+    -z2 / 2.0 - (-z * (2.0 * std::f64::consts::PI).sqrt()).ln() + mills
+}
+
+impl Tally {
+    /// Whether stored sums can be a tally at all (anyone who may edit the Canary's status can
+    /// write them): finite, Q ≥ 0 and S² ≤ n·Q.
+    fn is_sound(&self) -> bool {
+        let (s, q) = (self.sum, self.sum_of_squares);
+        let bound = f64::from(self.pairs) * q * (1.0 + 1e-9) + 1e-12;
+        s.is_finite() && q.is_finite() && q >= 0.0 && s * s <= bound
     }
 }
 
@@ -107,7 +128,15 @@ impl PairedState {
     /// Adds the pairs of one look, bounds `up` = 1 + allowed increase, `down` = 1 − allowed
     /// decrease. `through` is the last sub-interval end the look covered (pairs may be
     /// missing where a side had no value); nothing at or before it is counted again.
-    pub fn add(&mut self, pairs: &[Pair], through: i64, (up, down): (f64, f64)) -> Added {
+    pub fn add(&mut self, pairs: &[Pair], through: Option<i64>, bounds: (f64, f64)) -> Added {
+        let (up, down) = bounds;
+        if !(self.above.is_sound() && self.below.is_sound() && self.log_ratio_sum.is_finite()) {
+            // Not a state this test wrote: start again rather than judge from it.
+            *self = PairedState {
+                sampled_until: self.sampled_until,
+                ..PairedState::default()
+            };
+        }
         let mut added = Added::default();
         let mut newest = self.sampled_until.unwrap_or(i64::MIN);
         for pair in pairs {
@@ -127,7 +156,10 @@ impl PairedState {
             }
             self.log_ratio_sum += ratio.clamp(-CLAMP, CLAMP);
         }
-        self.sampled_until = Some(newest.max(through));
+        let newest = newest.max(through.unwrap_or(i64::MIN));
+        if newest > i64::MIN {
+            self.sampled_until = Some(newest);
+        }
         added
     }
 
@@ -179,7 +211,7 @@ mod tests {
                         }
                     })
                     .collect();
-                state.add(&pairs, end, (1.2, 0.8));
+                state.add(&pairs, Some(end), (1.2, 0.8));
                 if state.above.evidence() >= 100.0 {
                     alarms += 1;
                     break;
@@ -212,16 +244,33 @@ mod tests {
                 primary: 100.0 + (k % 5) as f64,
             })
             .collect();
-        let added = state.add(&pairs, 20_000, (1.2, 0.8));
+        let added = state.add(&pairs, Some(20_000), (1.2, 0.8));
         assert_eq!(added.counted, 20);
         assert!(state.above.evidence() >= 100.0, "{state:?}");
         assert!(state.below.evidence() < 1.0);
         let before = state.clone();
-        let again = state.add(&pairs, 20_000, (1.2, 0.8));
+        let again = state.add(&pairs, Some(20_000), (1.2, 0.8));
         assert_eq!((again.counted, again.repeated), (0, 20));
         assert_eq!(state, before);
         let ratio = state.ratio_estimate().unwrap();
         assert!((1.4..1.6).contains(&ratio), "{ratio}");
+    }
+
+    #[test]
+    fn a_steadily_faster_canary_never_gathers_evidence_and_a_forged_state_is_dropped() {
+        let mut state = PairedState::default();
+        let pairs: Vec<Pair> = (1..=5000)
+            .map(|k| Pair {
+                end: k,
+                canary: 0.0,
+                primary: 1.0,
+            })
+            .collect();
+        state.add(&pairs, Some(5000), (1.2, 0.8));
+        assert!(state.above.evidence() < 1.0, "{:?}", state.above);
+        state.above.sum_of_squares = -1.0;
+        state.add(&[], None, (1.2, 0.8));
+        assert_eq!((state.above.pairs, state.sampled_until), (0, Some(5000)));
     }
 
     #[test]
@@ -244,7 +293,7 @@ mod tests {
                 primary: 0.0,
             },
         ];
-        let added = state.add(&pairs, 3, (1.2, 0.8));
+        let added = state.add(&pairs, Some(3), (1.2, 0.8));
         assert_eq!((added.counted, added.unusable), (1, 2));
         assert_eq!(state.above.sum, CLAMP);
         assert_eq!(state.sampled_until, Some(3));

@@ -89,9 +89,12 @@ impl SamplingModel {
         lookback: Duration,
     ) -> Option<Looks> {
         let step = millis(sub_interval).max(1);
-        let from = sampled_until.unwrap_or(now.saturating_sub(millis(lookback)));
+        // A mark beyond now (a clock step, an edited status) waits no longer than now.
+        let from = sampled_until
+            .unwrap_or(now.saturating_sub(millis(lookback)))
+            .min(now);
         // The first end whose sub-interval starts at or after `from`.
-        let first = (from + 2 * step - 1).div_euclid(step) * step;
+        let first = from.saturating_add(2 * step - 1).div_euclid(step) * step;
         let last = now
             .saturating_sub(millis(self.scrape_interval))
             .div_euclid(step)

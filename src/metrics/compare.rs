@@ -96,7 +96,10 @@ async fn histogram_pairs(
     let per = seconds(looks.step);
     let start = looks.first_end - looks.step;
     let (pairs, through) = merged_pairs(looks.ends(), (&canary, &primary), per, start);
-    Ok(Comparison::Samples { pairs, through })
+    Ok(Comparison::Samples {
+        pairs,
+        through: Some(through),
+    })
 }
 
 /// How the sides' values are read: a one-series query each, or their histograms' P99s.
@@ -115,10 +118,9 @@ async fn paired(
 ) -> Result<Comparison, MetricError> {
     let Some(looks) = looks else {
         // Nothing new to sample since the last look: the test stays where it is.
-        let through = sampled_until.unwrap_or_default();
         return Ok(Comparison::Samples {
             pairs: Vec::new(),
-            through,
+            through: sampled_until,
         });
     };
     if let Read::HistogramP99 = read {
@@ -126,8 +128,11 @@ async fn paired(
     }
     let canary = samples(prometheus, canary, &looks).await?;
     let primary = samples(prometheus, primary, &looks).await?;
+    // Only the grid's own instants: a server's other timestamps are no sub-interval.
+    let on_grid: std::collections::BTreeSet<i64> = looks.ends().collect();
     let pairs = canary
         .iter()
+        .filter(|(end, _)| on_grid.contains(end))
         .filter_map(|(end, c)| {
             primary.get(end).map(|p| Pair {
                 end: *end,
@@ -138,7 +143,7 @@ async fn paired(
         .collect();
     Ok(Comparison::Samples {
         pairs,
-        through: looks.last_end,
+        through: Some(looks.last_end),
     })
 }
 
@@ -163,12 +168,14 @@ impl SampleSpan {
     /// What the success rate counts this look: the time since the counts last counted (one
     /// analysis interval at the first look, at most ten), the range that covers it with the
     /// scrape on either side, and the instant (Unix ms) it ends. Consecutive looks tile time
-    /// as the sub-intervals do.
+    /// as the sub-intervals do, as long as no look comes ten intervals after the last.
     fn counting(&self) -> (Duration, Duration, i64) {
         let since = self.counted_until.map_or(self.analysis_interval, |until| {
             Duration::from_millis(self.now.saturating_sub(until).max(0).unsigned_abs())
         });
-        let counted = since.clamp(self.model.scrape_interval, self.analysis_interval * 10);
+        // The window reaches one scrape before the span, so even a span shorter than a scrape
+        // counts only what happened in it.
+        let counted = since.clamp(Duration::from_secs(1), self.analysis_interval * 10);
         (counted, self.model.query_window(counted), self.now)
     }
 

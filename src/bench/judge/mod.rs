@@ -111,9 +111,10 @@ impl Judge {
                 };
                 let (canary, primary) = (read(canary), read(primary));
                 let start = looks.first_end - looks.step;
-                merged_pairs(looks.ends(), (&canary, &primary), 1.0, start)
+                let (pairs, through) = merged_pairs(looks.ends(), (&canary, &primary), 1.0, start);
+                (pairs, Some(through))
             }
-            None => (Vec::new(), self.samples.sampled_until.unwrap_or_default()),
+            None => (Vec::new(), self.samples.sampled_until),
         };
         let on_latency = judge::judge_pairs(
             &settings(LATENCY_ALLOWANCE),

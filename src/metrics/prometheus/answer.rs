@@ -142,7 +142,14 @@ pub fn range_histogram(
     }
     steps.retain(|_, buckets| {
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        buckets.dedup_by(|a, b| a.0 == b.0);
+        // Two series whose `le` read as the same bound ("100", "100.0") are one bucket.
+        buckets.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
         buckets.last().is_some_and(|(bound, _)| bound.is_infinite())
     });
     Ok(steps)
