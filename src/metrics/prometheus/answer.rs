@@ -70,15 +70,19 @@ pub fn instant_number(body: &[u8], promql: &str) -> Result<Option<f64>, String> 
     Ok((!number.is_nan()).then_some(number))
 }
 
+/// The series of a range answer (none when the result is not a list).
+fn series(data: &ApiData) -> &[serde_json::Value] {
+    data.result
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
 /// A range query's `(time, value)` pairs of its one series; no series is an empty list, and
 /// points that are not finite numbers are left out.
 pub fn range_values(body: &[u8], promql: &str) -> Result<Vec<(f64, f64)>, String> {
     let data = data(body, promql)?;
-    let series = data
-        .result
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let series = series(&data);
     let values = match series {
         [] => return Ok(Vec::new()),
         [one] => one["values"]
@@ -111,11 +115,7 @@ pub fn range_histogram(
     promql: &str,
 ) -> Result<std::collections::BTreeMap<i64, Vec<(f64, f64)>>, String> {
     let data = data(body, promql)?;
-    let series = data
-        .result
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let series = series(&data);
     let mut steps: std::collections::BTreeMap<i64, Vec<(f64, f64)>> = Default::default();
     for one in series {
         let Some(bound) = one["metric"]["le"]

@@ -112,14 +112,24 @@ impl PrometheusClient {
         (start, end): (f64, f64),
         step: Duration,
     ) -> Result<std::collections::BTreeMap<i64, Vec<(f64, f64)>>, MetricError> {
+        let body = self.range_body(promql, (start, end), step).await?;
+        range_histogram(&body, promql).map_err(|reason| self.failed(reason))
+    }
+
+    async fn range_body(
+        &self,
+        promql: &str,
+        (start, end): (f64, f64),
+        step: Duration,
+    ) -> Result<Vec<u8>, MetricError> {
         let params = [
             ("query", promql.to_string()),
             ("start", format!("{start:.3}")),
             ("end", format!("{end:.3}")),
+            // A bare number of seconds: Prometheus refuses fractional durations such as 2.5s.
             ("step", format!("{:.3}", step.as_secs_f64().max(0.001))),
         ];
-        let body = self.call("/api/v1/query_range", &params).await?;
-        range_histogram(&body, promql).map_err(|reason| self.failed(reason))
+        self.call("/api/v1/query_range", &params).await
     }
 
     /// A range query: the values of a one-series expression at each `step` between `start` and
@@ -131,14 +141,7 @@ impl PrometheusClient {
         end: f64,
         step: Duration,
     ) -> Result<Vec<(f64, f64)>, MetricError> {
-        let params = [
-            ("query", promql.to_string()),
-            ("start", format!("{start:.3}")),
-            ("end", format!("{end:.3}")),
-            // A bare number of seconds: Prometheus refuses fractional durations such as 2.5s.
-            ("step", format!("{:.3}", step.as_secs_f64().max(0.001))),
-        ];
-        let body = self.call("/api/v1/query_range", &params).await?;
+        let body = self.range_body(promql, (start, end), step).await?;
         range_values(&body, promql).map_err(|reason| self.failed(reason))
     }
 
