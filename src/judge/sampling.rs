@@ -44,6 +44,19 @@ impl Looks {
         ((self.last_end - self.first_end) / self.step + 1) as u64
     }
 
+    /// The first and last end in Unix seconds, as a range query takes them.
+    pub fn range_seconds(&self) -> (f64, f64) {
+        (
+            self.first_end as f64 / 1000.0,
+            self.last_end as f64 / 1000.0,
+        )
+    }
+
+    /// The sub-interval.
+    pub fn step_duration(&self) -> Duration {
+        Duration::from_millis(self.step.unsigned_abs())
+    }
+
     /// The end of every sub-interval, oldest first.
     pub fn ends(&self) -> impl Iterator<Item = i64> + '_ {
         (0..self.count() as i64).map(|k| self.first_end + k * self.step)

@@ -58,15 +58,9 @@ async fn samples(
     query: &str,
     looks: &Looks,
 ) -> Result<BTreeMap<i64, f64>, MetricError> {
-    let seconds = |ms: i64| ms as f64 / 1000.0;
-    let step = Duration::from_millis(looks.step.unsigned_abs());
+    let (start, end) = looks.range_seconds();
     let points = prometheus
-        .query_range(
-            query,
-            seconds(looks.first_end),
-            seconds(looks.last_end),
-            step,
-        )
+        .query_range(query, start, end, looks.step_duration())
         .await?;
     Ok(points
         .into_iter()
@@ -83,9 +77,7 @@ async fn histogram_pairs(
     (canary, primary): (&str, &str),
     looks: &Looks,
 ) -> Result<Comparison, MetricError> {
-    let seconds = |ms: i64| ms as f64 / 1000.0;
-    let step = Duration::from_millis(looks.step.unsigned_abs());
-    let range = (seconds(looks.first_end), seconds(looks.last_end));
+    let (range, step) = (looks.range_seconds(), looks.step_duration());
     let canary = prometheus
         .query_range_histogram(canary, range, step)
         .await?;
@@ -93,7 +85,7 @@ async fn histogram_pairs(
         .query_range_histogram(primary, range, step)
         .await?;
     // rate() is per second; over a sub-interval it is that many seconds' requests.
-    let per = seconds(looks.step);
+    let per = step.as_secs_f64();
     let start = looks.first_end - looks.step;
     let (pairs, through) = merged_pairs(looks.ends(), (&canary, &primary), per, start);
     Ok(Comparison::Samples {
