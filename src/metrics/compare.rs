@@ -26,8 +26,8 @@ async fn counts(
     workload: &WorkloadRef,
     span: &SampleSpan,
 ) -> Result<Counts, MetricError> {
-    let (counted, window, at) = span.counting();
-    let window = promql_window(window);
+    let (counted, range, at) = span.counting();
+    let window = promql_window(range);
     let seconds = counted.as_secs();
     let at = Some(at as f64 / 1000.0);
     let zero_when_idle = |result: Result<f64, MetricError>| match result {
@@ -44,7 +44,7 @@ async fn counts(
     let errors = query(mesh.error_count(workload, &window)).await?;
     // increase() stretches the change between the window's first and last scrape to the
     // window's edges; the change itself is what happened over `counted`.
-    let unstretch = counted.as_secs_f64() / window_seconds(span, counted);
+    let unstretch = counted.as_secs_f64() / range.as_secs_f64();
     Ok(Counts {
         requests: requests * unstretch,
         errors: errors.max(0.0) * unstretch,
@@ -150,10 +150,6 @@ pub struct SampleSpan {
     pub counted_until: Option<i64>,
     /// Unix milliseconds.
     pub now: i64,
-}
-
-fn window_seconds(span: &SampleSpan, counted: Duration) -> f64 {
-    span.model.query_window(counted).as_secs_f64()
 }
 
 impl SampleSpan {

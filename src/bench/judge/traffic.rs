@@ -139,35 +139,29 @@ impl Scraped {
         first..last
     }
 
+    /// Each bucket's increase between the first and last scrape in `(end − width, end]`:
+    /// None without two scrapes there.
+    fn increase(&self, end: f64, width: f64) -> Option<[f64; SLOTS]> {
+        let window = self.window(end, width);
+        if window.len() < 2 {
+            return None;
+        }
+        let (first, last) = (&self.buckets[window.start], &self.buckets[window.end - 1]);
+        Some(std::array::from_fn(|slot| last[slot] - first[slot]))
+    }
+
     /// `histogram_quantile(q, sum(rate(bucket[width])) by (le))` at `end`: None without two
     /// scrapes in the window or without requests between them.
     pub fn quantile(&self, q: f64, end: f64, width: f64) -> Option<f64> {
-        let window = self.window(end, width);
-        if window.len() < 2 {
-            return None;
-        }
-        let (first, last) = (&self.buckets[window.start], &self.buckets[window.end - 1]);
-        let mut increase = [0.0; SLOTS];
-        for (slot, value) in increase.iter_mut().enumerate() {
-            *value = last[slot] - first[slot];
-        }
-        histogram_quantile(q, &increase)
+        histogram_quantile(q, &self.increase(end, width)?)
     }
 
-    /// `sum by (le) (rate(bucket[width]))` at `end`, as the judge reads it (bounds and
-    /// cumulative counts, `+Inf` last; rate's common scale left out, quantiles ignore it).
+    /// `sum by (le) (rate(bucket[width]))` at `end` as the judge reads it, in requests rather
+    /// than per second (the bench reads with `per` = 1): bounds and cumulative counts, `+Inf`
+    /// last.
     pub fn buckets(&self, end: f64, width: f64) -> Option<Vec<(f64, f64)>> {
-        let window = self.window(end, width);
-        if window.len() < 2 {
-            return None;
-        }
-        let (first, last) = (&self.buckets[window.start], &self.buckets[window.end - 1]);
         let bounds = BUCKETS_MS.iter().copied().chain([f64::INFINITY]);
-        Some(
-            bounds
-                .zip(last.iter().zip(first).map(|(l, f)| l - f))
-                .collect(),
-        )
+        Some(bounds.zip(self.increase(end, width)?).collect())
     }
 
     /// `increase(requests[width])` and the same of errors at `end`, extrapolated as
