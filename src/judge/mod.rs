@@ -9,6 +9,7 @@
 //!   the pairs of every look are pooled in a second sequential test, the allowed change built
 //!   into its hypothesis, equally valid however often it looks ([`paired`]).
 
+pub mod betting;
 pub mod histogram;
 pub mod paired;
 pub mod sampling;
@@ -147,6 +148,9 @@ fn bounds(settings: &Settings) -> (f64, f64) {
 }
 
 /// Judges one look of sub-interval pairs, pooled with every earlier one in `state`.
+///
+/// The error α is split evenly among the tests that may fail the canary: a rise and a fall
+/// where the direction is either, and for histograms the rise of the P99 and of the median.
 pub fn judge_pairs(
     settings: &Settings,
     pairs: &[Pair],
@@ -157,33 +161,43 @@ pub fn judge_pairs(
     let added = state.add(pairs, through, (up, down));
     let rises = matches!(settings.direction, Direction::Increase | Direction::Either);
     let falls = matches!(settings.direction, Direction::Decrease | Direction::Either) && down > 0.0;
-    // Either direction may fail the canary: each gets half the error.
-    let alpha = settings.alpha() / if rises && falls { 2.0 } else { 1.0 };
+    let medians = rises && state.median_above.pairs > 0;
+    let tests = u8::from(rises) + u8::from(falls) + u8::from(medians);
+    let alpha = settings.alpha() / f64::from(tests.max(1));
     let effect = state.ratio_estimate();
     let ratio = effect.map_or("n/a".to_string(), |r| format!("{r:.2}"));
     let pairs_seen = state.above.pairs;
-    let (above, below) = (state.above.evidence(), state.below.evidence());
-    let (verdict, evidence, detail) = if rises && above >= 1.0 / alpha {
-        let detail = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals: evidence {above:.3e} ≥ {:.0} that it exceeds ×{up:.2}", 1.0 / alpha);
+    let on = |evidence: f64, tested: bool| if tested { evidence } else { 0.0 };
+    let above = on(state.above.evidence(), rises);
+    let below = on(state.below.evidence(), falls);
+    let median = on(state.median_above.evidence(), medians);
+    let bound = 1.0 / alpha;
+    let over = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals");
+    let (verdict, shown, detail) = if above >= bound {
+        let detail = format!("{over}: evidence {above:.3e} ≥ {bound:.0} that it exceeds ×{up:.2}");
         (Verdict::Fail, above, detail)
-    } else if falls && below >= 1.0 / alpha {
-        let detail = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals: evidence {below:.3e} ≥ {:.0} that it is below ×{down:.2}", 1.0 / alpha);
+    } else if median >= bound {
+        let detail = format!("{over}: evidence {median:.3e} ≥ {bound:.0} that the canary's median exceeds the primary's ×{up:.2}");
+        (Verdict::Fail, median, detail)
+    } else if below >= bound {
+        let detail =
+            format!("{over}: evidence {below:.3e} ≥ {bound:.0} that it is below ×{down:.2}");
         (Verdict::Fail, below, detail)
     } else if pairs_seen < MIN_PAIRS || added.counted == 0 {
         // No pass on old evidence alone: a canary that stopped getting traffic is not judged.
         let detail =
             format!("too few sub-intervals with both sides measured to compare ({pairs_seen})");
-        (Verdict::Inconclusive, above.max(below), detail)
+        (Verdict::Inconclusive, above.max(below).max(median), detail)
     } else {
-        let shown = if rises { above } else { below };
-        let detail = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals: within the allowance (evidence {shown:.2} < {:.0})", 1.0 / alpha);
+        let shown = above.max(below).max(median);
+        let detail = format!("{over}: within the allowance (evidence {shown:.2} < {bound:.0})");
         (Verdict::Pass, shown, detail)
     };
     Judgement {
         verdict,
         effect,
-        p_value: Some((1.0 / evidence).min(1.0)),
-        evidence: Some((evidence, 1.0 / alpha)),
+        p_value: Some((1.0 / shown.max(1e-300)).min(1.0)),
+        evidence: Some((shown, bound)),
         detail,
     }
 }

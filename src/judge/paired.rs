@@ -31,6 +31,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::betting::Wager;
 use super::stats::normal_cdf;
 
 /// Largest |log ratio| one pair contributes: a sub-interval four times slower (or faster)
@@ -103,6 +104,9 @@ pub struct PairedState {
     pub below: Tally,
     /// Sum of the unclamped log ratios canary/primary, for the effect's estimate.
     pub log_ratio_sum: f64,
+    /// The canary's median above the primary's × (1 + allowed increase), for histograms.
+    #[serde(default)]
+    pub median_above: Wager,
 }
 
 /// One sub-interval's values, canary and primary.
@@ -112,6 +116,9 @@ pub struct Pair {
     pub end: i64,
     pub canary: f64,
     pub primary: f64,
+    /// The sides' medians, where the values are a histogram's P99s: tested on their own, so
+    /// a shift of the whole distribution is seen through the median's smaller noise.
+    pub median: Option<(f64, f64)>,
 }
 
 /// What adding a look's pairs did.
@@ -130,7 +137,9 @@ impl PairedState {
     /// missing where a side had no value); nothing at or before it is counted again.
     pub fn add(&mut self, pairs: &[Pair], through: Option<i64>, bounds: (f64, f64)) -> Added {
         let (up, down) = bounds;
-        if !(self.above.is_sound() && self.below.is_sound() && self.log_ratio_sum.is_finite()) {
+        let tallies = [self.above, self.below];
+        let sound = tallies.iter().all(Tally::is_sound) && self.median_above.is_sound();
+        if !(sound && self.log_ratio_sum.is_finite()) {
             // Not a state this test wrote: start again rather than judge from it.
             *self = PairedState {
                 sampled_until: self.sampled_until,
@@ -155,6 +164,13 @@ impl PairedState {
                 self.below.add(down.ln() - ratio);
             }
             self.log_ratio_sum += ratio.clamp(-CLAMP, CLAMP);
+            let median = pair
+                .median
+                .and_then(|(canary, primary)| log_ratio(canary, primary));
+            if let Some(median) = median {
+                self.median_above
+                    .add((median - up.ln()).clamp(-CLAMP, CLAMP));
+            }
         }
         let newest = newest.max(through.unwrap_or(i64::MIN));
         if newest > i64::MIN {
@@ -208,6 +224,7 @@ mod tests {
                             end,
                             canary,
                             primary,
+                            median: None,
                         }
                     })
                     .collect();
@@ -242,6 +259,7 @@ mod tests {
                 end: k * 1000,
                 canary: 150.0 + (k % 3) as f64,
                 primary: 100.0 + (k % 5) as f64,
+                median: None,
             })
             .collect();
         let added = state.add(&pairs, Some(20_000), (1.2, 0.8));
@@ -264,6 +282,7 @@ mod tests {
                 end: k,
                 canary: 0.0,
                 primary: 1.0,
+                median: None,
             })
             .collect();
         state.add(&pairs, Some(5000), (1.2, 0.8));
@@ -281,16 +300,19 @@ mod tests {
                 end: 1,
                 canary: 0.0,
                 primary: 0.0,
+                median: None,
             },
             Pair {
                 end: 2,
                 canary: -1.0,
                 primary: 3.0,
+                median: None,
             },
             Pair {
                 end: 3,
                 canary: 2.0,
                 primary: 0.0,
+                median: None,
             },
         ];
         let added = state.add(&pairs, Some(3), (1.2, 0.8));

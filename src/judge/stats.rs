@@ -25,6 +25,21 @@ fn erfc(x: f64) -> f64 {
     }
 }
 
+/// The standard normal quantile: the `z` with `Φ(z) = p`, by bisection on [`normal_cdf`]
+/// (the judge reads a few per sub-interval, so speed does not matter). ±12 at the ends.
+pub fn normal_quantile(p: f64) -> f64 {
+    let (mut low, mut high) = (-12.0_f64, 12.0_f64);
+    for _ in 0..64 {
+        let middle = 0.5 * (low + high);
+        if normal_cdf(middle) < p {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    0.5 * (low + high)
+}
+
 /// The median of `values` (NaN-free); `None` when empty.
 pub fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
@@ -49,5 +64,8 @@ mod tests {
         assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-6);
         assert!((normal_cdf(-2.326_348) - 0.01).abs() < 1e-6);
         assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), Some(2.5));
+        assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
+        assert!((normal_quantile(0.01) + 2.326_348).abs() < 1e-5);
+        assert!(normal_quantile(0.5).abs() < 1e-6);
     }
 }

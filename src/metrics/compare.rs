@@ -130,6 +130,7 @@ async fn paired(
                 end: *end,
                 canary: *c,
                 primary: *p,
+                median: None,
             })
         })
         .collect();

@@ -17,7 +17,7 @@ const SLOTS: usize = BUCKETS_MS.len() + 1;
 pub const MEDIAN_MS: f64 = 100.0;
 pub const SIGMA: f64 = 0.5;
 /// The noise factor holds for this many seconds, then is drawn again.
-const NOISE_SECONDS: u32 = 5;
+pub const NOISE_SECONDS: u32 = 5;
 
 /// How one side answers.
 #[derive(Debug, Clone, Copy)]
