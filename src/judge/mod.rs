@@ -177,7 +177,7 @@ pub fn judge_pairs(
         let detail = format!("{over}: evidence {above:.3e} ≥ {bound:.0} that it exceeds ×{up:.2}");
         (Verdict::Fail, above, detail)
     } else if median >= bound {
-        let detail = format!("{over}: evidence {median:.3e} ≥ {bound:.0} that the canary's median exceeds the primary's ×{up:.2}");
+        let detail = format!("{over}: evidence {median:.3e} ≥ {bound:.0} that the canary's median exceeds ×{up:.2} the primary's");
         (Verdict::Fail, median, detail)
     } else if below >= bound {
         let detail =
