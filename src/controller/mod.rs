@@ -3,6 +3,7 @@
 //! become server-side applies, and each canary is requeued at its own analysis interval.
 
 mod alerts;
+mod backoff;
 pub mod configs;
 mod decode;
 mod deferred;
@@ -125,6 +126,10 @@ pub struct Context {
     pub written: written::Written,
     /// Canaries whose routes were read back from the mesh since this process started.
     pub resumed: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Whether this replica may write now.
+    pub leadership: leader::Leadership,
+    /// Reconcile failures in a row, by canary, for the error backoff.
+    pub failures: backoff::Failures,
 }
 
 impl Context {
@@ -141,8 +146,15 @@ impl Context {
 /// Runs the controller until a shutdown signal.
 pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     crate::http_client::install_crypto_provider();
-    let client = Client::try_default()
+    let kubeconfig = kube::Config::infer()
         .await
+        .map_err(|error| ControllerError::Client(kube::Error::InferConfig(error)))?;
+    let leadership = match config.lease {
+        Some(_) => leader::Leadership::standby(),
+        None => leader::Leadership::unelected(),
+    };
+    // Every write but the election's own goes through the fence.
+    let client = leader::fenced_client(kubeconfig.clone(), leadership.clone())
         .map_err(ControllerError::Client)?;
     let default_router = RouterKind::parse(&config.mesh)?;
     let gateway_telemetry = match (config.telemetry.as_deref(), default_router) {
@@ -158,10 +170,6 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     // port 0 learns the port here.
     println!("listening {address}");
     tracing::info!(%address, "controller serving /healthz, /readyz and /metrics");
-    if let Some(lease) = &config.lease {
-        leader::acquire(client.clone(), lease).await?;
-        leader::keep_renewing(client.clone(), lease.clone());
-    }
 
     // One watch per kind feeds the store reconciles read from, the index of which canaries an
     // object concerns, and the trigger that wakes those canaries.
@@ -206,6 +214,21 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     // API server; reconciles are short, so steps stay on schedule.
     // A webhook batch that outlasts its reconcile wakes its canary when it ends.
     let (wake, woken) = deferred::wake_channel();
+    let election = match &config.lease {
+        Some(lease) => {
+            let elections = Client::try_from(kubeconfig).map_err(ControllerError::Client)?;
+            let (everyone, wake) = (canaries.clone(), wake.clone());
+            // A new leader looks at every canary: a standby's reconciles did nothing.
+            let on_elected = move || {
+                for canary in everyone.state() {
+                    let _ = wake.send(reflector::ObjectRef::from_obj(&*canary));
+                }
+            };
+            let settings = (lease.clone(), leadership.clone());
+            Some(leader::start(elections, settings.0, settings.1, on_elected))
+        }
+        None => None,
+    };
     let (deferred_hooks, deferred_metrics) = (
         deferred::Deferred::new(wake.clone()),
         deferred::Deferred::new(wake),
@@ -313,8 +336,16 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         background_hooks: Arc::new(tokio::sync::Semaphore::new(effects::BACKGROUND_HOOKS)),
         written: Default::default(),
         resumed: Default::default(),
+        leadership,
+        failures: Default::default(),
     });
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Ready once the caches are listed, leader or standby: a standby must be Ready for a
+    // rolling update of the replicas to complete.
+    let synced = (context.clone(), ready.clone());
+    tokio::spawn(async move {
+        reconcile::caches_synced(&synced.0).await;
+        synced.1.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
     tracing::info!(mesh = %config.mesh, metrics_server = %config.metrics_server, "controller started");
     controller
         .shutdown_on_signal()
@@ -325,6 +356,9 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             }
         })
         .await;
+    if let Some(election) = election {
+        election.release().await;
+    }
     tracing::info!("controller stopped");
     Ok(())
 }

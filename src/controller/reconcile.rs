@@ -42,7 +42,14 @@ const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
+    if !ctx.leadership.is_leading() {
+        // A standby keeps its caches and waits; becoming the leader wakes every canary.
+        return Ok(Requeue::await_change());
+    }
     let result = contained(reconcile_inner(&canary, &ctx)).await;
+    if result.is_ok() {
+        ctx.failures.succeeded(&failure_key(&canary));
+    }
     if let Err(ReconcileError::Panicked(reason)) = &result {
         // One canary's bug must not stop the others: it is reported on that canary alone.
         let message = format!("the controller failed on this canary and will try again: {reason}");
@@ -96,13 +103,31 @@ fn status_conflict_is_stale(error: kube::Error) -> ReconcileError {
     }
 }
 
-pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, _: Arc<Context>) -> Requeue {
+pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
     if matches!(error, ReconcileError::Stale) {
         tracing::debug!(canary = %canary.name_any(), "stale copy; retrying");
         return Requeue::requeue(STALE_RETRY);
     }
-    tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), %error, "reconcile failed");
-    Requeue::requeue(ERROR_BACKOFF)
+    let wait = ctx.failures.failed(&failure_key(&canary));
+    tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), %error, retry_in = ?wait, "reconcile failed");
+    Requeue::requeue(wait)
+}
+
+fn failure_key(canary: &Canary) -> String {
+    format!(
+        "{}/{}",
+        canary.namespace().unwrap_or_default(),
+        canary.name_any()
+    )
+}
+
+/// Every watch-fed store has been listed once: what `/readyz` waits for.
+pub async fn caches_synced(ctx: &Context) {
+    let _ = ctx.canaries.wait_until_ready().await;
+    let _ = ctx.deployments.wait_until_ready().await;
+    let _ = ctx.config_maps.wait_until_ready().await;
+    let _ = ctx.secrets.wait_until_ready().await;
+    let _ = ctx.templates.wait_until_ready().await;
 }
 
 /// Right after start the stores may still be filling: deciding then would report targets as

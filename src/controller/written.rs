@@ -3,15 +3,21 @@
 //! announcing) a second time.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use parking_lot::Mutex;
 
 use crate::api::Canary;
 
-/// resourceVersions of the controller's own last status writes, by `namespace/name`.
+/// How long a written version is waited for. A relist after a 410 (or an etcd restore)
+/// delivers only the newest copy, which may never carry exactly that version.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The resourceVersion of the controller's own last status write of each canary, by
+/// `namespace/name`, and when it was made. Versions are opaque: only equality is asked.
 #[derive(Default)]
-pub struct Written(Mutex<HashMap<String, u64>>);
+pub struct Written(Mutex<HashMap<String, (String, Instant)>>);
 
 fn key(canary: &Canary) -> String {
     format!(
@@ -21,18 +27,21 @@ fn key(canary: &Canary) -> String {
     )
 }
 
-fn version(canary: &Canary) -> Option<u64> {
-    canary.resource_version()?.parse().ok()
-}
-
 impl Written {
-    /// The copy is older than the controller's own last write of it.
+    /// Whether this copy predates the controller's own last write of it: the write has not
+    /// come back through the watch yet. Seeing it (or running out of patience) ends the wait.
     pub fn is_stale(&self, canary: &Canary) -> bool {
-        let written = self.0.lock();
-        match (version(canary), written.get(&key(canary))) {
-            (Some(seen), Some(last)) => seen < *last,
-            _ => false,
+        let mut written = self.0.lock();
+        let key = key(canary);
+        let Some((version, at)) = written.get(&key) else {
+            return false;
+        };
+        let waiting =
+            canary.resource_version().as_ref() != Some(version) && at.elapsed() < PATIENCE;
+        if !waiting {
+            written.remove(&key);
         }
+        waiting
     }
 
     pub fn forget(&self, canary: &Canary) {
@@ -41,8 +50,38 @@ impl Written {
 
     /// Remembers the version the controller's own write produced.
     pub(super) fn record(&self, canary: &Canary) {
-        if let Some(version) = version(canary) {
-            self.0.lock().insert(key(canary), version);
+        if let Some(version) = canary.resource_version() {
+            self.0.lock().insert(key(canary), (version, Instant::now()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(version: &str) -> Canary {
+        let mut canary: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "aviary.dev/v1beta1", "kind": "Canary",
+            "metadata": { "name": "a", "namespace": "ns" },
+            "spec": { "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "a" }, "service": { "port": 80 }, "analysis": { "interval": "1m", "threshold": 1, "maxWeight": 50, "stepWeight": 10 } }
+        }))
+        .unwrap();
+        canary.metadata.resource_version = Some(version.to_string());
+        canary
+    }
+
+    #[test]
+    fn versions_are_compared_for_equality_only() {
+        let written = Written::default();
+        written.record(&copy("900"));
+        // After an etcd restore versions may go down: "1000" is not newer than "900".
+        assert!(written.is_stale(&copy("1000")));
+        assert!(written.is_stale(&copy("12")));
+        assert!(!written.is_stale(&copy("900")), "its own write came back");
+        assert!(
+            !written.is_stale(&copy("12")),
+            "and after it, any copy is current"
+        );
     }
 }
