@@ -412,6 +412,112 @@ async fn a_second_replica_takes_over_when_the_leader_dies() {
     f.controller = standby;
 }
 
+/// Sends `signal` (STOP, CONT, TERM) to a controller process.
+fn signal(process: &ControllerProcess, signal: &str) {
+    let pid = process.child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// The writes (verb and URI) that the API server's audit log holds from the controller process
+/// `pid`, received at or after `since`. Each replica names itself in its user agent.
+fn writes_by(pid: u32, since: jiff::Timestamp) -> Vec<String> {
+    let log = support::run_dir().join("logs/audit.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let agent = |event: &Value| {
+        event["userAgent"].as_str().is_some_and(|agent| {
+            agent.starts_with("aviary-controller/") && agent.ends_with(&format!("-{pid}"))
+        })
+    };
+    let received = |event: &Value| {
+        let at = event["requestReceivedTimestamp"].as_str();
+        at.and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| t >= since)
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| agent(event) && received(event))
+        .map(|event| format!("{} {}", event["verb"], event["requestURI"]))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_frozen_leader_is_replaced_and_writes_nothing_when_it_wakes() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let mut f = Fixture::new("frozen").await;
+    f.controller.kill().await;
+    let (_, prometheus) = ProxyTelemetry::shared();
+    let lease = format!("{}/aviary-leader", f.ns);
+    let lease_args = ["--leader-lease", lease.as_str(), "--lease-duration", "4s"];
+    let started = jiff::Timestamp::now();
+    let first = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;
+    eventually(LIMIT, || async { first.logs().contains("became leader") }).await;
+    let second = ControllerProcess::start_with(&f.ns, prometheus, &lease_args).await;
+    // A standby is Ready once its caches are listed: a rolling update of two replicas ends.
+    let http = aviary::http_client::client(Duration::from_secs(2));
+    let ready = format!("http://{}/readyz", second.listen);
+    eventually(LIMIT, || async {
+        let answer = http.get(&ready).send().await;
+        answer.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    f.telemetry.set(&f.ns, "frozen", Health::GOOD);
+    f.create_target("frozen", "frozen:1").await;
+    f.create_canary("frozen", "frozen", stepped(), json!({}))
+        .await;
+    f.wait_phase("frozen", CanaryPhase::Initialized, LIMIT)
+        .await;
+    f.set_image("frozen", "frozen:2").await;
+    f.wait_phase("frozen", CanaryPhase::Progressing, LIMIT)
+        .await;
+    // Frozen past its lease: the standby takes over and finishes the rollout.
+    signal(&first, "STOP");
+    let status = f.wait_phase("frozen", CanaryPhase::Succeeded, LIMIT).await;
+    assert_eq!(status.canary_weight, 0);
+    assert!(second.logs().contains("became leader"), "{}", second.logs());
+    signal(&first, "CONT");
+    let resumed = jiff::Timestamp::now();
+    // Several of its retry periods (0.53 s): time enough to write, were it going to.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let pid = first.child.id().unwrap();
+    let before = writes_by(pid, started);
+    assert!(
+        !before.is_empty(),
+        "the audit log names the first leader's writes"
+    );
+    let after = writes_by(pid, resumed);
+    assert!(after.is_empty(), "the resumed old leader wrote: {after:#?}");
+    assert!(first.logs().contains("stopped writing"), "{}", first.logs());
+    // SIGTERM gives the lease up: the other replica leads at its next try, not at expiry.
+    let leases: Api<Lease> = Api::namespaced(f.client.clone(), &f.ns);
+    let asked = std::time::Instant::now();
+    signal(&second, "TERM");
+    eventually(LIMIT, || async {
+        let held = leases
+            .get("aviary-leader")
+            .await
+            .ok()
+            .and_then(|l| l.spec?.holder_identity);
+        held.is_some_and(|holder| holder.ends_with(&format!("-{pid}")))
+    })
+    .await;
+    let took = asked.elapsed();
+    println!("handover after SIGTERM: {took:?}; audit: {} writes by the first leader before the freeze, 0 after", before.len());
+    assert!(
+        took < Duration::from_secs(3),
+        "{took:?}: released, not expired"
+    );
+    assert!(
+        second.logs().contains("released the lease"),
+        "{}",
+        second.logs()
+    );
+    f.controller = first;
+}
+
 #[tokio::test]
 async fn a_config_map_change_is_a_new_revision_and_the_primary_reads_a_copy() {
     use k8s_openapi::api::core::v1::ConfigMap;

@@ -146,9 +146,17 @@ impl Context {
 /// Runs the controller until a shutdown signal.
 pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     crate::http_client::install_crypto_provider();
-    let kubeconfig = kube::Config::infer()
+    let mut kubeconfig = kube::Config::infer()
         .await
         .map_err(|error| ControllerError::Client(kube::Error::InferConfig(error)))?;
+    // Named by replica, so the API server's audit log tells which one wrote.
+    let identity = config
+        .lease
+        .as_ref()
+        .map_or("single", |l| l.identity.as_str());
+    if let Ok(agent) = http::HeaderValue::from_str(&format!("aviary-controller/{identity}")) {
+        kubeconfig.headers.push((http::header::USER_AGENT, agent));
+    }
     let leadership = match config.lease {
         Some(_) => leader::Leadership::standby(),
         None => leader::Leadership::unelected(),

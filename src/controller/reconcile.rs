@@ -121,13 +121,23 @@ fn failure_key(canary: &Canary) -> String {
     )
 }
 
-/// Every watch-fed store has been listed once: what `/readyz` waits for.
+/// Every watch-fed store has been listed once: what `/readyz` waits for. Each store is asked
+/// again every 100 ms rather than awaited once: a waiter registered on the canary store
+/// before its first list was seen never to wake.
 pub async fn caches_synced(ctx: &Context) {
-    let _ = ctx.canaries.wait_until_ready().await;
-    let _ = ctx.deployments.wait_until_ready().await;
-    let _ = ctx.config_maps.wait_until_ready().await;
-    let _ = ctx.secrets.wait_until_ready().await;
-    let _ = ctx.templates.wait_until_ready().await;
+    let again = Duration::from_millis(100);
+    loop {
+        let listed = async {
+            let _ = ctx.deployments.wait_until_ready().await;
+            let _ = ctx.config_maps.wait_until_ready().await;
+            let _ = ctx.secrets.wait_until_ready().await;
+            let _ = ctx.templates.wait_until_ready().await;
+            let _ = ctx.canaries.wait_until_ready().await;
+        };
+        if tokio::time::timeout(again, listed).await.is_ok() {
+            return;
+        }
+    }
 }
 
 /// Right after start the stores may still be filling: deciding then would report targets as

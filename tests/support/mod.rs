@@ -16,7 +16,7 @@ pub fn testenv() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/env/testenv")
 }
 
-fn run_dir() -> PathBuf {
+pub fn run_dir() -> PathBuf {
     std::env::var_os("AVIARY_TESTENV_RUN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/aviary-testenv"))
