@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod hooks;
 pub mod http_client;
 pub mod judge;
+pub mod latency;
 pub mod loadgen;
 pub mod loadtester;
 pub mod metrics;

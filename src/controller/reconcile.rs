@@ -156,6 +156,8 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     if !stores_ready(ctx).await {
         return Ok(Requeue::requeue(ERROR_BACKOFF));
     }
+    let fresher = ctx.written.fresher(canary);
+    let canary = fresher.as_ref().unwrap_or(canary);
     if ctx.written.is_stale(canary) {
         // The watch has not delivered this controller's own last write yet; deciding on the
         // older copy would repeat the last step. Its arrival triggers the next reconcile.

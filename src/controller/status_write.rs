@@ -55,6 +55,8 @@ pub async fn write(
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let fresh = api.get_status(&canary.name_any()).await?;
             if fresh.status.clone().unwrap_or_default() != *before {
+                // Decided on an old copy: the next reconcile decides on this one.
+                written.supersede(canary, fresh);
                 return Err(kube::Error::Api(status));
             }
             write_once(api, &fresh, before, after, written).await

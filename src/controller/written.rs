@@ -1,6 +1,11 @@
-//! The controller's memory of its own status writes: a reconcile that starts before the watch
-//! has delivered the controller's last write waits for it instead of deciding (and acting, and
-//! announcing) a second time.
+//! The controller's memory of copies newer than its store:
+//! - its own status writes: a reconcile that starts before the watch has delivered the
+//!   controller's last write waits for it instead of deciding (and acting, and announcing) a
+//!   second time;
+//! - a copy read back after a write was refused as stale. After an etcd restore (or a crash of
+//!   an etcd that had not synced) the watch can resume past the history it missed, and the store
+//!   keeps an old copy that no event will replace: every write made from it is refused. The copy
+//!   read then stands in for the store's until the store's copy changes.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,7 +22,11 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// The resourceVersion of the controller's own last status write of each canary, by
 /// `namespace/name`, and when it was made. Versions are opaque: only equality is asked.
 #[derive(Default)]
-pub struct Written(Mutex<HashMap<String, (String, Instant)>>);
+pub struct Written {
+    own: Mutex<HashMap<String, (String, Instant)>>,
+    /// By key: the store's version that was found stale, and the copy read instead.
+    fresher: Mutex<HashMap<String, (String, Canary)>>,
+}
 
 fn key(canary: &Canary) -> String {
     format!(
@@ -31,7 +40,7 @@ impl Written {
     /// Whether this copy predates the controller's own last write of it: the write has not
     /// come back through the watch yet. Seeing it (or running out of patience) ends the wait.
     pub fn is_stale(&self, canary: &Canary) -> bool {
-        let mut written = self.0.lock();
+        let mut written = self.own.lock();
         let key = key(canary);
         let Some((version, at)) = written.get(&key) else {
             return false;
@@ -45,14 +54,41 @@ impl Written {
     }
 
     pub fn forget(&self, canary: &Canary) {
-        self.0.lock().remove(&key(canary));
+        self.own.lock().remove(&key(canary));
+        self.fresher.lock().remove(&key(canary));
     }
 
-    /// Remembers the version the controller's own write produced.
+    /// Remembers the version the controller's own write produced (and the copy, where it
+    /// stands in for a stale store's).
     pub(super) fn record(&self, canary: &Canary) {
         if let Some(version) = canary.resource_version() {
-            self.0.lock().insert(key(canary), (version, Instant::now()));
+            self.own
+                .lock()
+                .insert(key(canary), (version, Instant::now()));
         }
+        if let Some((_, copy)) = self.fresher.lock().get_mut(&key(canary)) {
+            *copy = canary.clone();
+        }
+    }
+
+    /// The store's `stale` copy was refused; `fresh` was read from the API server instead.
+    pub(super) fn supersede(&self, stale: &Canary, fresh: Canary) {
+        if let Some(version) = stale.resource_version() {
+            self.fresher.lock().insert(key(stale), (version, fresh));
+        }
+    }
+
+    /// The copy to reconcile instead of the store's, while the store still holds the version
+    /// found stale; once the store's copy changes, the store is trusted again.
+    pub fn fresher(&self, store: &Canary) -> Option<Canary> {
+        let mut fresher = self.fresher.lock();
+        let key = key(store);
+        let (stale, copy) = fresher.get(&key)?;
+        if store.resource_version().as_ref() == Some(stale) {
+            return Some(copy.clone());
+        }
+        fresher.remove(&key);
+        None
     }
 }
 
