@@ -121,7 +121,10 @@ impl HookClient {
             if let Some(key) = &key {
                 request = signed(request, key, &hook.url, &bytes);
             }
-            match request.body(bytes.clone()).send().await {
+            let sent = std::time::Instant::now();
+            let answer = request.body(bytes.clone()).send().await;
+            crate::latency::WEBHOOKS.observe(sent.elapsed());
+            match answer {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     // Only the start of an answer is kept; a huge one is not read on.

@@ -31,6 +31,19 @@ pub enum ReconcileError {
     Panicked(String),
 }
 
+impl ReconcileError {
+    /// The label of this error in `aviary_reconcile_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "kubernetes",
+            ReconcileError::Router(_) => "router",
+            ReconcileError::Objects(_) => "objects",
+            ReconcileError::Stale => "stale",
+            ReconcileError::Panicked(_) => "panicked",
+        }
+    }
+}
+
 /// How soon to look again at a canary whose copy was stale.
 const STALE_RETRY: Duration = Duration::from_millis(300);
 
@@ -47,8 +60,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         return Ok(Requeue::await_change());
     }
     let result = contained(reconcile_inner(&canary, &ctx)).await;
-    if result.is_ok() {
-        ctx.failures.succeeded(&failure_key(&canary));
+    match &result {
+        Ok(_) => ctx.failures.succeeded(&failure_key(&canary)),
+        Err(error) => ctx.metrics.reconcile_error(error.kind()),
     }
     if let Err(ReconcileError::Panicked(reason)) = &result {
         // One canary's bug must not stop the others: it is reported on that canary alone.

@@ -22,6 +22,7 @@ struct Series {
     failures: BTreeMap<(String, String), u64>,
     duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
     duration_sum: f64,
+    reconcile_errors: BTreeMap<&'static str, u64>,
 }
 
 /// What the registry's collector reads on scrape.
@@ -100,6 +101,11 @@ impl ControllerMetrics {
             .unwrap_or(DURATION_BUCKETS.len());
         series.duration_buckets[slot] += 1;
         series.duration_sum += seconds;
+    }
+
+    /// Counts a failed reconcile by its kind of error.
+    pub fn reconcile_error(&self, kind: &'static str) {
+        *self.series().reconcile_errors.entry(kind).or_default() += 1;
     }
 
     /// Drops every series of a deleted canary, so `/metrics` holds only canaries that exist.
@@ -223,7 +229,34 @@ impl State {
         };
         let help = "Time one reconcile took.";
         let rows = [(Labels::new(), duration)];
-        exposition::histograms(encoder, ("aviary_canary_duration_seconds", help), rows)
+        exposition::histograms(encoder, ("aviary_canary_duration_seconds", help), rows)?;
+        let errors = series.reconcile_errors.iter();
+        let rows = errors.map(|(kind, count)| (vec![("error", kind.to_string())], *count));
+        let help = "Reconciles that failed, by error.";
+        exposition::counters(encoder, ("aviary_reconcile_errors_total", help), rows)?;
+        Self::encode_latencies(encoder)
+    }
+
+    /// How long webhook calls and metric queries take, process-wide.
+    fn encode_latencies(encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        use crate::latency::{BOUNDS, QUERIES, WEBHOOKS};
+        for (name, help, latency) in [
+            (
+                "aviary_webhook_duration_seconds",
+                "Webhook calls, each attempt.",
+                &WEBHOOKS,
+            ),
+            ("aviary_query_duration_seconds", "Metric queries.", &QUERIES),
+        ] {
+            let (counts, sum) = latency.snapshot();
+            let histogram = Histogram {
+                bounds: &BOUNDS,
+                counts,
+                sum,
+            };
+            exposition::histograms(encoder, (name, help), [(Labels::new(), histogram)])?;
+        }
+        Ok(())
     }
 }
 

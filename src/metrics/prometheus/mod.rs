@@ -77,7 +77,10 @@ impl PrometheusClient {
                 Auth::Bearer(token) => request.bearer_auth(token),
                 Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
             };
-            match request.send().await {
+            let sent = std::time::Instant::now();
+            let answer = request.send().await;
+            crate::latency::QUERIES.observe(sent.elapsed());
+            match answer {
                 Ok(response) => break response,
                 Err(error)
                     if attempt < ATTEMPTS
