@@ -88,7 +88,6 @@ fn assert_steps(weights: &[i64], step: i64) {
 }
 
 #[tokio::test]
-#[ignore = "fails today (issue 14): after the API server crash the controller's Deployment store stays stale, so a promotion whose primary is ready times out; run with --ignored"]
 async fn a_rollout_goes_on_across_an_api_server_crash_and_an_etcd_restart() {
     let mut f = Fixture::new("restarts").await;
     f.telemetry.set(&f.ns, "web", Health::GOOD);

@@ -167,7 +167,9 @@ pub async fn watch_status(
     if let Some(name) = name {
         config = config.fields(&format!("metadata.name={name}"));
     }
-    let mut changes = watcher(api, config).applied_objects().boxed();
+    let mut changes = crate::controller::watch::relisting(api, config)
+        .applied_objects()
+        .boxed();
     while let Some(canary) = changes
         .try_next()
         .await

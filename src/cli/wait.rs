@@ -148,7 +148,7 @@ pub async fn wait(
         });
     }
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut changes = watcher(api, config)
+    let mut changes = crate::controller::watch::relisting(api, config)
         .default_backoff()
         .applied_objects()
         .boxed();

@@ -194,6 +194,6 @@ pub fn watch<K: Decoded>(
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    watcher(api, watcher::Config::default().any_semantic())
+    super::watch::relisting(api, watcher::Config::default().any_semantic())
         .try_filter_map(move |event| futures::future::ready(Ok(rejects.event::<K>(event))))
 }

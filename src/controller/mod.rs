@@ -25,6 +25,7 @@ mod security;
 mod server;
 mod signals;
 mod status_write;
+pub mod watch;
 mod world;
 mod written;
 
@@ -268,7 +269,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         let store = writer.as_reader();
         let events = reflector::reflector(
             writer,
-            watcher(api, watcher::Config::default().any_semantic()).modify(slim),
+            watch::relisting(api, watcher::Config::default().any_semantic()).modify(slim),
         )
         .default_backoff()
         .touched_objects();
@@ -399,7 +400,7 @@ fn metadata_of<K: referenced::Held>(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    watcher(api, watcher::Config::default().any_semantic())
+    watch::relisting(api, watcher::Config::default().any_semantic())
         .and_then(move |event| {
             let held = held.clone();
             // Read before the change wakes a canary, so its reconcile sees the new data.
@@ -438,7 +439,7 @@ where
     let (store, writer) = reflector::store();
     let events = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic()).modify(slim),
+        watch::relisting(api, watcher::Config::default().any_semantic()).modify(slim),
     )
     .inspect_ok(observe)
     .default_backoff()

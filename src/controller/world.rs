@@ -4,17 +4,21 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
 use super::configs::{self, ConfigKind};
 
 use super::observe::{self, Stores, World};
+use super::readiness::is_ready;
 use super::reconcile::ReconcileError;
 use super::Context;
-use crate::api::{Canary, CanaryStatus};
+use crate::api::{Canary, CanaryPhase, CanaryStatus};
 use crate::engine::{mtls_preflight_due, Obstacle, BLOCKED_RECHECK};
+use crate::naming;
 use crate::plan::{MetricSource, Plan};
 
 /// What keeps a canary from running, and how soon to look again.
@@ -62,6 +66,9 @@ pub async fn gather(
         }
         world.observations.mtls = Some((verdict.reason, verdict.message));
     }
+    if status.phase == CanaryPhase::Promoting && !world.observations.primary_ready {
+        world.observations.primary_ready = primary_ready_now(canary, ctx, &world.plan).await;
+    }
     // Marked as resumed by the reconcile once its decision is applied, so a failed read or
     // write looks again next time.
     if !ctx.resumed.lock().contains(&resume_key(canary)) && status.phase.is_active() {
@@ -70,6 +77,24 @@ pub async fn gather(
         world.observations.mesh_routes = router.current(canary, &world.plan).await?;
     }
     Ok(Ok(world))
+}
+
+/// Whether the primary is ready, read from the API server rather than the store. A promotion
+/// that waits on the primary ends in failure at its deadline, and a watch can lag the server
+/// by longer than that: after an etcd restart the API server's own watch cache was seen to
+/// hold events back for 90 s while reads were current. One GET per reconcile while a promotion
+/// waits; a failed read keeps the store's answer.
+async fn primary_ready_now(canary: &Canary, ctx: &Context, plan: &Plan) -> bool {
+    let namespace = canary.namespace().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = naming::primary(&plan.target.name);
+    match deployments.get_opt(&name).await {
+        Ok(primary) => primary.is_some_and(|p| is_ready(&p, plan.analysis.primary_ready_threshold)),
+        Err(error) => {
+            tracing::debug!(%error, primary = %name, "primary read failed; keeping the store's answer");
+            false
+        }
+    }
 }
 
 /// Reads the Secrets and ConfigMaps `plan` refers to into the controller's stores, the first

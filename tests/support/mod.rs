@@ -268,7 +268,10 @@ impl ControllerProcess {
             .args(["--scrape-interval", "1s"])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "aviary=debug,kube=warn")
+            .env(
+                "RUST_LOG",
+                "aviary=debug,aviary::controller::watch=trace,kube=warn",
+            )
             .stderr(file);
         let (child, listen) = spawn_listening(command, STARTUP_LIMIT).await;
         let http = aviary::http_client::client(Duration::from_secs(2));
