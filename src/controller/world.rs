@@ -18,7 +18,7 @@ use super::reconcile::ReconcileError;
 use super::Context;
 use crate::api::{Canary, CanaryPhase, CanaryStatus};
 use crate::engine::{mtls_preflight_due, Obstacle, BLOCKED_RECHECK};
-use crate::naming;
+use crate::naming::{self, REVISION_ANNOTATION};
 use crate::plan::{MetricSource, Plan};
 
 /// What keeps a canary from running, and how soon to look again.
@@ -66,8 +66,8 @@ pub async fn gather(
         }
         world.observations.mtls = Some((verdict.reason, verdict.message));
     }
-    if status.phase == CanaryPhase::Promoting && !world.observations.primary_ready {
-        world.observations.primary_ready = primary_ready_now(canary, ctx, &world.plan).await;
+    if status.phase == CanaryPhase::Promoting {
+        refresh_waiting_primary(canary, ctx, status, &mut world).await;
     }
     // Marked as resumed by the reconcile once its decision is applied, so a failed read or
     // write looks again next time.
@@ -79,20 +79,41 @@ pub async fn gather(
     Ok(Ok(world))
 }
 
-/// Whether the primary is ready, read from the API server rather than the store. A promotion
+/// While a promotion waits on a primary the store does not yet show as updated and ready,
+/// replaces the store's view of the primary with the API server's.
+async fn refresh_waiting_primary(
+    canary: &Canary,
+    ctx: &Context,
+    status: &CanaryStatus,
+    world: &mut World,
+) {
+    let seen = &world.observations;
+    let updated = seen.primary_revision == status.last_applied_spec;
+    if updated && seen.primary_ready {
+        return;
+    }
+    if let Some(primary) = primary_now(canary, ctx, &world.plan).await {
+        let threshold = world.plan.analysis.primary_ready_threshold;
+        world.observations.primary_ready = is_ready(&primary, threshold);
+        world.observations.primary_revision =
+            primary.annotations().get(REVISION_ANNOTATION).cloned();
+    }
+}
+
+/// The primary as the API server has it now, rather than the store's copy. A promotion
 /// that waits on the primary ends in failure at its deadline, and a watch can lag the server
 /// by longer than that: after an etcd restart the API server's own watch cache was seen to
 /// hold events back for 90 s while reads were current. One GET per reconcile while a promotion
-/// waits; a failed read keeps the store's answer.
-async fn primary_ready_now(canary: &Canary, ctx: &Context, plan: &Plan) -> bool {
+/// waits; a failed read (or none found) keeps the store's answer.
+async fn primary_now(canary: &Canary, ctx: &Context, plan: &Plan) -> Option<Deployment> {
     let namespace = canary.namespace().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = naming::primary(&plan.target.name);
     match deployments.get_opt(&name).await {
-        Ok(primary) => primary.is_some_and(|p| is_ready(&p, plan.analysis.primary_ready_threshold)),
+        Ok(primary) => primary,
         Err(error) => {
             tracing::debug!(%error, primary = %name, "primary read failed; keeping the store's answer");
-            false
+            None
         }
     }
 }
