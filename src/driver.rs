@@ -38,6 +38,12 @@ pub trait Adapter: Sync {
     ) -> BoxFuture<'a, Option<Vec<HookOutcome>>> {
         Box::pin(async move { Some(calls.await) })
     }
+    /// Stores `status` (a transition's intent, marked `effectsPending`) ahead of the side
+    /// effects that follow it, and announces the events published before it. Nothing by
+    /// default: a standalone run keeps its status in memory.
+    fn store<'a>(&'a self, _status: &'a CanaryStatus) -> BoxFuture<'a, Result<(), Self::Error>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Creates the primary and the routing objects.
     fn bootstrap(&self) -> BoxFuture<'_, Result<(), Self::Error>>;
     fn set_routes(&self, routes: Routes) -> BoxFuture<'_, Result<(), Self::Error>>;
@@ -149,6 +155,13 @@ impl Session<'_> {
         let mut events = Vec::new();
         for action in &decision.actions {
             match action {
+                Action::StoreStatus => {
+                    let intent = CanaryStatus {
+                        effects_pending: true,
+                        ..status.clone()
+                    };
+                    adapter.store(&intent).await?
+                }
                 Action::Bootstrap => adapter.bootstrap().await?,
                 Action::SetRoutes(routes) => adapter.set_routes(*routes).await?,
                 Action::ScaleTarget { up } => adapter.scale_target(*up).await?,
@@ -166,6 +179,9 @@ impl Session<'_> {
                     self.spawn_hooks(HookType::Event, body, adapter);
                     events.push(event.clone());
                 }
+            }
+            if let Some(point) = crash_point(action) {
+                crate::failpoint::reached(point, status.phase);
             }
         }
         Ok(events)
@@ -213,6 +229,17 @@ impl Session<'_> {
                 }
             }
         }));
+    }
+}
+
+/// The failpoint after `action`, by the effect it made.
+fn crash_point(action: &Action) -> Option<&'static str> {
+    match action {
+        Action::StoreStatus => Some("status-stored"),
+        Action::SetRoutes(_) => Some("routes-written"),
+        Action::Promote => Some("primary-written"),
+        Action::ScaleTarget { .. } => Some("target-scaled"),
+        _ => None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod exposition;
+pub mod failpoint;
 pub mod gateway;
 pub mod hooks;
 pub mod http_client;

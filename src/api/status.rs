@@ -111,6 +111,11 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::optional_timestamp")]
     pub holding_since: Option<Timestamp>,
+    /// Aviary: this status was stored ahead of the side effects of its transition (a promotion,
+    /// a rollback, the switch to the primary) and they may not all have been made; the next
+    /// reconcile reads the routes and the target back and finishes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub effects_pending: bool,
     /// Whether the pre-rollout hooks of the current rollout have passed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pre_rollout_passed: bool,

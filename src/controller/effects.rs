@@ -115,6 +115,9 @@ pub struct Cluster<'a> {
     pub world: &'a World,
     /// Events decided in this reconcile, published once its status is stored.
     pub pending: parking_lot::Mutex<Vec<Pending>>,
+    /// The canary as a transition's intent was stored in this reconcile, which the final
+    /// status write goes over.
+    pub stored: parking_lot::Mutex<Option<Canary>>,
 }
 
 /// An Event waiting for the status that caused it to be stored, with what its alert needs.
@@ -280,6 +283,25 @@ impl Adapter for Cluster<'_> {
         let key = super::deferred::Key::new(ObjectRef::from_obj(self.canary), work, status);
         let queries = Box::pin(self.measurement().run());
         Box::pin(self.ctx.deferred_metrics.outcomes(key, queries))
+    }
+
+    /// The intent is written over the status as read, like the reconcile's final write; its
+    /// Events go out once it is stored, so a controller that stops before the effects are
+    /// made has still announced the transition the next one finishes.
+    fn store<'a>(&'a self, intent: &'a CanaryStatus) -> BoxFuture<'a, Result<(), ReconcileError>> {
+        Box::pin(async move {
+            let api: Api<Canary> = self.api();
+            let before = self.canary.status.clone().unwrap_or_default();
+            let written =
+                super::status_write::write(&api, self.canary, &before, intent, &self.ctx.written);
+            let stored = written
+                .await
+                .map_err(super::reconcile::status_conflict_is_stale)?;
+            *self.stored.lock() = stored;
+            let announced = std::mem::take(&mut *self.pending.lock());
+            publish_pending(self.canary, self.ctx, announced).await;
+            Ok(())
+        })
     }
 
     fn bootstrap(&self) -> BoxFuture<'_, Result<(), ReconcileError>> {

@@ -110,7 +110,7 @@ pub fn conflict_is_stale(error: kube::Error) -> ReconcileError {
 }
 
 /// A status write refused for a conflict was made on a stale copy.
-fn status_conflict_is_stale(error: kube::Error) -> ReconcileError {
+pub(super) fn status_conflict_is_stale(error: kube::Error) -> ReconcileError {
     match error {
         kube::Error::Api(status) if status.code == 409 => ReconcileError::Stale,
         other => ReconcileError::Kube(other),
@@ -188,42 +188,48 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .map_err(conflict_is_stale)?;
     }
     let status = canary.status.clone().unwrap_or_default();
-    let (decision, metrics, pending) = match super::world::gather(canary, ctx, &status).await? {
-        Ok(world) => {
-            let session = Session {
-                name: &canary.name_any(),
-                namespace: &canary.namespace().unwrap_or_default(),
-                plan: &world.plan,
-                hooks: &ctx.hooks,
-            };
-            let adapter = Cluster {
-                canary,
-                ctx,
-                world: &world,
-                pending: Default::default(),
-            };
-            let observations = world.observations.clone();
-            let stepped = session
-                .run(&status, observations, Timestamp::now(), &adapter)
-                .await?;
-            let Some((decision, metrics, _)) = stepped else {
-                // Its webhooks or queries are still running; their end reconciles it again
-                // (and, should that wake-up be lost, this requeue does).
-                return Ok(Requeue::requeue(HOOKS_RECHECK));
-            };
-            let me = kube::runtime::reflector::ObjectRef::from_obj(canary);
-            ctx.deferred_hooks.settle(&me, &status);
-            ctx.deferred_metrics.settle(&me, &status);
-            ctx.resumed.lock().insert(super::world::resume_key(canary));
-            (decision, metrics, adapter.pending.into_inner())
-        }
-        Err((obstacle, recheck)) => {
-            let decision = engine::blocked(&status, (&obstacle, recheck), Timestamp::now());
-            let pending = blocked_events(canary, &decision.actions);
-            (decision, Vec::new(), pending)
-        }
-    };
-    super::status_write::write(&api, canary, &status, &decision.status, &ctx.written)
+    let (decision, metrics, pending, stored) =
+        match super::world::gather(canary, ctx, &status).await? {
+            Ok(world) => {
+                let session = Session {
+                    name: &canary.name_any(),
+                    namespace: &canary.namespace().unwrap_or_default(),
+                    plan: &world.plan,
+                    hooks: &ctx.hooks,
+                };
+                let adapter = Cluster {
+                    canary,
+                    ctx,
+                    world: &world,
+                    pending: Default::default(),
+                    stored: Default::default(),
+                };
+                let observations = world.observations.clone();
+                let stepped = session
+                    .run(&status, observations, Timestamp::now(), &adapter)
+                    .await?;
+                let Some((decision, metrics, _)) = stepped else {
+                    // Its webhooks or queries are still running; their end reconciles it again
+                    // (and, should that wake-up be lost, this requeue does).
+                    return Ok(Requeue::requeue(HOOKS_RECHECK));
+                };
+                let me = kube::runtime::reflector::ObjectRef::from_obj(canary);
+                ctx.deferred_hooks.settle(&me, &status);
+                ctx.deferred_metrics.settle(&me, &status);
+                ctx.resumed.lock().insert(super::world::resume_key(canary));
+                let stored = adapter.stored.into_inner();
+                (decision, metrics, adapter.pending.into_inner(), stored)
+            }
+            Err((obstacle, recheck)) => {
+                let decision = engine::blocked(&status, (&obstacle, recheck), Timestamp::now());
+                let pending = blocked_events(canary, &decision.actions);
+                (decision, Vec::new(), pending, None)
+            }
+        };
+    // Over the intent when one was stored in this reconcile, else over the status as read.
+    let written_over = stored.as_ref().unwrap_or(canary);
+    let before = written_over.status.clone().unwrap_or_default();
+    super::status_write::write(&api, written_over, &before, &decision.status, &ctx.written)
         .await
         .map_err(status_conflict_is_stale)?;
     super::effects::publish_pending(canary, ctx, pending).await;

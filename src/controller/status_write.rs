@@ -44,13 +44,14 @@ pub fn merge_diff(before: &Value, after: &Value) -> Value {
 /// since it was read but its status did not (its metadata did: a finalizer, an operator's
 /// request), the write is made again on the fresh copy: the decision's actions are already
 /// applied, and losing its status would repeat them. A 409 remains when the status changed.
+/// Returns the canary as written, or `None` when the status was unchanged.
 pub async fn write(
     api: &Api<Canary>,
     canary: &Canary,
     before: &CanaryStatus,
     after: &CanaryStatus,
     written: &Written,
-) -> Result<(), kube::Error> {
+) -> Result<Option<Canary>, kube::Error> {
     match write_once(api, canary, before, after, written).await {
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let fresh = api.get_status(&canary.name_any()).await?;
@@ -71,9 +72,9 @@ async fn write_once(
     before: &CanaryStatus,
     after: &CanaryStatus,
     written: &Written,
-) -> Result<(), kube::Error> {
+) -> Result<Option<Canary>, kube::Error> {
     if before == after {
-        return Ok(());
+        return Ok(None);
     }
     let old = serde_json::to_value(before).unwrap_or(Value::Null);
     let new = serde_json::to_value(after).unwrap_or(Value::Null);
@@ -89,7 +90,7 @@ async fn write_once(
         )
         .await?;
     written.record(&updated);
-    Ok(())
+    Ok(Some(updated))
 }
 
 #[cfg(test)]

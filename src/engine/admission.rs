@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{AlertSeverity, CanaryStatus, ConditionStatus, ConditionType, Reason};
+use crate::api::{
+    AlertSeverity, CanaryPhase, CanaryStatus, ConditionStatus, ConditionType, Reason,
+};
 
 use super::{Action, Decision, Event, Observations, Routes};
 
@@ -112,15 +114,33 @@ pub fn already_running(revision: &str, now: Timestamp) -> CanaryStatus {
 }
 
 /// The routes to write again after a restart, when the mesh disagrees with the status (a crash
-/// between the route write and the status write): the status's weights, the mesh's other
-/// settings.
+/// between the route write and the status write, or after a transition was stored and before
+/// its routes were written). Under analysis: the status's weights, the mesh's other settings
+/// (its A/B match, its mirror). Otherwise nothing but the primary.
 pub fn resumed_routes(status: &CanaryStatus, mesh: Option<Routes>) -> Option<Routes> {
-    let mesh = mesh.filter(|_| status.phase.is_active())?;
+    let mesh = mesh.filter(|_| status.phase.is_active() || status.effects_pending)?;
+    let analysed = matches!(
+        status.phase,
+        CanaryPhase::Progressing | CanaryPhase::WaitingPromotion | CanaryPhase::Promoting
+    );
+    if !analysed {
+        return (mesh != Routes::primary_only()).then_some(Routes::primary_only());
+    }
     (mesh.canary_weight != status.canary_weight).then_some(Routes {
         canary_weight: status.canary_weight,
         primary_weight: 100 - status.canary_weight,
         ..mesh
     })
+}
+
+/// What a stored transition still needs beside its routes, made again from the status: a
+/// rollback's target at zero. (A promotion's primary is written again by the promotion step,
+/// a switch to the primary scales the target down in its next step.)
+fn unfinished_effects(status: &CanaryStatus) -> Vec<Action> {
+    match status.phase {
+        CanaryPhase::Failed if status.effects_pending => vec![Action::ScaleTarget { up: false }],
+        _ => Vec::new(),
+    }
 }
 
 /// An operator request annotation that does not read, identified by a digest of its text.
@@ -162,19 +182,22 @@ pub(super) fn settle(
             }));
         }
     }
+    // The decision is stored with its effects made; a `StoreStatus` marks the stored copy.
+    decision.status.effects_pending = false;
+    let mut repairs = Vec::new();
     if let Some(routes) = resumed_routes(before, observations.mesh_routes) {
         let mesh = observations.mesh_routes.unwrap_or_default().canary_weight;
-        decision.actions.insert(0, Action::SetRoutes(routes));
-        decision.actions.insert(
-            1,
-            Action::Event(Event {
-                severity: AlertSeverity::Warn,
-                reason: Reason::RoutesResumed,
-                message: format!(
-                    "the mesh routed {mesh}% to the canary after a restart; the status's {}% is written again",
-                    routes.canary_weight
-                ),
-            }),
-        );
+        repairs.push(Action::SetRoutes(routes));
+        repairs.push(Action::Event(Event {
+            severity: AlertSeverity::Warn,
+            reason: Reason::RoutesResumed,
+            message: format!(
+                "the mesh routed {mesh}% to the canary after a restart; the status's {}% is written again",
+                routes.canary_weight
+            ),
+        }));
     }
+    repairs.extend(unfinished_effects(before));
+    // Before the decision's own actions: they follow from the stored status being true.
+    decision.actions.splice(0..0, repairs);
 }

@@ -270,6 +270,13 @@ impl<'a> Rollout<'a> {
         interval
     }
 
+    /// Stores the intent of a transition before its first side effect, announcing it: a
+    /// controller that stops halfway leaves the transition stored, and the next one finishes
+    /// it (see [`super::admission::settle`]) rather than deciding from the status before it.
+    fn store_intent(&mut self) {
+        self.actions.push(Action::StoreStatus);
+    }
+
     fn post_rollout_hooks(&mut self) {
         if self.input.plan.analysis.has_hooks(HookType::PostRollout) {
             self.actions.push(Action::RunHooks(HookType::PostRollout));

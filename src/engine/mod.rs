@@ -150,6 +150,10 @@ pub struct Decision {
 /// Effects for the adapters, applied in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Store the decided status now, marked as having effects pending, and announce the
+    /// events before this point: the actions after it are made from the stored status again
+    /// should the controller stop before they are all done.
+    StoreStatus,
     /// Create the primary (a copy of the target) and the routing objects.
     Bootstrap,
     /// Route traffic.

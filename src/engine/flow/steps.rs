@@ -214,13 +214,7 @@ impl Rollout<'_> {
     }
 
     pub(super) fn promote(&mut self) {
-        if self.strategy == Strategy::BlueGreen {
-            // Blue/green switches every request at once, before the primary is touched.
-            self.status.canary_weight = 100;
-            self.actions.push(Action::SetRoutes(Routes::weighted(100)));
-        }
         self.status.last_step_time = Some(self.input.now);
-        self.actions.push(Action::Promote);
         self.set_phase(CanaryPhase::Promoting, "Copying the canary to the primary");
         self.event(
             AlertSeverity::Info,
@@ -230,6 +224,13 @@ impl Rollout<'_> {
                 self.input.name
             ),
         );
+        self.store_intent();
+        if self.strategy == Strategy::BlueGreen {
+            // Blue/green switches every request at once, before the primary is touched.
+            self.status.canary_weight = 100;
+            self.actions.push(Action::SetRoutes(Routes::weighted(100)));
+        }
+        self.actions.push(Action::Promote);
     }
 
     pub(super) fn finish_promotion(&mut self) {
@@ -237,21 +238,11 @@ impl Rollout<'_> {
         let primary_updated = observations.primary_revision == self.status.last_applied_spec;
         if !(primary_updated && observations.primary_ready) {
             if self.deadline_passed() {
-                self.status.canary_weight = 0;
-                self.actions.push(Action::SetRoutes(Routes::primary_only()));
-                self.set_phase(
-                    CanaryPhase::Failed,
-                    "Primary did not become ready after promotion",
-                );
-                self.event(
-                    AlertSeverity::Error,
-                    Reason::PromotionFailed,
-                    format!(
-                        "The primary of {} was not ready with the new revision within progressDeadlineSeconds",
-                        self.input.name
-                    ),
-                );
-                self.post_rollout_hooks();
+                self.promotion_failed();
+            } else if !primary_updated {
+                // The promotion was stored before the primary was written: a controller that
+                // stopped in between, or a write that failed, leaves it to be written again.
+                self.actions.push(Action::Promote);
             }
             return;
         }
@@ -263,8 +254,6 @@ impl Rollout<'_> {
         let weight = next_promotion_weight(&self.input.plan.analysis, self.status.canary_weight);
         self.status.canary_weight = weight;
         self.status.last_step_time = Some(self.input.now);
-        self.actions
-            .push(Action::SetRoutes(Routes::weighted(weight)));
         if weight == 0 {
             self.set_phase(
                 CanaryPhase::Finalising,
@@ -278,7 +267,32 @@ impl Rollout<'_> {
                     self.input.name
                 ),
             );
+            // Stored first: a restart must not write the last promotion weight back.
+            self.store_intent();
         }
+        self.actions
+            .push(Action::SetRoutes(Routes::weighted(weight)));
+    }
+
+    fn promotion_failed(&mut self) {
+        self.status.canary_weight = 0;
+        self.set_phase(
+            CanaryPhase::Failed,
+            "Primary did not become ready after promotion",
+        );
+        self.event(
+            AlertSeverity::Error,
+            Reason::PromotionFailed,
+            format!(
+                "The primary of {} was not ready with the new revision within progressDeadlineSeconds",
+                self.input.name
+            ),
+        );
+        self.store_intent();
+        self.actions.push(Action::SetRoutes(Routes::primary_only()));
+        // No traffic reaches the canary now; as after a rollback, it is scaled to zero.
+        self.actions.push(Action::ScaleTarget { up: false });
+        self.post_rollout_hooks();
     }
 
     pub(super) fn finalise(&mut self) {
@@ -310,14 +324,17 @@ impl Rollout<'_> {
         self.status.paused_by = None;
         self.status.canary_weight = 0;
         self.status.last_step_time = Some(self.input.now);
-        self.actions.push(Action::SetRoutes(Routes::primary_only()));
-        self.actions.push(Action::ScaleTarget { up: false });
         self.set_phase(CanaryPhase::Failed, reason);
         self.event(
             AlertSeverity::Error,
             Reason::RolledBack,
             format!("Rolled back {}: {reason}", self.input.name),
         );
+        // Stored first: a restart must not write the analysis weight back to a canary that
+        // is being scaled to zero.
+        self.store_intent();
+        self.actions.push(Action::SetRoutes(Routes::primary_only()));
+        self.actions.push(Action::ScaleTarget { up: false });
         self.post_rollout_hooks();
     }
 

@@ -1,6 +1,7 @@
 //! Engine tests on a simulated clock: every phase transition and every strategy.
 
 mod admission;
+mod crashes;
 mod hooks;
 mod judging;
 mod operator;
@@ -42,6 +43,16 @@ struct Sim {
     events: Vec<Event>,
     /// The operator request the canary carries.
     request: Option<crate::api::OperatorRequest>,
+    /// Each status a decision stored ahead of its effects.
+    stored: Vec<CanaryStatus>,
+    /// Decisions made so far.
+    decisions: usize,
+    /// Crash in decision `.0` after its first `.1` actions: keep only what was stored.
+    crash: Option<(usize, usize)>,
+    /// The next decision is the first of a new controller: it reads the mesh back.
+    resuming: bool,
+    /// Every moment traffic was routed to a target scaled to zero.
+    unserved: Vec<String>,
 }
 
 impl Sim {
@@ -62,6 +73,11 @@ impl Sim {
             hooks_called: Vec::new(),
             events: Vec::new(),
             request: None,
+            stored: Vec::new(),
+            decisions: 0,
+            crash: None,
+            resuming: false,
+            unserved: Vec::new(),
         }
     }
 
@@ -92,6 +108,7 @@ impl Sim {
             primary_ready: self.primary_ready,
             canary_ready: self.canary_ready && self.target_up,
             request: self.request.clone().map(Ok),
+            mesh_routes: self.resuming.then_some(self.routes),
             ..Observations::default()
         }
     }
@@ -148,18 +165,45 @@ impl Sim {
                 }
             }
         };
-        for action in &decision.actions {
-            match action {
-                Action::Bootstrap => self.primary = self.target.clone(),
-                Action::SetRoutes(routes) => self.routes = *routes,
-                Action::ScaleTarget { up } => self.target_up = *up,
-                Action::Promote => self.primary = self.target.clone(),
-                Action::RunHooks(kind) => self.hooks_called.push(*kind),
-                Action::Event(event) => self.events.push(event.clone()),
+        let crash = self.crash.filter(|(at, _)| *at == self.decisions);
+        self.decisions += 1;
+        let made = crash.map_or(decision.actions.len(), |(_, after)| after);
+        let mut stored = None;
+        for action in decision.actions.iter().take(made) {
+            if *action == Action::StoreStatus {
+                // As the driver stores it.
+                let intent = CanaryStatus {
+                    effects_pending: true,
+                    ..decision.status.clone()
+                };
+                stored = Some(intent);
             }
+            self.apply(action, &decision.status);
         }
-        self.status = decision.status;
+        self.resuming = crash.is_some();
+        match (crash, stored) {
+            (Some(_), None) => {}
+            (Some(_), Some(intent)) => self.status = intent,
+            (None, _) => self.status = decision.status,
+        }
         decision.requeue_after
+    }
+
+    fn apply(&mut self, action: &Action, status: &CanaryStatus) {
+        match action {
+            Action::StoreStatus => self.stored.push(status.clone()),
+            Action::Bootstrap => self.primary = self.target.clone(),
+            Action::SetRoutes(routes) => self.routes = *routes,
+            Action::ScaleTarget { up } => self.target_up = *up,
+            Action::Promote => self.primary = self.target.clone(),
+            Action::RunHooks(kind) => self.hooks_called.push(*kind),
+            Action::Event(event) => self.events.push(event.clone()),
+        }
+        let routed = self.routes.canary_weight > 0 || self.routes.match_to_canary;
+        if routed && !self.target_up {
+            let moment = format!("decision {} after {action:?}", self.decisions);
+            self.unserved.push(moment);
+        }
     }
 
     /// Calls the engine, then moves the clock by one interval.
