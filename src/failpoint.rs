@@ -3,7 +3,7 @@
 //! With `AVIARY_FAILPOINT=<point>:<phase>` set (say `routes-written:Failed`, the routes of a
 //! rollback written and its target not yet scaled), the process that reaches that point in a
 //! decision for that phase prints one line and stops itself with SIGSTOP, so that a test can
-//! SIGKILL it exactly there. The points follow the driver's actions:
+//! SIGKILL it exactly there; `#n` after it waits for the n-th time. The points follow the driver's actions:
 //!
 //! - `status-stored`: a transition's intent is stored, none of its effects made;
 //! - `routes-written`: the routes are written;
@@ -19,10 +19,16 @@ pub const REACHED: &str = "failpoint reached:";
 
 #[cfg(feature = "failpoints")]
 pub fn reached(point: &str, phase: CanaryPhase) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static PASSED: AtomicUsize = AtomicUsize::new(0);
     let Ok(wanted) = std::env::var("AVIARY_FAILPOINT") else {
         return;
     };
-    if wanted != format!("{point}:{phase}") {
+    let (place, nth) = match wanted.split_once('#') {
+        Some((place, nth)) => (place, nth.parse().unwrap_or(1)),
+        None => (wanted.as_str(), 1),
+    };
+    if place != format!("{point}:{phase}") || PASSED.fetch_add(1, Ordering::SeqCst) + 1 != nth {
         return;
     }
     // Straight to stderr, unbuffered: the process stops right after.

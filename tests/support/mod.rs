@@ -248,6 +248,16 @@ impl ControllerProcess {
         prometheus: &str,
         extra: &[&str],
     ) -> ControllerProcess {
+        Self::start_with_env(namespace, prometheus, extra, &[]).await
+    }
+
+    /// As [`Self::start_with`], with more environment variables (say a failpoint).
+    pub async fn start_with_env(
+        namespace: &str,
+        prometheus: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControllerProcess {
         let kubeconfig = kubeconfig().await;
         let log = std::env::temp_dir().join(format!(
             "aviary-controller-{namespace}-{}.log",
@@ -267,6 +277,7 @@ impl ControllerProcess {
             // The tests' Prometheus scrapes every second.
             .args(["--scrape-interval", "1s"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
