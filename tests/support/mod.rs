@@ -222,6 +222,7 @@ pub async fn spawn_listening(
     (child, address)
 }
 
+pub mod faulty;
 pub mod fixture;
 pub mod receiver;
 pub mod series;
