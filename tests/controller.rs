@@ -106,6 +106,14 @@ async fn a_healthy_revision_is_promoted_step_by_step() {
     })
     .await;
     assert!(metrics.contains("aviary_info{"), "{metrics}");
+    for series in [
+        "aviary_reconcile_queue_depth ",
+        "aviary_reconciles_running ",
+        "aviary_query_duration_seconds_count ",
+        "aviary_canary_duration_seconds_count ",
+    ] {
+        assert!(metrics.contains(series), "{series}in {metrics}");
+    }
 
     // Deleted (no finalizer), the canary leaves no series behind.
     f.canaries()

@@ -16,6 +16,7 @@ mod leader;
 pub mod objects;
 mod observe;
 pub mod policies;
+mod queue;
 mod readiness;
 mod reconcile;
 mod referenced;
@@ -244,7 +245,9 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     );
     let controller = Controller::for_stream(canary_events, canaries.clone())
         .with_config(
-            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+            // Unbounded here: the reconcile waits for its place in [`queue`], where the waiting
+            // are counted.
+            kube::runtime::controller::Config::default().concurrency(0),
         )
         .reconcile_on(futures::stream::unfold(woken, |mut woken| async move {
             woken.recv().await.map(|canary| (canary, woken))
@@ -373,7 +376,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
 }
 
 /// Reconciles running at once.
-const RECONCILE_CONCURRENCY: u16 = 128;
+pub const RECONCILE_CONCURRENCY: usize = 128;
 
 /// How long to wait before retrying after an error.
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(5);

@@ -59,6 +59,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         // A standby keeps its caches and waits; becoming the leader wakes every canary.
         return Ok(Requeue::await_change());
     }
+    let _slot = ctx.metrics.queue().enter().await;
     let result = contained(reconcile_inner(&canary, &ctx)).await;
     match &result {
         Ok(_) => ctx.failures.succeeded(&failure_key(&canary)),

@@ -31,6 +31,7 @@ struct State {
     version: String,
     mesh: String,
     series: Mutex<Series>,
+    queue: Arc<super::queue::ReconcileQueue>,
 }
 
 /// The controller's metrics: cheap to update, rendered on scrape.
@@ -45,11 +46,19 @@ impl ControllerMetrics {
             version: env!("CARGO_PKG_VERSION").to_string(),
             mesh: mesh.to_string(),
             series: Mutex::default(),
+            queue: Arc::new(super::queue::ReconcileQueue::new(
+                super::RECONCILE_CONCURRENCY,
+            )),
         });
         ControllerMetrics {
             registry: exposition::registry_of(state.clone()),
             state,
         }
+    }
+
+    /// Where every reconcile waits for its turn.
+    pub fn queue(&self) -> &super::queue::ReconcileQueue {
+        &self.state.queue
     }
 
     fn series(&self) -> parking_lot::MutexGuard<'_, Series> {
@@ -206,7 +215,11 @@ impl State {
     }
 
     /// Outcomes and how long reconciles take.
-    fn encode_outcomes(encoder: &mut DescriptorEncoder, series: &Series) -> std::fmt::Result {
+    fn encode_outcomes(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        series: &Series,
+    ) -> std::fmt::Result {
         for (name, help, map) in [
             (
                 "aviary_canary_successes_total",
@@ -234,6 +247,19 @@ impl State {
         let rows = errors.map(|(kind, count)| (vec![("error", kind.to_string())], *count));
         let help = "Reconciles that failed, by error.";
         exposition::counters(encoder, ("aviary_reconcile_errors_total", help), rows)?;
+        let (waiting, running) = self.queue.depth();
+        let help = "Reconciles due and waiting for one of the controller's places.";
+        exposition::gauges(
+            encoder,
+            ("aviary_reconcile_queue_depth", help),
+            [(Labels::new(), waiting)],
+        )?;
+        let help = "Reconciles running now.";
+        exposition::gauges(
+            encoder,
+            ("aviary_reconciles_running", help),
+            [(Labels::new(), running)],
+        )?;
         Self::encode_latencies(encoder)
     }
 
@@ -265,6 +291,6 @@ impl Collector for State {
         let series = self.series.lock();
         self.encode_totals(&mut encoder, &series)?;
         State::encode_canaries(&mut encoder, &series)?;
-        State::encode_outcomes(&mut encoder, &series)
+        self.encode_outcomes(&mut encoder, &series)
     }
 }
