@@ -85,7 +85,7 @@ fn percentile(values: &mut [f64], q: f64) -> f64 {
     values[rank - 1]
 }
 
-async fn wait_for<F>(what: &str, limit: Duration, mut check: F) -> Result<(), BenchError>
+pub(super) async fn wait_for<F>(what: &str, limit: Duration, mut check: F) -> Result<(), BenchError>
 where
     F: AsyncFnMut() -> Result<bool, BenchError>,
 {
@@ -181,7 +181,7 @@ async fn start_rollouts(deployments: &Api<Deployment>, n: usize) -> Result<(), B
 }
 
 /// How many canaries satisfy `test` now.
-async fn counted(
+pub(super) async fn counted(
     canaries: &Api<Canary>,
     test: impl Fn(&CanaryStatus) -> bool,
 ) -> Result<usize, BenchError> {

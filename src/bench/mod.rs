@@ -4,6 +4,7 @@ pub mod controller;
 mod gateway;
 mod judge;
 mod loadtest;
+pub mod soak;
 
 pub use gateway::gateway;
 pub use judge::judge_bench;

@@ -40,6 +40,15 @@ pub enum Bench {
         #[arg(long, default_value_t = 6)]
         intervals: u32,
     },
+    /// The controller's memory under churn: canaries created, rolled out and deleted in
+    /// batches, on the cluster in KUBECONFIG.
+    Soak {
+        #[arg(long, default_value_t = 2000)]
+        canaries: usize,
+        /// Canaries alive at once.
+        #[arg(long, default_value_t = 200)]
+        batch: usize,
+    },
 }
 
 impl Bench {
@@ -66,6 +75,11 @@ impl Bench {
                 };
                 let executable = super::this_executable()?;
                 serde_json::to_string(&aviary::bench::controller::run(&executable, bench).await?)?
+            }
+            Bench::Soak { canaries, batch } => {
+                let bench = aviary::bench::soak::SoakBench { canaries, batch };
+                let executable = super::this_executable()?;
+                serde_json::to_string(&aviary::bench::soak::run(&executable, bench).await?)?
             }
         };
         println!("{report}");

@@ -1,0 +1,222 @@
+//! `aviary bench soak --canaries N`: memory under churn on the cluster in KUBECONFIG. Canaries
+//! go through their whole life in batches: created, initialized, rolled out (half promoted,
+//! half rolled back by a pre-rollout webhook that cannot be reached), and deleted with their
+//! targets. The controller's RSS once everything is gone is compared with its RSS after a
+//! first warm-up batch, when its allocator and pools have reached their working size.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::controller::{counted, wait_for};
+use super::{machine, memory_kib, round, BenchError};
+use crate::api::{Canary, CanaryPhase};
+
+#[derive(Debug, Clone)]
+pub struct SoakBench {
+    pub canaries: usize,
+    /// Canaries alive at once.
+    pub batch: usize,
+}
+
+/// How long one batch may take at any stage.
+const PATIENCE: Duration = Duration::from_secs(600);
+/// How long the controller idles before each RSS reading.
+const SETTLE: Duration = Duration::from_secs(20);
+
+pub async fn run(executable: &Path, bench: SoakBench) -> Result<Value, BenchError> {
+    crate::http_client::install_crypto_provider();
+    let client = Client::try_default().await?;
+    let ns = format!("aviary-soak-{}", rand::random::<u32>() % 100_000);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(json!({ "metadata": { "name": ns } }));
+    namespaces
+        .create(
+            &PostParams::default(),
+            &namespace.map_err(|e| BenchError::Timeout(e.to_string()))?,
+        )
+        .await?;
+    let result = soak(executable, &client, &ns, &bench).await;
+    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
+    result
+}
+
+fn target(name: &str, batch: usize) -> Value {
+    json!({
+        "metadata": { "name": name, "labels": { "soak-batch": batch.to_string() } },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": { "labels": { "app": name } },
+                          "spec": { "containers": [{ "name": "app", "image": "soak:1" }] } }
+        }
+    })
+}
+
+/// Even canaries promote (no metrics); odd ones have a pre-rollout webhook nobody answers, so
+/// their first check fails and they roll back.
+fn canary(name: &str, batch: usize, index: usize) -> Value {
+    let webhooks = if index % 2 == 1 {
+        json!([{ "name": "unreachable", "type": "pre-rollout", "url": "http://127.0.0.1:9/", "timeout": "1s" }])
+    } else {
+        json!([])
+    };
+    json!({
+        "apiVersion": "aviary.dev/v1beta1", "kind": "Canary",
+        "metadata": { "name": name, "labels": { "soak-batch": batch.to_string() } },
+        "spec": {
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "service": { "port": 80 },
+            "analysis": { "interval": "1s", "threshold": 1, "stepWeight": 50, "maxWeight": 50, "webhooks": webhooks }
+        }
+    })
+}
+
+fn parsed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, BenchError> {
+    serde_json::from_value(value).map_err(|e| BenchError::Timeout(e.to_string()))
+}
+
+struct Apis {
+    deployments: Api<Deployment>,
+    canaries: Api<Canary>,
+}
+
+async fn create_batch(apis: &Apis, batch: usize, size: usize) -> Result<(), BenchError> {
+    futures::stream::iter(0..size)
+        .map(|index| async move {
+            let name = format!("soak-{batch}-{index}");
+            let deployment: Deployment = parsed(target(&name, batch))?;
+            apis.deployments
+                .create(&PostParams::default(), &deployment)
+                .await?;
+            let canary: Canary = parsed(canary(&name, batch, index))?;
+            apis.canaries
+                .create(&PostParams::default(), &canary)
+                .await?;
+            Ok::<_, BenchError>(())
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+async fn roll_batch(apis: &Apis, batch: usize, size: usize) -> Result<(), BenchError> {
+    futures::stream::iter(0..size)
+        .map(|index| async move {
+            let patch = json!({ "spec": { "template": { "metadata": { "annotations": { "soak/revision": "2" } } } } });
+            let name = format!("soak-{batch}-{index}");
+            apis.deployments.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+/// One batch's whole life; returns (promoted, rolled back).
+async fn one_batch(apis: &Apis, batch: usize, size: usize) -> Result<(usize, usize), BenchError> {
+    create_batch(apis, batch, size).await?;
+    wait_for("a batch Initialized", PATIENCE, async || {
+        Ok(counted(&apis.canaries, |s| s.phase == CanaryPhase::Initialized).await? == size)
+    })
+    .await?;
+    roll_batch(apis, batch, size).await?;
+    let settled = |s: &crate::api::CanaryStatus| {
+        matches!(s.phase, CanaryPhase::Succeeded | CanaryPhase::Failed)
+            && s.last_promoted_spec.is_some()
+    };
+    wait_for("a batch promoted or rolled back", PATIENCE, async || {
+        Ok(counted(&apis.canaries, settled).await? == size)
+    })
+    .await?;
+    let promoted = counted(&apis.canaries, |s| s.phase == CanaryPhase::Succeeded).await?;
+    let labels = ListParams::default().labels(&format!("soak-batch={batch}"));
+    apis.canaries
+        .delete_collection(&DeleteParams::background(), &labels)
+        .await?;
+    apis.deployments
+        .delete_collection(&DeleteParams::background(), &labels)
+        .await?;
+    wait_for("a batch deleted", PATIENCE, async || {
+        Ok(apis
+            .canaries
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty())
+    })
+    .await?;
+    Ok((promoted, size - promoted))
+}
+
+async fn soak(
+    executable: &Path,
+    client: &Client,
+    ns: &str,
+    bench: &SoakBench,
+) -> Result<Value, BenchError> {
+    let apis = Apis {
+        deployments: Api::namespaced(client.clone(), ns),
+        canaries: Api::namespaced(client.clone(), ns),
+    };
+    let args = [
+        "controller",
+        "--namespace",
+        ns,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-server",
+        "http://127.0.0.1:9",
+        "--min-interval",
+        "1s",
+    ];
+    let (mut controller, _listening) =
+        super::start_listening(executable, &args, "the controller").await?;
+    let pid = controller.id().unwrap_or(0);
+    let outcome = churn(&apis, pid, bench).await;
+    let _ = controller.kill().await;
+    outcome
+}
+
+async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchError> {
+    tokio::time::sleep(SETTLE).await;
+    let idle_kib = memory_kib(pid).0;
+    let size = bench.batch.min(bench.canaries).max(1);
+    let batches = bench.canaries.div_ceil(size);
+    one_batch(apis, 0, size).await?;
+    tokio::time::sleep(SETTLE).await;
+    let before_kib = memory_kib(pid).0;
+    let started = Instant::now();
+    let (mut promoted, mut rolled_back) = (0, 0);
+    for batch in 1..=batches {
+        let (p, r) = one_batch(apis, batch, size).await?;
+        (promoted, rolled_back) = (promoted + p, rolled_back + r);
+    }
+    let churn_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(SETTLE).await;
+    let (after_kib, peak_kib) = memory_kib(pid);
+    let mib = |kib: u64| round(kib as f64 / 1024.0);
+    Ok(json!({
+        "benchmark": "soak",
+        "canaries": batches * size,
+        "batch": size,
+        "promoted": promoted,
+        "rolled_back": rolled_back,
+        "churn_s": round(churn_s),
+        "rollouts_per_minute": round((promoted + rolled_back) as f64 / churn_s * 60.0),
+        "controller_rss_idle_mib": mib(idle_kib),
+        "controller_rss_before_mib": mib(before_kib),
+        "controller_rss_after_mib": mib(after_kib),
+        "controller_peak_rss_mib": mib(peak_kib),
+        "rss_after_over_before": round(after_kib as f64 / before_kib.max(1) as f64),
+        "target": { "rss_after_over_before_at_most": 1.1 },
+        "machine": machine("controller, kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok share this machine; before = after one warm-up batch, after = everything deleted, each after 20 s idle"),
+    }))
+}
