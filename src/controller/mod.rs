@@ -125,13 +125,13 @@ pub struct Context {
     /// Bounds the post-rollout and event hooks in flight.
     pub background_hooks: Arc<tokio::sync::Semaphore>,
     /// The controller's own last status writes, to recognise stale copies.
-    pub written: written::Written,
+    pub written: Arc<written::Written>,
     /// Canaries whose routes were read back from the mesh since this process started.
-    pub resumed: parking_lot::Mutex<std::collections::HashSet<String>>,
+    pub resumed: Arc<parking_lot::Mutex<std::collections::HashSet<String>>>,
     /// Whether this replica may write now.
     pub leadership: leader::Leadership,
     /// Reconcile failures in a row, by canary, for the error backoff.
-    pub failures: backoff::Failures,
+    pub failures: Arc<backoff::Failures>,
 }
 
 impl Context {
@@ -206,6 +206,11 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     .touched_objects();
     let (canaries, canary_writer) = reflector::store();
     let (seen, signals) = (relations.clone(), metrics.clone());
+    // What the controller keeps per canary, forgotten with it.
+    let written: Arc<written::Written> = Default::default();
+    let resumed: Arc<parking_lot::Mutex<std::collections::HashSet<String>>> = Default::default();
+    let failures: Arc<backoff::Failures> = Default::default();
+    let kept = (written.clone(), resumed.clone(), failures.clone());
     let canary_events = reflector::reflector(
         canary_writer,
         decode::watch::<Canary>(&client, namespace, rejects).modify(slim),
@@ -216,6 +221,10 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         if let watcher::Event::Delete(canary) = event {
             let namespace = canary.namespace().unwrap_or_default();
             signals.forget(&canary.name_any(), &namespace);
+            let key = world::resume_key(canary);
+            kept.0.forget(canary);
+            kept.1.lock().remove(&key);
+            kept.2.succeeded(&key);
         }
     })
     .default_backoff()
@@ -346,10 +355,10 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         deferred_hooks,
         deferred_metrics,
         background_hooks: Arc::new(tokio::sync::Semaphore::new(effects::BACKGROUND_HOOKS)),
-        written: Default::default(),
-        resumed: Default::default(),
+        written,
+        resumed,
         leadership,
-        failures: Default::default(),
+        failures,
     });
     // Ready once the caches are listed, leader or standby: a standby must be Ready for a
     // rolling update of the replicas to complete.

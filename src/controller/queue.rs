@@ -29,9 +29,9 @@ impl ReconcileQueue {
 
     /// Waits for a free place, counted as waiting until it has one.
     pub async fn enter(&self) -> Slot<'_> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let waiting = Waiting::new(&self.waiting);
         let permit = self.slots.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         // The semaphore is never closed.
         let permit = permit.unwrap_or_else(|_| unreachable!("the reconcile queue is never closed"));
         self.running.fetch_add(1, Ordering::Relaxed);
@@ -45,6 +45,22 @@ impl ReconcileQueue {
     pub fn depth(&self) -> (i64, i64) {
         let waiting = self.waiting.load(Ordering::Relaxed);
         (waiting, self.running.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts one waiter for as long as it lives, so a wait abandoned (at shutdown) uncounts too.
+struct Waiting<'a>(&'a AtomicI64);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicI64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -60,6 +60,15 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         return Ok(Requeue::await_change());
     }
     let _slot = ctx.metrics.queue().enter().await;
+    // The wait for a place can be long: decide on the store's copy as it is now, and only
+    // while still leading.
+    let me = kube::runtime::reflector::ObjectRef::from_obj(&*canary);
+    let Some(canary) = ctx.canaries.get(&me) else {
+        return Ok(Requeue::await_change());
+    };
+    if !ctx.leadership.is_leading() {
+        return Ok(Requeue::await_change());
+    }
     let result = contained(reconcile_inner(&canary, &ctx)).await;
     match &result {
         Ok(_) => ctx.failures.succeeded(&failure_key(&canary)),

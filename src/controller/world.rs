@@ -54,7 +54,9 @@ pub async fn gather(
         Ok(world) => world,
         Err(obstacle) => return Ok(Err((obstacle, interval))),
     };
-    if mtls_preflight_due(world.plan.analysis.require_mtls, status) {
+    // A stored transition is finished first: a preflight that now fails must not leave a
+    // rollback's traffic on its canary.
+    if mtls_preflight_due(world.plan.analysis.require_mtls, status) && !status.effects_pending {
         let verdict =
             super::security::mtls_preflight(canary, ctx, &world.plan, &world.target).await?;
         if !verdict.enforced {

@@ -197,7 +197,11 @@ pub(super) fn settle(
             ),
         }));
     }
-    repairs.extend(unfinished_effects(before));
+    // A decision that scales the target itself (a new rollout) has the last word on it.
+    let scales = |action: &Action| matches!(action, Action::ScaleTarget { .. });
+    if !decision.actions.iter().any(scales) {
+        repairs.extend(unfinished_effects(before));
+    }
     // Before the decision's own actions: they follow from the stored status being true.
     decision.actions.splice(0..0, repairs);
 }

@@ -86,7 +86,7 @@ impl<'a> Rollout<'a> {
             CanaryPhase::Waiting => self.confirm_rollout(target),
             CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => self.progress(target),
             CanaryPhase::Promoting => {
-                self.finish_promotion();
+                self.finish_promotion(target);
                 Ok(())
             }
             CanaryPhase::Finalising => {

@@ -233,9 +233,16 @@ impl Rollout<'_> {
         self.actions.push(Action::Promote);
     }
 
-    pub(super) fn finish_promotion(&mut self) {
+    pub(super) fn finish_promotion(&mut self, target: String) {
         let observations = self.input.observations;
         let primary_updated = observations.primary_revision == self.status.last_applied_spec;
+        let target_analysed = self.status.last_applied_spec.as_deref() == Some(target.as_str());
+        if !primary_updated && !target_analysed {
+            // The primary never took the analysed revision and the target moved on: copying
+            // it now would promote a revision nobody analysed.
+            self.restart(target);
+            return;
+        }
         if !(primary_updated && observations.primary_ready) {
             if self.deadline_passed() {
                 self.promotion_failed();

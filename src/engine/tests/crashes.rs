@@ -148,3 +148,37 @@ fn a_crash_after_any_action_ends_the_rollout_as_an_uninterrupted_run_does() {
     }
     assert!(crash_points > 50, "only {crash_points} crash points tried");
 }
+
+#[test]
+fn a_promotion_cut_short_never_copies_a_revision_that_moved_on_since() {
+    let scenario = &scenarios()[0];
+    // The decision that stores the promotion.
+    let mut probe = Sim::initialized((scenario.spec)());
+    probe.decisions = 0;
+    while probe.status.phase != CanaryPhase::Promoting {
+        assert!(probe.decisions < 40, "never promoted");
+        probe.tick();
+    }
+    let promoting = probe.decisions - 1;
+    let mut sim = Sim::initialized((scenario.spec)());
+    sim.decisions = 0;
+    sim.crash = Some((promoting, 2));
+    for _ in 0..=promoting {
+        sim.tick();
+    }
+    assert_eq!(
+        sim.status.phase,
+        CanaryPhase::Promoting,
+        "decision {promoting}: {:?}",
+        sim.events
+    );
+    assert_eq!(
+        sim.primary, "rev1",
+        "stopped before the primary was written"
+    );
+    sim.target = "rev3".into();
+    sim.tick();
+    assert_eq!(sim.primary, "rev1", "rev3 was never analysed");
+    assert_eq!(sim.status.phase, CanaryPhase::Progressing);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("rev3"));
+}
