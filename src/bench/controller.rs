@@ -279,19 +279,13 @@ async fn steady_window(
     })
 }
 
-async fn measure(
+/// A controller process for `ns` with no reachable Prometheus. It picks its own port; its
+/// first line names it, and the rest of its stdout is drained, so the report stays the only
+/// thing printed.
+pub(super) async fn start_controller(
     executable: &Path,
-    client: &Client,
     ns: &str,
-    bench: &ControllerBench,
-) -> Result<serde_json::Value, BenchError> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
-    let create_started = Instant::now();
-    create_canaries(&deployments, &canaries, bench).await?;
-    let created_in = create_started.elapsed();
-    // The controller picks its own port; its first line names it, and the rest of its stdout is
-    // drained, so this report stays the only thing printed.
+) -> Result<tokio::process::Child, BenchError> {
     let args = [
         "controller",
         "--namespace",
@@ -303,8 +297,23 @@ async fn measure(
         "--min-interval",
         "1s",
     ];
-    let (mut controller, _listening) =
+    let (controller, _listening) =
         super::start_listening(executable, &args, "the controller").await?;
+    Ok(controller)
+}
+
+async fn measure(
+    executable: &Path,
+    client: &Client,
+    ns: &str,
+    bench: &ControllerBench,
+) -> Result<serde_json::Value, BenchError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
+    let create_started = Instant::now();
+    create_canaries(&deployments, &canaries, bench).await?;
+    let created_in = create_started.elapsed();
+    let mut controller = start_controller(executable, ns).await?;
     let pid = controller.id().unwrap_or(0);
     let n = bench.canaries;
     let init_started = Instant::now();

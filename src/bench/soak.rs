@@ -166,19 +166,7 @@ async fn soak(
         deployments: Api::namespaced(client.clone(), ns),
         canaries: Api::namespaced(client.clone(), ns),
     };
-    let args = [
-        "controller",
-        "--namespace",
-        ns,
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-server",
-        "http://127.0.0.1:9",
-        "--min-interval",
-        "1s",
-    ];
-    let (mut controller, _listening) =
-        super::start_listening(executable, &args, "the controller").await?;
+    let mut controller = super::controller::start_controller(executable, ns).await?;
     let pid = controller.id().unwrap_or(0);
     let outcome = churn(&apis, pid, bench).await;
     let _ = controller.kill().await;

@@ -14,22 +14,7 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    let ab = || {
-        canary_spec(CanaryAnalysis {
-            iterations: Some(2),
-            r#match: vec![RequestMatch {
-                headers: BTreeMap::from([(
-                    "x-canary".to_string(),
-                    StringMatch {
-                        exact: Some("insider".into()),
-                        ..StringMatch::default()
-                    },
-                )]),
-                ..RequestMatch::default()
-            }],
-            ..CanaryAnalysis::default()
-        })
-    };
+    let ab = || ab_spec(2);
     let blue_green = || {
         canary_spec(CanaryAnalysis {
             iterations: Some(2),

@@ -292,6 +292,24 @@ fn canary_spec(analysis: CanaryAnalysis) -> CanarySpec {
     }
 }
 
+/// An A/B test of `iterations` for requests with `x-canary: insider`.
+fn ab_spec(iterations: i32) -> CanarySpec {
+    canary_spec(CanaryAnalysis {
+        iterations: Some(iterations),
+        r#match: vec![RequestMatch {
+            headers: BTreeMap::from([(
+                "x-canary".to_string(),
+                StringMatch {
+                    exact: Some("insider".into()),
+                    ..StringMatch::default()
+                },
+            )]),
+            ..RequestMatch::default()
+        }],
+        ..CanaryAnalysis::default()
+    })
+}
+
 fn stepped(step: i32, max: i32, threshold: i32) -> CanarySpec {
     canary_spec(CanaryAnalysis {
         step_weight: Some(step),

@@ -4,20 +4,7 @@ use super::*;
 
 #[test]
 fn ab_testing_routes_matches_for_iterations_then_promotes() {
-    let mut sim = Sim::initialized(canary_spec(CanaryAnalysis {
-        iterations: Some(3),
-        r#match: vec![RequestMatch {
-            headers: BTreeMap::from([(
-                "x-canary".to_string(),
-                StringMatch {
-                    exact: Some("insider".into()),
-                    ..StringMatch::default()
-                },
-            )]),
-            ..RequestMatch::default()
-        }],
-        ..CanaryAnalysis::default()
-    }));
+    let mut sim = Sim::initialized(ab_spec(3));
     sim.tick(); // detect
     sim.tick(); // enter traffic
     assert!(sim.routes.match_to_canary);
