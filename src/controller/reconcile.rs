@@ -137,12 +137,9 @@ pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Contex
     Requeue::requeue(wait)
 }
 
+/// The same `namespace/name` key the resumed set uses, so a deleted canary is forgotten by one.
 fn failure_key(canary: &Canary) -> String {
-    format!(
-        "{}/{}",
-        canary.namespace().unwrap_or_default(),
-        canary.name_any()
-    )
+    super::world::resume_key(canary)
 }
 
 /// Every watch-fed store has been listed once: what `/readyz` waits for. Each store is asked
