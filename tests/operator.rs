@@ -15,10 +15,10 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
 use aviary::api::CanaryPhase;
+use support::eventually;
 use support::fixture::Fixture;
 use support::receiver::Receiver;
 use support::telemetry::Health;
-use support::{eventually, kubeconfig, testenv_cmd};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -30,22 +30,7 @@ async fn user(f: &Fixture, name: &str) -> PathBuf {
         .create(&PostParams::default(), &account)
         .await
         .unwrap();
-    let token = testenv_cmd(&["token", &f.ns, name]);
-    let admin = std::fs::read_to_string(kubeconfig().await).unwrap();
-    let mut text = String::new();
-    for line in admin.lines() {
-        if line.trim_start().starts_with("token:") {
-            text.push_str(&format!("    token: {token}\n"));
-        } else if line.trim_start().starts_with("namespace:") {
-            text.push_str(&format!("    namespace: {}\n", f.ns));
-        } else {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    let path = std::env::temp_dir().join(format!("aviary-{}-{name}.kubeconfig", f.ns));
-    std::fs::write(&path, text).unwrap();
-    path
+    support::account_kubeconfig(&f.ns, name).await
 }
 
 /// Installs the shipped request-identity policy, bound to the fixture's namespace only.
@@ -55,6 +40,18 @@ async fn install_identity_policy(f: &Fixture) {
         "/charts/aviary/templates/request-identity-policy.yaml"
     ))
     .unwrap();
+    // The template's only directives: the `{{- if }}`/`{{- end }}` lines around it, and the
+    // names (replaced below).
+    let text: String = text
+        .lines()
+        .filter(|line| !line.starts_with("{{"))
+        .map(|line| {
+            format!(
+                "{}\n",
+                line.replace("{{ include \"aviary.fullname\" . }}", "aviary")
+            )
+        })
+        .collect();
     let suffix = &f.ns;
     for document in serde_norway::Deserializer::from_str(&text) {
         let mut object: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();

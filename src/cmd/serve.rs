@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use aviary::api::{AlertSeverity, CrossNamespaceRef};
+use aviary::controller::policies::PolicyMesh;
 
 /// Serve a sample app with a chosen version, error rate and latency.
 #[derive(Args)]
@@ -117,6 +118,14 @@ pub struct Controller {
     /// at least this, each over one scrape more.
     #[arg(long, default_value = "15s", value_parser = super::duration)]
     scrape_interval: Duration,
+    /// Meshes whose security policies get -primary copies (and are watched, so need RBAC).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "istio,linkerd"
+    )]
+    policy_copies: Vec<PolicyMesh>,
 }
 
 impl Controller {
@@ -148,6 +157,7 @@ impl Controller {
             min_interval: self.min_interval,
             default_alert,
             scrape_interval: self.scrape_interval,
+            policy_meshes: self.policy_copies,
         })
         .await?;
         Ok(ExitCode::SUCCESS)

@@ -124,7 +124,7 @@ impl Announcer {
         });
     }
 
-    /// An AlertProvider read when needed (events are rare), its Secret from the watched store.
+    /// An AlertProvider and its Secret, both read when an alert is sent (alerts are rare).
     async fn channel(
         &self,
         namespace: &str,

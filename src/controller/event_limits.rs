@@ -111,6 +111,14 @@ impl Correlator {
         true
     }
 
+    /// Forgets everything about the object `namespace/name` (a deleted canary): its repeats and
+    /// its flood budget would otherwise stay until the limit below clears them.
+    pub fn forget(&mut self, namespace: &str, name: &str) {
+        let about = |subject: &Subject| subject.0 == namespace && subject.1 == name;
+        self.recent.retain(|(subject, _), _| !about(subject));
+        self.buckets.retain(|subject, _| !about(subject));
+    }
+
     /// Keeps memory bounded: past the limit, what is outside the repeat window goes, then all.
     fn forget_old(&mut self, now: Instant) {
         if self.recent.len() >= MEMORY {
@@ -135,6 +143,31 @@ mod tests {
 
     fn subject(reason: &str) -> Subject {
         ("test".into(), "podinfo".into(), reason.into())
+    }
+
+    #[test]
+    fn a_forgotten_object_keeps_nothing_and_others_keep_theirs() {
+        let mut correlator = Correlator::default();
+        let now = Instant::now();
+        correlator.judge(subject("Waiting"), "same", "e1", now);
+        let other = (
+            "test".to_string(),
+            "other".to_string(),
+            "Waiting".to_string(),
+        );
+        correlator.judge(other.clone(), "same", "o1", now);
+        correlator.forget("test", "podinfo");
+        assert_eq!(correlator.recent.len(), 1);
+        assert_eq!(correlator.buckets.len(), 1);
+        assert_eq!(
+            correlator.judge(subject("Waiting"), "same", "e2", now),
+            Verdict::Create,
+            "a new object of the same name starts afresh"
+        );
+        assert!(matches!(
+            correlator.judge(other, "same", "o2", now),
+            Verdict::Repeat { .. }
+        ));
     }
 
     #[test]

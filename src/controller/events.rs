@@ -29,6 +29,11 @@ impl EventWriter {
         }
     }
 
+    /// Forgets the repeats and flood budget of a deleted object.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.correlator.lock().forget(namespace, name);
+    }
+
     /// Records an Event on `canary`; a failure is logged, never fatal to the rollout.
     pub async fn publish(
         &self,

@@ -70,6 +70,9 @@ pub struct ControllerConfig {
     pub default_alert: Option<DefaultAlert>,
     /// The proxies' Prometheus scrape interval (the comparative judge samples at it).
     pub scrape_interval: Duration,
+    /// Meshes whose policy kinds are watched and copied for the primary's pods; a kind left
+    /// out needs no RBAC.
+    pub policy_meshes: Vec<policies::PolicyMesh>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +213,12 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let written: Arc<written::Written> = Default::default();
     let resumed: Arc<parking_lot::Mutex<std::collections::HashSet<String>>> = Default::default();
     let failures: Arc<backoff::Failures> = Default::default();
-    let kept = (written.clone(), resumed.clone(), failures.clone());
+    let kept = (
+        written.clone(),
+        resumed.clone(),
+        failures.clone(),
+        events.clone(),
+    );
     let canary_events = reflector::reflector(
         canary_writer,
         decode::watch::<Canary>(&client, namespace, rejects).modify(slim),
@@ -225,6 +233,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
             kept.0.forget(canary);
             kept.1.lock().remove(&key);
             kept.2.succeeded(&key);
+            kept.3.forget(&namespace, &canary.name_any());
         }
     })
     .default_backoff()
@@ -268,7 +277,10 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     });
     let mut policies = Vec::new();
     let mut controller = controller;
-    for kind in policies::POLICY_KINDS {
+    let chosen = policies::POLICY_KINDS
+        .into_iter()
+        .filter(|kind| config.policy_meshes.contains(&kind.mesh()));
+    for kind in chosen {
         if !security::served(&client, &kind, config.namespace.as_deref()).await {
             continue;
         }

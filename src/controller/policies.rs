@@ -36,7 +36,24 @@ pub struct PolicyKind {
     pub selection: Selection,
 }
 
+/// A mesh whose policy kinds the controller watches and copies (`--policy-copies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyMesh {
+    Istio,
+    Linkerd,
+    /// Neither: no policy kind is watched.
+    None,
+}
+
 impl PolicyKind {
+    pub fn mesh(&self) -> PolicyMesh {
+        if self.group == "security.istio.io" {
+            PolicyMesh::Istio
+        } else {
+            PolicyMesh::Linkerd
+        }
+    }
+
     pub fn resource(&self) -> ApiResource {
         ApiResource::from_gvk(&GroupVersionKind::gvk(self.group, self.version, self.kind))
     }

@@ -33,8 +33,17 @@ pub async fn served(client: &Client, kind: &PolicyKind, namespace: Option<&str>)
     };
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => true,
+        Err(kube::Error::Api(response)) if response.code == 404 => {
+            tracing::info!(
+                kind = kind.kind,
+                group = kind.group,
+                "policy kind not served; its -primary copies are off"
+            );
+            false
+        }
+        // Served but refused is a deployment mistake, not an absent mesh: say so loudly.
         Err(error) => {
-            tracing::info!(kind = kind.kind, group = kind.group, %error, "policy kind not served; its -primary copies are off");
+            tracing::warn!(kind = kind.kind, group = kind.group, %error, "cannot list this policy kind (forbidden or failing); its -primary copies are off until a restart: grant list and watch on it (the chart's meshes values)");
             false
         }
     }

@@ -47,12 +47,28 @@ where
     })
 }
 
+/// A refusal (401/403) does not heal by retrying, unlike a restarting API server: an operator
+/// must see it.
+fn refused(error: &watcher::Error) -> bool {
+    let status = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status,
+        watcher::Error::WatchError(status) => status,
+        _ => return false,
+    };
+    matches!(status.code, 401 | 403)
+}
+
 /// Lists and errors, with the kind they are about: a store that stops changing shows here.
 fn trace_progress<K: Resource>(item: &watcher::Result<watcher::Event<K>>) {
     let kind = std::any::type_name::<K>();
     match item {
         Ok(watcher::Event::Init) => tracing::debug!(kind, "watch listing"),
         Ok(watcher::Event::InitDone) => tracing::debug!(kind, "watch listed"),
+        Err(error) if refused(error) => {
+            tracing::warn!(kind, %error, "watch refused: the controller's account lacks list or watch on this kind")
+        }
         Err(error) => tracing::debug!(kind, %error, "watch error"),
         Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => tracing::trace!(
             kind,

@@ -80,6 +80,26 @@ pub async fn with_token(token: &str) -> Client {
     Client::try_from(config).unwrap()
 }
 
+/// A kubeconfig that signs in as ServiceAccount `namespace/account` with a TokenRequest token.
+pub async fn account_kubeconfig(namespace: &str, account: &str) -> PathBuf {
+    let token = testenv_cmd(&["token", namespace, account]);
+    let admin = std::fs::read_to_string(kubeconfig().await).unwrap();
+    let mut text = String::new();
+    for line in admin.lines() {
+        if line.trim_start().starts_with("token:") {
+            text.push_str(&format!("    token: {token}\n"));
+        } else if line.trim_start().starts_with("namespace:") {
+            text.push_str(&format!("    namespace: {namespace}\n"));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let path = std::env::temp_dir().join(format!("aviary-{namespace}-{account}.kubeconfig"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A fresh namespace for one test.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     use k8s_openapi::api::core::v1::Namespace;
@@ -224,6 +244,7 @@ pub async fn spawn_listening(
 
 pub mod faulty;
 pub mod fixture;
+pub mod helm;
 pub mod receiver;
 pub mod series;
 pub mod telemetry;
@@ -259,25 +280,32 @@ impl ControllerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> ControllerProcess {
-        let kubeconfig = kubeconfig().await;
+        let mut args = vec!["--namespace", namespace];
+        args.extend_from_slice(extra);
+        Self::launch(&kubeconfig().await, namespace, prometheus, &args, env).await
+    }
+
+    /// A controller that signs in with `kubeconfig` (say a ServiceAccount's token) and watches
+    /// what `args` say: every namespace unless they hold `--namespace`. `label` names its log.
+    pub async fn launch(
+        kubeconfig: &std::path::Path,
+        label: &str,
+        prometheus: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControllerProcess {
         let log = std::env::temp_dir().join(format!(
-            "aviary-controller-{namespace}-{}.log",
+            "aviary-controller-{label}-{}.log",
             rand::random::<u32>()
         ));
         let file = std::fs::File::create(&log).unwrap();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aviary"));
         command
-            .args([
-                "controller",
-                "--namespace",
-                namespace,
-                "--metrics-server",
-                prometheus,
-            ])
+            .args(["controller", "--metrics-server", prometheus])
             .args(["--listen", "127.0.0.1:0", "--min-interval", "1s"])
             // The tests' Prometheus scrapes every second.
             .args(["--scrape-interval", "1s"])
-            .args(extra)
+            .args(args)
             .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env(
