@@ -214,7 +214,7 @@ async fn left_of(client: &kube::Client, release: &str) -> Vec<String> {
 async fn install_upgrade_and_uninstall_leave_only_the_crds() {
     let client = support::admin().await;
     let ns = support::namespace(&client, "chart-life").await;
-    let release = "aviary-life";
+    let release = &format!("aviary-life{}", rand::random::<u16>());
     helm::install(release, &ns, &[]);
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), &ns);

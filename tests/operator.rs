@@ -35,26 +35,15 @@ async fn user(f: &Fixture, name: &str) -> PathBuf {
 
 /// Installs the shipped request-identity policy, bound to the fixture's namespace only.
 async fn install_identity_policy(f: &Fixture) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/charts/aviary/templates/request-identity-policy.yaml"
-    ))
-    .unwrap();
-    // The template's only directives: the `{{- if }}`/`{{- end }}` lines around it, and the
-    // names (replaced below).
-    let text: String = text
-        .lines()
-        .filter(|line| !line.starts_with("{{"))
-        .map(|line| {
-            format!(
-                "{}\n",
-                line.replace("{{ include \"aviary.fullname\" . }}", "aviary")
-            )
-        })
-        .collect();
+    let documents = support::helm::template("aviary", &f.ns, &[]);
+    let policy = documents.into_iter().filter(|d| {
+        d["kind"]
+            .as_str()
+            .unwrap()
+            .starts_with("ValidatingAdmissionPolicy")
+    });
     let suffix = &f.ns;
-    for document in serde_norway::Deserializer::from_str(&text) {
-        let mut object: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+    for mut object in policy {
         let kind = object["kind"].as_str().unwrap().to_string();
         object["metadata"]["name"] = json!(format!("aviary-request-identity-{suffix}"));
         if kind == "ValidatingAdmissionPolicyBinding" {
