@@ -28,12 +28,16 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// A cluster-wide controller sees every namespace: one controller at a time in this binary.
 static ONE_CONTROLLER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
-}
-
-async fn create(client: &kube::Client, ns: &str, resource: &ApiResource, object: Value) {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
+/// Creates `object` in `ns`, as the kind its own apiVersion and kind name.
+async fn create(client: &kube::Client, ns: &str, object: Value) {
+    let (group, version) = object["apiVersion"]
+        .as_str()
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    let kind = object["kind"].as_str().unwrap();
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let object: DynamicObject = serde_json::from_value(object).unwrap();
     api.create(&PostParams::default(), &object).await.unwrap();
 }
@@ -96,25 +100,13 @@ async fn surroundings(f: &Fixture, receiver: &Receiver, app: &str) {
         "apiVersion": "aviary.dev/v1beta1", "kind": "AlertProvider", "metadata": { "name": "team" },
         "spec": { "type": "generic", "address": receiver.url("/alerts") }
     });
-    create(
-        &f.client,
-        &f.ns,
-        &resource("aviary.dev", "v1beta1", "AlertProvider"),
-        provider,
-    )
-    .await;
+    create(&f.client, &f.ns, provider).await;
     let policy = json!({
         "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": { "name": format!("{app}-allow") },
         "spec": { "selector": { "matchLabels": { "app": app } }, "action": "ALLOW", "rules": [{}] }
     });
-    create(
-        &f.client,
-        &f.ns,
-        &resource("security.istio.io", "v1", "AuthorizationPolicy"),
-        policy,
-    )
-    .await;
+    create(&f.client, &f.ns, policy).await;
 }
 
 /// Promotes `app` (healthy), then rolls back its next revision (failing).
@@ -231,13 +223,7 @@ async fn exercising_canary(f: &Fixture, app: &str) {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": { "name": app },
         "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": app }, "minReplicas": 1, "maxReplicas": 3 }
     });
-    create(
-        &f.client,
-        &f.ns,
-        &resource("autoscaling", "v2", "HorizontalPodAutoscaler"),
-        hpa,
-    )
-    .await;
+    create(&f.client, &f.ns, hpa).await;
     let extra = json!({
         "provider": "istio", "revertOnDeletion": true,
         "autoscalerRef": { "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": app }

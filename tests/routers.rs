@@ -207,7 +207,9 @@ impl Suite {
                 }
             }
             let status = self.f.status(SERVICE).await;
-            if matches!(status.phase, CanaryPhase::Succeeded | CanaryPhase::Failed) {
+            // A stored intent (effectsPending) is a transition still being carried out.
+            let ended = matches!(status.phase, CanaryPhase::Succeeded | CanaryPhase::Failed);
+            if ended && !status.effects_pending {
                 if let Some(now) = self.observed().await {
                     if seen.last() != Some(&now) {
                         seen.push(now);

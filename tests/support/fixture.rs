@@ -175,7 +175,8 @@ impl Fixture {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let status = self.status(name).await;
-            if status.phase == phase {
+            // A stored intent (effectsPending) is a transition still being carried out.
+            if status.phase == phase && !status.effects_pending {
                 return status;
             }
             if tokio::time::Instant::now() > deadline {
@@ -214,7 +215,13 @@ impl Fixture {
                 }
             }
             let status = self.status(canary).await;
-            if phases.contains(&status.phase) {
+            if phases.contains(&status.phase) && !status.effects_pending {
+                // The routes as the finished transition left them.
+                if let Some(weight) = self.routed_weight(service).await {
+                    if weights.last() != Some(&weight) {
+                        weights.push(weight);
+                    }
+                }
                 return (weights, status);
             }
             assert!(

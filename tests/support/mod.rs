@@ -315,7 +315,7 @@ impl ControllerProcess {
             .stderr(file);
         let (child, listen) = spawn_listening(command, STARTUP_LIMIT).await;
         let http = aviary::http_client::client(Duration::from_secs(2));
-        // Serving, not ready: a standby replica stays unready until it leads.
+        // Serving is enough here: /readyz waits for synced caches, which a refused watch never has.
         let ready = format!("http://{listen}/healthz");
         let mut process = ControllerProcess { child, listen, log };
         let deadline = tokio::time::Instant::now() + STARTUP_LIMIT;
