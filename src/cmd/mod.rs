@@ -10,12 +10,12 @@ pub mod serve;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// A duration flag (`30s`, `1m`), read as the manifests read them.
 /// jemalloc hands pages freed by canary churn back to the OS (its background threads purge
 /// them after a decay period); glibc's malloc keeps them, so RSS would only ever grow to its peak.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// A duration flag (`30s`, `1m`), read as the manifests read them.
 pub fn duration(text: &str) -> Result<Duration, String> {
     aviary::api::parse_duration(text).map_err(|error| error.to_string())
 }

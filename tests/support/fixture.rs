@@ -209,19 +209,15 @@ impl Fixture {
         let mut weights = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
+            // The status first: once it says done, the routes read next are as the finished
+            // transition left them.
+            let status = self.status(canary).await;
             if let Some(weight) = self.routed_weight(service).await {
                 if weights.last() != Some(&weight) {
                     weights.push(weight);
                 }
             }
-            let status = self.status(canary).await;
             if phases.contains(&status.phase) && !status.effects_pending {
-                // The routes as the finished transition left them.
-                if let Some(weight) = self.routed_weight(service).await {
-                    if weights.last() != Some(&weight) {
-                        weights.push(weight);
-                    }
-                }
                 return (weights, status);
             }
             assert!(

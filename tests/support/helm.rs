@@ -10,14 +10,7 @@ pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/aviary");
 fn binary() -> PathBuf {
     let path = std::env::var_os("AVIARY_HELM_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exports = super::testenv_cmd(&["env"]);
-            let line = exports
-                .lines()
-                .find_map(|l| l.strip_prefix("export AVIARY_HELM_BIN="))
-                .expect("testenv env names AVIARY_HELM_BIN");
-            PathBuf::from(line.trim_matches('\'').trim_matches('"'))
-        });
+        .unwrap_or_else(|| super::testenv_export("AVIARY_HELM_BIN"));
     assert!(
         path.exists(),
         "helm is not built at {}: run tests/env/testenv build",

@@ -185,14 +185,20 @@ pub fn prometheus(targets: &[String]) -> String {
     testenv_cmd(&args)
 }
 
-/// Path of the Envoy binary installed by `testenv build`.
-pub fn envoy_binary() -> PathBuf {
+/// A path `testenv env` exports as `name` (a binary `testenv build` installed).
+pub fn testenv_export(name: &str) -> PathBuf {
     let exports = testenv_cmd(&["env"]);
+    let prefix = format!("export {name}=");
     let line = exports
         .lines()
-        .find_map(|l| l.strip_prefix("export AVIARY_ENVOY_BIN="))
-        .expect("testenv env names AVIARY_ENVOY_BIN");
-    let path = PathBuf::from(line.trim_matches('\'').trim_matches('"'));
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("testenv env names {name}"));
+    PathBuf::from(line.trim_matches('\'').trim_matches('"'))
+}
+
+/// Path of the Envoy binary installed by `testenv build`.
+pub fn envoy_binary() -> PathBuf {
+    let path = testenv_export("AVIARY_ENVOY_BIN");
     assert!(
         path.exists(),
         "Envoy is not installed at {}: run tests/env/testenv build",
