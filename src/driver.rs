@@ -156,10 +156,13 @@ impl Session<'_> {
         for action in &decision.actions {
             match action {
                 Action::StoreStatus => {
-                    let intent = CanaryStatus {
+                    let mut intent = CanaryStatus {
                         effects_pending: true,
                         ..status.clone()
                     };
+                    // In progress until carried out; stamped with the transition's own time.
+                    let at = status.last_transition_time.unwrap_or_else(Timestamp::now);
+                    intent.set_standing(at);
                     adapter.store(&intent).await?
                 }
                 Action::Bootstrap => adapter.bootstrap().await?,

@@ -114,6 +114,18 @@ async fn a_healthy_revision_is_promoted_step_by_step() {
     ] {
         assert!(metrics.contains(series), "{series}in {metrics}");
     }
+    // Flagger's names and labels, keyed by the target, for dashboards written for Flagger.
+    let ns = &f.ns;
+    for series in [
+        format!("flagger_canary_status{{name=\"podinfo\",namespace=\"{ns}\"}} 1"),
+        format!("flagger_canary_total{{namespace=\"{ns}\"}} 1"),
+        format!("flagger_canary_weight{{workload=\"podinfo-primary\",namespace=\"{ns}\"}} 100"),
+        format!("flagger_canary_successes_total{{name=\"podinfo\",namespace=\"{ns}\",deployment_strategy=\"canary\",analysis_status=\"completed\"}} 1"),
+        format!("flagger_canary_duration_seconds_count{{name=\"podinfo\",namespace=\"{ns}\"}} "),
+        "flagger_info{".to_string(),
+    ] {
+        assert!(metrics.contains(&series), "{series} in {metrics}");
+    }
 
     // Deleted (no finalizer), the canary leaves no series behind.
     f.canaries()

@@ -5,6 +5,7 @@ mod alert_provider;
 mod analysis;
 mod canary;
 mod duration;
+mod kstatus;
 mod metric_template;
 mod provider;
 mod request;

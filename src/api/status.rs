@@ -121,6 +121,10 @@ pub struct CanaryStatus {
     pub pre_rollout_passed: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<CanaryCondition>,
+    /// The `metadata.generation` of the spec this status was decided on (kstatus reads a
+    /// status whose generation lags the spec as still in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// Aviary: the comparative judge's last verdict per metric, with its numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub judgements: Vec<MetricJudgement>,

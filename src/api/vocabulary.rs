@@ -36,8 +36,14 @@ words! {
     ConditionType {
         /// Whether the target's revision is the one the primary serves (Flagger's condition).
         Promoted,
-        /// Whether the canary can run at all: a valid spec, a target it alone manages.
+        /// kstatus's summary: True when the last rollout is done and promoted (or nothing has
+        /// changed yet), False while one runs, after a rollback, or when the canary cannot run.
         Ready,
+        /// kstatus: present and True while a rollout or its stored intent is being carried out.
+        Reconciling,
+        /// kstatus: present and True when the canary will not progress without a change: the
+        /// rollout failed, or the spec or target is wrong.
+        Stalled,
         /// The `requireMTLS` preflight that let the rollout start.
         MTLS,
     }

@@ -11,6 +11,7 @@ mod effects;
 mod event_limits;
 mod events;
 mod finalizer;
+mod flagger_signals;
 mod index;
 mod leader;
 pub mod objects;
@@ -228,7 +229,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         // Deleted without a finalizer, a canary is never reconciled again: its series go here.
         if let watcher::Event::Delete(canary) = event {
             let namespace = canary.namespace().unwrap_or_default();
-            signals.forget(&canary.name_any(), &namespace);
+            signals.forget(canary);
             let key = world::resume_key(canary);
             kept.0.forget(canary);
             kept.1.lock().remove(&key);

@@ -86,7 +86,8 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
             )
             .await;
     }
-    ctx.metrics.step_duration(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .step_duration(&canary, started.elapsed().as_secs_f64());
     result
 }
 
@@ -195,7 +196,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .map_err(conflict_is_stale)?;
     }
     let status = canary.status.clone().unwrap_or_default();
-    let (decision, metrics, pending, stored) =
+    let (decision, (metrics, strategy), pending, stored) =
         match super::world::gather(canary, ctx, &status).await? {
             Ok(world) => {
                 let session = Session {
@@ -225,12 +226,14 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                 ctx.deferred_metrics.settle(&me, &status);
                 ctx.resumed.lock().insert(super::world::resume_key(canary));
                 let stored = adapter.stored.into_inner();
-                (decision, metrics, adapter.pending.into_inner(), stored)
+                let strategy = Some(world.plan.strategy);
+                let pending = adapter.pending.into_inner();
+                (decision, (metrics, strategy), pending, stored)
             }
             Err((obstacle, recheck)) => {
                 let decision = engine::blocked(&status, (&obstacle, recheck), Timestamp::now());
                 let pending = blocked_events(canary, &decision.actions);
-                (decision, Vec::new(), pending, None)
+                (decision, (Vec::new(), None), pending, None)
             }
         };
     // Over the intent when one was stored in this reconcile, else over the status as read.
@@ -240,8 +243,9 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
         .await
         .map_err(status_conflict_is_stale)?;
     super::effects::publish_pending(canary, ctx, pending).await;
+    let recorded = (canary, strategy);
     ctx.metrics
-        .record(canary, &status, &decision.status, &metrics);
+        .record(recorded, &status, &decision.status, &metrics);
     Ok(Requeue::requeue(decision.requeue_after))
 }
 

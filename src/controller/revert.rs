@@ -108,7 +108,7 @@ pub async fn finalize(
     super::finalizer::release(api, canary)
         .await
         .map_err(conflict_is_stale)?;
-    ctx.metrics.forget(&canary.name_any(), &namespace);
+    ctx.metrics.forget(canary);
     ctx.written.forget(canary);
     Ok(Requeue::await_change())
 }

@@ -1,5 +1,6 @@
-//! The controller's own Prometheus metrics (Flagger's names with our prefix), exposed through
-//! the process's one registry.
+//! The controller's own Prometheus metrics, exposed through the process's one registry: each
+//! under Aviary's `aviary_` names, keyed by the Canary, and again under Flagger's `flagger_`
+//! names and labels ([`super::flagger_signals`]), so Flagger's dashboards and alerts work.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,9 +10,9 @@ use parking_lot::Mutex;
 use crate::api::CanaryPhase;
 use prometheus_client::encoding::DescriptorEncoder;
 
+use super::flagger_signals::{FlaggerSeries, DURATION_BUCKETS};
 use crate::exposition::{self, Collector, Histogram, Labels, Registry};
-
-const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+use crate::plan::Strategy;
 
 #[derive(Debug, Default)]
 struct Series {
@@ -23,6 +24,7 @@ struct Series {
     duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
     duration_sum: f64,
     reconcile_errors: BTreeMap<&'static str, u64>,
+    flagger: FlaggerSeries,
 }
 
 /// What the registry's collector reads on scrape.
@@ -84,16 +86,27 @@ impl ControllerMetrics {
         series
             .weight
             .insert((target.into(), namespace.into()), i64::from(weight));
+        series.flagger.observe(target, namespace, phase, weight);
     }
 
-    pub fn analysis(&self, name: &str, namespace: &str, metric: &str, value: f64) {
-        self.series()
-            .analysis
-            .insert((name.into(), namespace.into(), metric.into()), value);
-    }
-
-    pub fn outcome(&self, name: &str, namespace: &str, promoted: bool) {
+    fn analysis(&self, (name, target): (&str, &str), namespace: &str, metric: &str, value: f64) {
         let mut series = self.series();
+        let key = (name.into(), namespace.into(), metric.into());
+        series.analysis.insert(key, value);
+        series.flagger.analysis(target, namespace, metric, value);
+    }
+
+    fn outcome(
+        &self,
+        (name, target): (&str, &str),
+        namespace: &str,
+        strategy: Option<Strategy>,
+        promoted: bool,
+    ) {
+        let mut series = self.series();
+        series
+            .flagger
+            .outcome((target, namespace), strategy, promoted);
         let map = if promoted {
             &mut series.successes
         } else {
@@ -102,8 +115,12 @@ impl ControllerMetrics {
         *map.entry((name.into(), namespace.into())).or_default() += 1;
     }
 
-    pub fn step_duration(&self, seconds: f64) {
+    /// How long one reconcile of `canary` took.
+    pub fn step_duration(&self, canary: &crate::api::Canary, seconds: f64) {
+        let namespace = canary.metadata.namespace.as_deref().unwrap_or_default();
         let mut series = self.series();
+        let target = &canary.spec.target_ref.name;
+        series.flagger.duration(target, namespace, seconds);
         let slot = DURATION_BUCKETS
             .iter()
             .position(|b| seconds <= *b)
@@ -118,16 +135,20 @@ impl ControllerMetrics {
     }
 
     /// Drops every series of a deleted canary, so `/metrics` holds only canaries that exist.
-    pub fn forget(&self, name: &str, namespace: &str) {
+    pub fn forget(&self, canary: &crate::api::Canary) {
+        use kube::ResourceExt;
+        let (name, namespace) = (canary.name_any(), canary.namespace().unwrap_or_default());
         let mut series = self.series();
-        let key = (name.to_string(), namespace.to_string());
+        let target = &canary.spec.target_ref.name;
+        series.flagger.forget(target, &namespace);
+        let key = (name.clone(), namespace.clone());
         series.status.remove(&key);
         series.weight.remove(&key);
         series.successes.remove(&key);
         series.failures.remove(&key);
         series
             .analysis
-            .retain(|(n, ns, _), _| !(n == name && ns == namespace));
+            .retain(|(n, ns, _), _| !(*n == name && *ns == namespace));
     }
 
     pub fn render(&self) -> String {
@@ -135,28 +156,30 @@ impl ControllerMetrics {
     }
 
     /// Everything one reconcile of `canary` tells: its state, its metric values, its outcome.
+    /// `strategy` is its plan's, when the reconcile got as far as a plan.
     pub fn record(
         &self,
-        canary: &crate::api::Canary,
+        (canary, strategy): (&crate::api::Canary, Option<Strategy>),
         before: &crate::api::CanaryStatus,
         after: &crate::api::CanaryStatus,
         metrics: &[crate::engine::MetricOutcome],
     ) {
         use kube::ResourceExt;
         let (name, namespace) = (canary.name_any(), canary.namespace().unwrap_or_default());
+        let target = canary.spec.target_ref.name.as_str();
         for metric in metrics {
             if let Ok(value) = metric.value {
-                self.analysis(&name, &namespace, &metric.name, value);
+                self.analysis((&name, target), &namespace, &metric.name, value);
             }
         }
-        let target = &canary.spec.target_ref.name;
         self.observe(&name, &namespace, target, after.phase, after.canary_weight);
         if after.phase != before.phase {
-            match after.phase {
-                CanaryPhase::Succeeded => self.outcome(&name, &namespace, true),
-                CanaryPhase::Failed => self.outcome(&name, &namespace, false),
-                _ => {}
-            }
+            let promoted = match after.phase {
+                CanaryPhase::Succeeded => true,
+                CanaryPhase::Failed => false,
+                _ => return,
+            };
+            self.outcome((&name, target), &namespace, strategy, promoted);
         }
     }
 }
@@ -176,7 +199,8 @@ impl State {
             ("mesh_provider", self.mesh.clone()),
         ];
         let help = "The controller's version and mesh.";
-        exposition::gauges(encoder, ("aviary_info", help), [(info, 1)])?;
+        exposition::gauges(encoder, ("aviary_info", help), [(info.clone(), 1)])?;
+        series.flagger.encode(encoder, info)?;
         let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
         for (_, namespace) in series.status.keys() {
             *totals.entry(namespace.as_str()).or_default() += 1;

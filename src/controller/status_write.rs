@@ -52,6 +52,12 @@ pub async fn write(
     after: &CanaryStatus,
     written: &Written,
 ) -> Result<Option<Canary>, kube::Error> {
+    // Every status says which generation of the spec it was decided on.
+    let stamped = CanaryStatus {
+        observed_generation: canary.metadata.generation,
+        ..after.clone()
+    };
+    let after = &stamped;
     match write_once(api, canary, before, after, written).await {
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let fresh = api.get_status(&canary.name_any()).await?;

@@ -79,6 +79,9 @@ pub fn blocked(
         (reason, &message),
         now,
     );
+    // A target may be applied just after its Canary; every other obstacle needs a fix.
+    let stalled = !matches!(obstacle, Obstacle::TargetNotFound(_));
+    next.set_blocked_standing((reason.as_str(), &message), stalled, now);
     let actions = if changed {
         vec![Action::Event(Event {
             severity: AlertSeverity::Warn,
@@ -158,7 +161,6 @@ pub(super) fn settle(
     now: Timestamp,
 ) {
     let status = &mut decision.status;
-    status.clear_condition(ConditionType::Ready);
     if let Some((reason, message)) = &observations.mtls {
         status.set_condition(
             ConditionType::MTLS,
@@ -184,6 +186,7 @@ pub(super) fn settle(
     }
     // The decision is stored with its effects made; a `StoreStatus` marks the stored copy.
     decision.status.effects_pending = false;
+    decision.status.set_standing(now);
     let mut repairs = Vec::new();
     if let Some(routes) = resumed_routes(before, observations.mesh_routes) {
         let mesh = observations.mesh_routes.unwrap_or_default().canary_weight;

@@ -48,6 +48,9 @@ fn a_blocked_canary_says_why_once_and_touches_nothing() {
     );
     let ready = first.status.condition(ConditionType::Ready).expect("Ready");
     assert_eq!(ready.status, "False");
+    let waiting = first.status.condition(ConditionType::Reconciling);
+    assert!(waiting.is_some(), "a missing target may yet be applied");
+    assert!(first.status.condition(ConditionType::Stalled).is_none());
     let again = blocked(&first.status, (&missing, INTERVAL), sim.now);
     assert!(again.actions.is_empty(), "the same reason is not repeated");
     assert_eq!(again.status, first.status);
@@ -73,7 +76,16 @@ fn a_runnable_canary_clears_ready_and_records_mtls_and_configs() {
         ..sim.observations()
     };
     let decision = decided(&sim, &observations);
-    assert!(decision.status.condition(ConditionType::Ready).is_none());
+    let ready = decision
+        .status
+        .condition(ConditionType::Ready)
+        .expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("True", Some("Initialized")),
+        "the obstacle is gone from Ready"
+    );
+    assert!(decision.status.condition(ConditionType::Stalled).is_none());
     let mtls = decision
         .status
         .condition(ConditionType::MTLS)
