@@ -21,6 +21,7 @@ const EVERYTHING: &[&str] = &[
     "meshes.gatewayAPI=true",
     "meshes.smi=true",
     "meshes.linkerd=true",
+    "grafana.dashboards.enabled=true",
 ];
 
 fn of_kind<'a>(documents: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -269,4 +270,27 @@ async fn install_upgrade_and_uninstall_leave_only_the_crds() {
     ] {
         assert!(crds.get_opt(crd).await.unwrap().is_some(), "{crd} stays");
     }
+}
+
+#[test]
+fn the_dashboards_ship_as_configmaps_for_grafanas_sidecar() {
+    let documents = helm::template("aviary", "aviary-system", EVERYTHING);
+    let maps = of_kind(&documents, "ConfigMap");
+    for name in ["controller", "istio", "linkerd", "envoy"] {
+        let file = format!("{name}.json");
+        let map = maps
+            .iter()
+            .find(|m| m["data"].get(&file).is_some())
+            .unwrap_or_else(|| panic!("no ConfigMap holds {file}"));
+        assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+        let shipped: Value = serde_json::from_str(map["data"][&file].as_str().unwrap()).unwrap();
+        let path = format!(
+            "{}/charts/aviary/dashboards/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let source: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(shipped, source, "{file} ships unchanged");
+    }
+    let plain = helm::template("aviary", "aviary-system", &[]);
+    assert!(of_kind(&plain, "ConfigMap").is_empty(), "off by default");
 }
