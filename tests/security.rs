@@ -219,8 +219,10 @@ async fn require_mtls_refuses_permissive_and_accepts_strict() {
     });
     f.create_canary("vault", "vault", analysis, json!({ "service": service }))
         .await;
+    // Ready is there from the first status; wait for the preflight's reason in it.
     eventually(LIMIT, || async {
-        f.condition("vault", "Ready").await.is_some()
+        let ready = f.condition("vault", "Ready").await;
+        ready.is_some_and(|(_, reason, _)| reason.starts_with("MTLS"))
     })
     .await;
     let (status, reason, message) = f.condition("vault", "Ready").await.unwrap();
@@ -256,9 +258,11 @@ async fn require_mtls_refuses_permissive_and_accepts_strict() {
         .expect("MTLS condition");
     assert_eq!(mtls.status, "True");
     assert_eq!(mtls.reason.as_deref(), Some("MTLSStrict"));
-    assert!(
-        status.conditions.iter().all(|c| c.r#type != "Ready"),
-        "{status:#?}"
+    let ready = status.conditions.iter().find(|c| c.r#type == "Ready");
+    assert_eq!(
+        ready.map(|c| c.status.as_str()),
+        Some("True"),
+        "no longer blocked: {status:#?}"
     );
 
     let rules = f.dynamic("networking.istio.io", "v1", "DestinationRule");
@@ -293,7 +297,8 @@ async fn specs_a_router_cannot_serve_are_refused_with_the_field() {
         ("cookie", "spec.analysis.sessionAffinity.primaryCookieName"),
     ] {
         eventually(LIMIT, || async {
-            f.condition(name, "Ready").await.is_some()
+            let ready = f.condition(name, "Ready").await;
+            ready.is_some_and(|(_, reason, _)| reason == "InvalidSpec")
         })
         .await;
         let (status, reason, message) = f.condition(name, "Ready").await.unwrap();
