@@ -151,8 +151,8 @@ fn with_variables(expr: &str, ns: &str) -> String {
         .replace("$target", TARGET)
 }
 
-/// The samples an instant query returns, with at least one finite value, or why not.
-async fn evaluate(prometheus: &str, query: &str) -> Result<usize, String> {
+/// The result of an instant query, or why there is none.
+async fn instant(prometheus: &str, query: &str) -> Result<Vec<Value>, String> {
     let http = aviary::http_client::client(Duration::from_secs(5));
     let url = format!("{prometheus}/api/v1/query");
     let answer: Value = http
@@ -167,17 +167,22 @@ async fn evaluate(prometheus: &str, query: &str) -> Result<usize, String> {
     if answer["status"] != "success" {
         return Err(format!("refused: {answer}"));
     }
-    let results = answer["data"]["result"]
+    Ok(answer["data"]["result"]
         .as_array()
         .cloned()
-        .unwrap_or_default();
-    let finite = results.iter().filter(|r| {
+        .unwrap_or_default())
+}
+
+/// The samples an instant query returns, with at least one finite value, or why not.
+async fn evaluate(prometheus: &str, query: &str) -> Result<Vec<Value>, String> {
+    let results = instant(prometheus, query).await?;
+    let finite = |r: &Value| {
         let value = r["value"][1].as_str().unwrap_or("NaN");
         value.parse::<f64>().is_ok_and(f64::is_finite)
-    });
-    match finite.count() {
-        0 => Err(format!("no finite sample in {results:?}")),
-        n => Ok(n),
+    };
+    match results.iter().any(finite) {
+        true => Ok(results),
+        false => Err(format!("no finite sample in {results:?}")),
     }
 }
 
@@ -202,17 +207,7 @@ async fn check_variables(prometheus: &str, board: &Value, ns: &str, name: &str) 
         let (query, label) = variable_query(&definition);
         let wanted = if label == "name" { TARGET } else { ns };
         let answer = evaluate(prometheus, &query).await;
-        let http = aviary::http_client::client(Duration::from_secs(5));
-        let values: Value = http
-            .get(format!("{prometheus}/api/v1/query"))
-            .query(&[("query", &query)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let offered = values["data"]["result"].as_array().into_iter().flatten();
+        let offered = answer.iter().flatten();
         let has = offered.clone().any(|r| r["metric"][&label] == wanted);
         if answer.is_err() || !has {
             failures.push(format!(
