@@ -19,10 +19,43 @@ pub const DURATION_BUCKETS: [f64; 11] = [
 /// (target, namespace): Flagger's key for every per-canary series.
 type Target = (String, String);
 
+/// One duration histogram over [`DURATION_BUCKETS`] (the last count is the +Inf bucket).
 #[derive(Debug, Default, Clone)]
-struct Durations {
+pub struct Durations {
     counts: [u64; DURATION_BUCKETS.len() + 1],
     sum: f64,
+}
+
+impl Durations {
+    pub fn observe(&mut self, seconds: f64) {
+        let slot = DURATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.counts[slot] += 1;
+        self.sum += seconds;
+    }
+
+    pub fn histogram(&self) -> Histogram<'static> {
+        Histogram {
+            bounds: &DURATION_BUCKETS,
+            counts: self.counts.to_vec(),
+            sum: self.sum,
+        }
+    }
+}
+
+/// How many of `keys` fall in each namespace, as `canary_total` rows.
+pub fn totals_by_namespace<'a>(
+    keys: impl Iterator<Item = &'a (String, String)>,
+) -> impl Iterator<Item = (Labels, i64)> {
+    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, namespace) in keys {
+        *totals.entry(namespace.clone()).or_default() += 1;
+    }
+    totals
+        .into_iter()
+        .map(|(ns, n)| (vec![("namespace", ns)], n))
 }
 
 /// An outcome's labels beyond the target: `deployment_strategy` and `analysis_status`.
@@ -92,13 +125,7 @@ impl FlaggerSeries {
 
     pub fn duration(&mut self, target: &str, namespace: &str, seconds: f64) {
         let key = (target.to_string(), namespace.to_string());
-        let durations = self.durations.entry(key).or_default();
-        let slot = DURATION_BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(DURATION_BUCKETS.len());
-        durations.counts[slot] += 1;
-        durations.sum += seconds;
+        self.durations.entry(key).or_default().observe(seconds);
     }
 
     /// Drops a target's series once no canary of it remains.
@@ -118,13 +145,7 @@ impl FlaggerSeries {
     pub fn encode(&self, encoder: &mut DescriptorEncoder, info: Labels) -> std::fmt::Result {
         let help = "Flagger-compatible: the controller's version and mesh provider.";
         exposition::gauges(encoder, ("flagger_info", help), [(info, 1)])?;
-        let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
-        for (_, namespace) in self.status.keys() {
-            *totals.entry(namespace.as_str()).or_default() += 1;
-        }
-        let totals = totals
-            .into_iter()
-            .map(|(ns, n)| (vec![("namespace", ns.to_string())], n));
+        let totals = totals_by_namespace(self.status.keys());
         let help = "Flagger-compatible: canaries by namespace.";
         exposition::gauges(encoder, ("flagger_canary_total", help), totals)?;
         self.encode_state(encoder)?;
@@ -171,14 +192,8 @@ impl FlaggerSeries {
             });
             exposition::counters(encoder, (name, help), rows)?;
         }
-        let rows = self.durations.iter().map(|(key, durations)| {
-            let histogram = Histogram {
-                bounds: &DURATION_BUCKETS,
-                counts: durations.counts.to_vec(),
-                sum: durations.sum,
-            };
-            (named(key), histogram)
-        });
+        let rows =
+            (self.durations.iter()).map(|(key, durations)| (named(key), durations.histogram()));
         let help = "Flagger-compatible: seconds spent performing canary analysis.";
         exposition::histograms(encoder, ("flagger_canary_duration_seconds", help), rows)
     }

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use crate::api::CanaryPhase;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::flagger_signals::{FlaggerSeries, DURATION_BUCKETS};
+use super::flagger_signals::{totals_by_namespace, Durations, FlaggerSeries};
 use crate::exposition::{self, Collector, Histogram, Labels, Registry};
 use crate::plan::Strategy;
 
@@ -21,8 +21,7 @@ struct Series {
     analysis: BTreeMap<(String, String, String), f64>,
     successes: BTreeMap<(String, String), u64>,
     failures: BTreeMap<(String, String), u64>,
-    duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
-    duration_sum: f64,
+    durations: Durations,
     reconcile_errors: BTreeMap<&'static str, u64>,
     flagger: FlaggerSeries,
 }
@@ -121,12 +120,7 @@ impl ControllerMetrics {
         let mut series = self.series();
         let target = &canary.spec.target_ref.name;
         series.flagger.duration(target, namespace, seconds);
-        let slot = DURATION_BUCKETS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(DURATION_BUCKETS.len());
-        series.duration_buckets[slot] += 1;
-        series.duration_sum += seconds;
+        series.durations.observe(seconds);
     }
 
     /// Counts a failed reconcile by its kind of error.
@@ -201,13 +195,7 @@ impl State {
         let help = "The controller's version and mesh.";
         exposition::gauges(encoder, ("aviary_info", help), [(info.clone(), 1)])?;
         series.flagger.encode(encoder, info)?;
-        let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
-        for (_, namespace) in series.status.keys() {
-            *totals.entry(namespace.as_str()).or_default() += 1;
-        }
-        let totals = totals
-            .into_iter()
-            .map(|(ns, n)| (vec![("namespace", ns.to_string())], n));
+        let totals = totals_by_namespace(series.status.keys());
         exposition::gauges(
             encoder,
             ("aviary_canary_total", "Canaries by namespace."),
@@ -259,13 +247,8 @@ impl State {
             let rows = map.iter().map(|((n, ns), count)| (pair(n, ns), *count));
             exposition::counters(encoder, (name, help), rows)?;
         }
-        let duration = Histogram {
-            bounds: &DURATION_BUCKETS,
-            counts: series.duration_buckets.to_vec(),
-            sum: series.duration_sum,
-        };
         let help = "Time one reconcile took.";
-        let rows = [(Labels::new(), duration)];
+        let rows = [(Labels::new(), series.durations.histogram())];
         exposition::histograms(encoder, ("aviary_canary_duration_seconds", help), rows)?;
         let errors = series.reconcile_errors.iter();
         let rows = errors.map(|(kind, count)| (vec![("error", kind.to_string())], *count));
