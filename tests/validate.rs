@@ -142,19 +142,20 @@ fn interval_syntax_and_minimum() {
 }
 
 #[test]
-fn weights_above_max_or_not_increasing() {
-    assert_refused(
-        &format!("{VALID_START}  analysis:\n    maxWeight: 30\n    stepWeight: 40\n"),
-        "spec.analysis.stepWeight",
-        12,
-        "above maxWeight 30",
-    );
-    assert_refused(
-        &format!("{VALID_START}  analysis:\n    maxWeight: 30\n    stepWeights: [10, 50]\n"),
-        "spec.analysis.stepWeights[1]",
-        12,
-        "above maxWeight",
-    );
+fn weights_past_max_are_flaggers_and_decreasing_ones_are_refused() {
+    // Flagger caps a step at maxWeight and ignores maxWeight under stepWeights: both are
+    // accepted with a warning that says what the rollout will do.
+    for body in [
+        "    maxWeight: 30\n    stepWeight: 40\n",
+        "    maxWeight: 30\n    stepWeights: [10, 50]\n",
+    ] {
+        let text = format!("{HEADER}{VALID_START}  analysis:\n{body}");
+        let findings = validate_text(&text, Options::default()).findings;
+        assert!(
+            findings.iter().all(|f| f.severity == Severity::Warning) && !findings.is_empty(),
+            "{findings:#?}"
+        );
+    }
     assert_refused(
         &format!("{VALID_START}  analysis:\n    stepWeights:\n      - 10\n      - 5\n"),
         "spec.analysis.stepWeights[1]",

@@ -159,12 +159,41 @@ pub struct StringMatch {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionAffinity {
+    #[schemars(length(min = 1, max = 256))]
     pub cookie_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub primary_cookie_name: Option<String>,
     /// Cookie lifetime in seconds (default 86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<i32>,
+    /// The cookie's `Domain` attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub domain: Option<String>,
+    /// The cookie's `Path` attribute (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub path: Option<String>,
+    /// The cookie's `SameSite` attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<SameSite>,
+    /// Send the cookie over https only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure: bool,
+    /// Hide the cookie from scripts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub http_only: bool,
+    /// Store the cookie partitioned by top-level site (CHIPS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partitioned: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
 }
 
 /// One metric check run at every analysis step.
@@ -346,6 +375,13 @@ pub struct CanaryWebhook {
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mute_alert: bool,
+    /// Skip verifying the receiver's TLS certificate (Flagger's `disableTLS`).
+    #[serde(
+        default,
+        rename = "disableTLS",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub disable_tls: bool,
     /// Aviary extension: sign each request with HMAC-SHA256 using this Secret's key, so the
     /// receiver can check who sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

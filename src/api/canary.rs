@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::analysis::CanaryAnalysis;
+use super::analysis::{CanaryAnalysis, RequestMatch};
+use super::gateway::{ParentReference, RequestMirror};
+use super::istio::{CorsPolicy, HttpRewrite, TrafficPolicy};
 use super::schema;
 use super::standalone::Standalone;
 use super::status::CanaryStatus;
@@ -39,10 +41,13 @@ pub struct CanarySpec {
     pub autoscaler_ref: Option<AutoscalerRef>,
     /// Ingress object for ingress-based providers (kept for compatibility).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ingress_ref: Option<TargetRef>,
+    pub ingress_ref: Option<IngressRef>,
     /// Gloo upstream (kept for compatibility).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream_ref: Option<TargetRef>,
+    pub upstream_ref: Option<UpstreamRef>,
+    /// APISIX route (kept for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_ref: Option<RouteRef>,
     /// Mesh or ingress provider; overrides the controller's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::provider")]
@@ -73,13 +78,52 @@ pub struct CanarySpec {
     pub standalone: Option<Standalone>,
 }
 
-/// A reference to another object in the Canary's namespace.
+/// The workload, in the Canary's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::target_kind")]
+    pub kind: Option<String>,
+    pub name: String,
+}
+
+/// An Ingress, in the Canary's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::ingress_kind")]
+    pub kind: Option<String>,
+    pub name: String,
+}
+
+/// A Gloo Upstream.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::upstream_kind")]
+    pub kind: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// An APISIX route.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::route_kind")]
     pub kind: Option<String>,
     pub name: String,
 }
@@ -90,6 +134,7 @@ pub struct AutoscalerRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::autoscaler_kind")]
     pub kind: Option<String>,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,29 +176,53 @@ pub struct CanaryService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::duration")]
     pub timeout: Option<String>,
+    /// Gateway API only: the timeout of each request to a backend (`timeouts.backendRequest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::duration")]
+    pub backend_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<HttpRetry>,
+    /// Conditions a request must meet to be routed at all (Istio).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::open_object_list")]
-    pub r#match: Option<Vec<Value>>,
+    #[schemars(length(max = 64))]
+    pub r#match: Option<Vec<RequestMatch>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::open_object")]
-    pub rewrite: Option<Value>,
+    pub rewrite: Option<HttpRewrite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::open_object")]
-    pub cors_policy: Option<Value>,
+    pub cors_policy: Option<CorsPolicy>,
+    /// The DestinationRule policy of the primary and canary hosts (Istio).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::open_object")]
-    pub traffic_policy: Option<Value>,
+    pub traffic_policy: Option<TrafficPolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// The HTTPRoute's parents (Gateway API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::open_object_list")]
-    pub gateway_refs: Option<Vec<Value>>,
+    #[schemars(length(max = 32))]
+    pub gateway_refs: Option<Vec<ParentReference>>,
+    /// Extra backends every request is copied to (Gateway API RequestMirror filters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mirror: Vec<RequestMirror>,
+    /// Generated Services are headless (`clusterIP: None`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub headless: bool,
+    /// The generated Services' `trafficDistribution`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::traffic_distribution")]
+    pub traffic_distribution: Option<String>,
+    /// Labels and annotations of the generated Services that others own; Aviary keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_metadata: Option<UnmanagedMetadata>,
+    /// App Mesh only (kept for compatibility; App Mesh is not a provider here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_name: Option<String>,
+    /// App Mesh only (kept for compatibility).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delegation: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,4 +274,14 @@ pub struct ServiceMetadata {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// Keys of the generated Services' metadata that Aviary leaves to others.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmanagedMetadata {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<String>,
 }

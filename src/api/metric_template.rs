@@ -1,5 +1,7 @@
 //! The `MetricTemplate` kind: a reusable query against a metrics provider.
 
+use std::collections::BTreeMap;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -32,4 +34,10 @@ pub struct MetricTemplateProvider {
     pub secret_ref: Option<k8s_openapi::api::core::v1::LocalObjectReference>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
+    /// Headers sent with every query (for example a tenant header of a multi-tenant Prometheus).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// A cloud provider's region (Flagger's CloudWatch); no Prometheus reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }

@@ -5,6 +5,8 @@ mod alert_provider;
 mod analysis;
 mod canary;
 mod duration;
+mod gateway;
+mod istio;
 mod kstatus;
 mod metric_template;
 mod provider;
@@ -21,6 +23,8 @@ pub use duration::{
     go_duration, parse_duration, DurationError, MAX_DURATION, MAX_INTERVAL, MAX_METRIC_WINDOW,
     MAX_WEBHOOK_RETRIES, MAX_WEBHOOK_TIMEOUT, MAX_WINDOW_LENGTH,
 };
+pub use gateway::{BackendReference, ParentReference, RequestMirror};
+pub use istio::*;
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
 pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
 pub use request::{OperatorRequest, Verb};

@@ -14,18 +14,28 @@ pub enum RouterKind {
     /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`), for Gateway implementations
     /// and for GAMMA meshes (Linkerd, Istio) when the parent is the Service itself.
     GatewayApi,
+    /// Open Service Mesh: an SMI TrafficSplit, judged by OSM's own `osm_request_*` telemetry.
+    Osm,
+    /// No mesh: only the generated Services. Traffic cannot be split, so only blue/green runs;
+    /// the switch happens when the primary takes the new template. Judged by the application's
+    /// own `http_request_duration_seconds` histogram.
+    Kubernetes,
 }
 
 /// The provider names accepted in `spec.provider` and `--mesh-provider`.
-pub const PROVIDER_NAMES: &str = "istio, linkerd, smi:v1alpha2, gatewayapi:v1";
+pub const PROVIDER_NAMES: &str =
+    "istio, linkerd, smi:v1alpha2, osm, gatewayapi:v1, gatewayapi:v1beta1, kubernetes";
 /// Every spelling [`RouterKind::parse`] accepts (the CRD's enum).
-pub const PROVIDERS: [&str; 6] = [
+pub const PROVIDERS: [&str; 9] = [
     "istio",
     "linkerd",
     "smi",
     "smi:v1alpha2",
+    "osm",
     "gatewayapi",
     "gatewayapi:v1",
+    "gatewayapi:v1beta1",
+    "kubernetes",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,19 +47,29 @@ impl RouterKind {
         match name {
             "istio" => Ok(RouterKind::Istio),
             "linkerd" | "smi" | "smi:v1alpha2" => Ok(RouterKind::Smi),
-            "gatewayapi" | "gatewayapi:v1" => Ok(RouterKind::GatewayApi),
+            // v1beta1 HTTPRoutes are the v1 schema; every Gateway API release since v1.0
+            // serves both versions, and Aviary writes v1.
+            "gatewayapi" | "gatewayapi:v1" | "gatewayapi:v1beta1" => Ok(RouterKind::GatewayApi),
+            "osm" => Ok(RouterKind::Osm),
+            "kubernetes" => Ok(RouterKind::Kubernetes),
             other => Err(UnknownProvider(other.to_string())),
         }
     }
 
     /// Whether requests can be copied to the canary (`analysis.mirror`).
     pub fn can_mirror(self) -> bool {
-        !matches!(self, RouterKind::Smi)
+        matches!(self, RouterKind::Istio | RouterKind::GatewayApi)
     }
 
     /// Whether requests can be routed by header, cookie or path (`analysis.match`).
     pub fn can_match(self) -> bool {
-        !matches!(self, RouterKind::Smi)
+        matches!(self, RouterKind::Istio | RouterKind::GatewayApi)
+    }
+
+    /// Whether traffic can be split by weight (a canary strategy); without it only blue/green
+    /// (or no analysis) can run.
+    pub fn can_split(self) -> bool {
+        !matches!(self, RouterKind::Kubernetes)
     }
 
     /// Whether sticky sessions by cookie can be expressed (`analysis.sessionAffinity`).
@@ -69,6 +89,8 @@ impl fmt::Display for RouterKind {
             RouterKind::Istio => "istio",
             RouterKind::Smi => "smi:v1alpha2",
             RouterKind::GatewayApi => "gatewayapi:v1",
+            RouterKind::Osm => "osm",
+            RouterKind::Kubernetes => "kubernetes",
         })
     }
 }

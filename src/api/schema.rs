@@ -1,5 +1,5 @@
-//! Schema helpers for fields whose shape belongs to a mesh (Istio, Gateway API) rather than to us.
-//! The API server requires structural schemas, so "any JSON" is spelled as an open object.
+//! Schema helpers: durations checked as the controller reads them, and the closed sets (enums)
+//! of fields whose Rust type is a plain string.
 
 use std::time::Duration;
 
@@ -69,20 +69,38 @@ pub fn metric_provider_kind(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "enum": ["prometheus"] })
 }
 
-/// An object whose fields are kept as written (for example an Istio `corsPolicy`).
-pub fn open_object(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
+fn one_of(names: &[&str]) -> Schema {
+    json_schema!({ "type": "string", "enum": names })
 }
 
-/// A list of open objects (for example Istio `match` blocks or Gateway API `parentRefs`).
-pub fn open_object_list(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
-    })
+/// `targetRef.kind`: the workloads Flagger rolls out (a Knative Service among them).
+pub fn target_kind(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["Deployment", "DaemonSet", "Service"])
+}
+
+/// `autoscalerRef.kind`.
+pub fn autoscaler_kind(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["HorizontalPodAutoscaler", "ScaledObject"])
+}
+
+/// `ingressRef.kind`.
+pub fn ingress_kind(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["Ingress"])
+}
+
+/// `upstreamRef.kind`.
+pub fn upstream_kind(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["Upstream"])
+}
+
+/// `routeRef.kind`.
+pub fn route_kind(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["ApisixRoute"])
+}
+
+/// `service.trafficDistribution`: Kubernetes' Service field.
+pub fn traffic_distribution(_: &mut SchemaGenerator) -> Schema {
+    one_of(&["PreferClose", "PreferSameZone", "PreferSameNode"])
 }
 
 /// Kubernetes' int-or-string (`targetPort: 8080` or `targetPort: http`).

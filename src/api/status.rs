@@ -121,6 +121,15 @@ pub struct CanaryStatus {
     pub pre_rollout_passed: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<CanaryCondition>,
+    /// The session cookie (`name=value`) the canary's responses set in the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_cookie: Option<String>,
+    /// The session cookie the primary's responses set in the current run (`primaryCookieName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_session_affinity_cookie: Option<String>,
+    /// The canary's session cookie of the run before; it no longer pins anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_session_affinity_cookie: Option<String>,
     /// The `metadata.generation` of the spec this status was decided on (kstatus reads a
     /// status whose generation lags the spec as still in progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,13 +17,20 @@ pub struct Validate {
     /// Accept analysis intervals below 10s (standalone runs only).
     #[arg(long)]
     allow_short_intervals: bool,
+    /// Read Canaries without spec.provider as the controller's --mesh-provider would.
+    #[arg(long, value_name = "NAME", value_parser = parse_provider)]
+    provider: Option<aviary::api::RouterKind>,
+}
+
+fn parse_provider(name: &str) -> Result<aviary::api::RouterKind, String> {
+    aviary::api::RouterKind::parse(name).map_err(|e| e.to_string())
 }
 
 impl Validate {
     pub fn run(self) -> Result<ExitCode> {
         let options = Options {
             allow_short_intervals: self.allow_short_intervals,
-            ..Default::default()
+            default_router: self.provider,
         };
         let mut errors = 0;
         for (path, report) in validate::validate_files(&self.files, options) {

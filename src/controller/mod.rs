@@ -145,6 +145,8 @@ impl Context {
             RouterKind::Istio => MeshTelemetry::Istio,
             RouterKind::Smi => MeshTelemetry::Linkerd,
             RouterKind::GatewayApi => self.gateway_telemetry,
+            RouterKind::Osm => MeshTelemetry::Osm,
+            RouterKind::Kubernetes => MeshTelemetry::Application,
         }
     }
 }

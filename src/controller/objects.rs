@@ -136,13 +136,21 @@ pub fn services(canary: &Canary, target: &Deployment) -> Result<Vec<Service>, Ob
         node_port: None,
     };
     let owner = owner_reference(canary)?;
+    let unmanaged = spec.unmanaged_metadata.clone().unwrap_or_default();
+    // Keys others own are left out of what is applied, so their values stay as they are.
+    let managed = |pairs: &BTreeMap<String, String>, others: &[String]| {
+        let kept: BTreeMap<String, String> = pairs
+            .iter()
+            .filter(|(key, _)| !others.contains(key))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Some(kept).filter(|kept| !kept.is_empty())
+    };
     let meta = |name: String, extra: Option<&crate::api::ServiceMetadata>| ObjectMeta {
         name: Some(name),
         namespace: canary.metadata.namespace.clone(),
-        labels: extra.map(|m| m.labels.clone()).filter(|l| !l.is_empty()),
-        annotations: extra
-            .map(|m| m.annotations.clone())
-            .filter(|a| !a.is_empty()),
+        labels: extra.and_then(|m| managed(&m.labels, &unmanaged.labels)),
+        annotations: extra.and_then(|m| managed(&m.annotations, &unmanaged.annotations)),
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
@@ -150,6 +158,8 @@ pub fn services(canary: &Canary, target: &Deployment) -> Result<Vec<Service>, Ob
         metadata: meta,
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
+            cluster_ip: spec.headless.then(|| "None".to_string()),
+            traffic_distribution: spec.traffic_distribution.clone(),
             selector: Some(BTreeMap::from([(label.clone(), selector_value)])),
             ports: Some(vec![port.clone()]),
             ..ServiceSpec::default()

@@ -214,12 +214,32 @@ impl<'a> Rollout<'a> {
         self.status.judge_state.clear();
         self.status.sample_tests.clear();
         self.status.judgements.clear();
+        self.name_session_cookies(&target);
         self.status.last_applied_spec = Some(target);
         self.status.canary_weight = 0;
         self.status.failed_checks = 0;
         self.status.iterations = 0;
         self.status.pre_rollout_passed = false;
         self.status.last_step_time = Some(self.input.now);
+    }
+
+    /// Each run's session cookies carry a value of their own (the revision), so a user pinned
+    /// to an earlier run's canary is not pinned to this one.
+    fn name_session_cookies(&mut self, revision: &str) {
+        let value: String = revision
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(16)
+            .collect();
+        let affinity = self.input.plan.analysis.session_affinity.as_ref();
+        let cookie = |name: &str| format!("{name}={value}");
+        let status = &mut self.status;
+        if status.session_affinity_cookie.is_some() {
+            status.previous_session_affinity_cookie = status.session_affinity_cookie.take();
+        }
+        status.session_affinity_cookie = affinity.map(|a| cookie(&a.cookie_name));
+        status.primary_session_affinity_cookie =
+            affinity.and_then(|a| a.primary_cookie_name.as_deref().map(cookie));
     }
 
     // ---- helpers ------------------------------------------------------------------------------

@@ -249,6 +249,15 @@ fn template_query(
             "MetricTemplate {namespace}/{name} has a secretRef but no address: its credentials are sent to its own address only"
         ));
     }
+    // Headers select tenants in a multi-tenant Prometheus (X-Scope-OrgID and the like): sent to
+    // the controller's shared Prometheus they would let one team read another's metrics.
+    if !provider.headers.is_empty() && provider.address.is_none() {
+        return Err(format!(
+            "MetricTemplate {namespace}/{name} has provider.headers but no address: headers are sent to the template's own address only"
+        ));
+    }
+    let headers = super::prometheus::template_headers(&provider.headers)
+        .map_err(|message| format!("MetricTemplate {namespace}/{name}: {message}"))?;
     let address = provider
         .address
         .clone()
@@ -270,7 +279,13 @@ fn template_query(
     };
     let connection =
         connection.map_err(|message| format!("MetricTemplate {namespace}/{name}: {message}"))?;
-    Ok((template.query, connection))
+    Ok((
+        template.query,
+        Connection {
+            headers,
+            ..connection
+        },
+    ))
 }
 
 /// A TLS trust: the digest of the extra CA bundle and whether verification is off.
@@ -314,7 +329,8 @@ impl PrometheusPool {
         };
         Ok(
             PrometheusClient::with_http(http, &connection.address, timeout)
-                .with_auth(connection.auth.clone()),
+                .with_auth(connection.auth.clone())
+                .with_headers(connection.headers.clone()),
         )
     }
 }

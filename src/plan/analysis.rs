@@ -236,21 +236,24 @@ fn weights(analysis: &CanaryAnalysis, findings: &mut Findings) -> (i32, Vec<i32>
         findings,
     );
     let step = optional_percent(analysis.step_weight, "spec.analysis.stepWeight", findings);
+    // Flagger caps the weight at maxWeight, so a larger step means one step to the maximum.
     if let Some(step) = step.filter(|step| *step > declared_max) {
-        findings.error(
+        findings.warning(
             "spec.analysis.stepWeight",
-            format!("stepWeight {step} is above maxWeight {declared_max}"),
+            format!("stepWeight {step} is above maxWeight {declared_max}: the first step goes straight to {declared_max}"),
+        );
+    }
+    // Flagger ignores maxWeight when stepWeights is set: the last step weight is the maximum.
+    if analysis.max_weight.is_some() && !analysis.step_weights.is_empty() {
+        findings.warning(
+            "spec.analysis.maxWeight",
+            "maxWeight is ignored when stepWeights is set: the last step weight is the highest",
         );
     }
     for (index, weight) in analysis.step_weights.iter().enumerate() {
         let path = format!("spec.analysis.stepWeights[{index}]");
         if !(1..=100).contains(weight) {
             findings.error(&path, format!("{weight} is not between 1 and 100"));
-        } else if analysis.max_weight.is_some() && *weight > declared_max {
-            findings.error(
-                &path,
-                format!("step weight {weight} is above maxWeight {declared_max}"),
-            );
         }
         if index > 0 && *weight <= analysis.step_weights[index - 1] {
             findings.error(

@@ -163,5 +163,61 @@ fn session_affinity(analysis: &CanaryAnalysis, findings: &mut Findings) -> Optio
         cookie_name: affinity.cookie_name.clone(),
         primary_cookie_name: affinity.primary_cookie_name.clone(),
         max_age,
+        attributes: cookie_attributes(affinity, findings),
     })
+}
+
+/// A cookie name is an RFC 6265 token: anything else could end the header it is written into.
+fn check_cookie_name(path: &str, name: &str, findings: &mut Findings) {
+    let separator = |c: char| "()<>@,;:\\\"/[]?={} \t".contains(c);
+    if name.chars().any(|c| !c.is_ascii_graphic() || separator(c)) {
+        findings.error(
+            path,
+            format!("{name:?} is not a cookie name: use letters, digits and !#$%&'*+-.^_`|~"),
+        );
+    }
+}
+
+/// The attributes of the session cookies, each refused when it could break out of its place
+/// in the `Set-Cookie` header.
+fn cookie_attributes(affinity: &crate::api::SessionAffinity, findings: &mut Findings) -> String {
+    let base = "spec.analysis.sessionAffinity";
+    check_cookie_name(
+        &format!("{base}.cookieName"),
+        &affinity.cookie_name,
+        findings,
+    );
+    if let Some(name) = &affinity.primary_cookie_name {
+        check_cookie_name(&format!("{base}.primaryCookieName"), name, findings);
+    }
+    let path = affinity.path.as_deref().unwrap_or("/");
+    if !path.starts_with('/') || path.chars().any(|c| c.is_ascii_control() || c == ';') {
+        findings.error(
+            &format!("{base}.path"),
+            format!("{path:?} is not a cookie path: it starts with / and has no ; or control characters"),
+        );
+    }
+    let mut out = format!("; Path={path}");
+    if let Some(domain) = &affinity.domain {
+        let host = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+        if domain.is_empty() || !domain.chars().all(host) {
+            findings.error(
+                &format!("{base}.domain"),
+                format!("{domain:?} is not a domain name"),
+            );
+        }
+        out.push_str(&format!("; Domain={domain}"));
+    }
+    if let Some(same_site) = affinity.same_site {
+        out.push_str(&format!("; SameSite={same_site:?}"));
+    }
+    let flags = [
+        (affinity.secure, "; Secure"),
+        (affinity.http_only, "; HttpOnly"),
+        (affinity.partitioned, "; Partitioned"),
+    ];
+    for (_, flag) in flags.iter().filter(|(on, _)| *on) {
+        out.push_str(flag);
+    }
+    out
 }

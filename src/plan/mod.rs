@@ -7,6 +7,7 @@
 
 mod analysis;
 mod findings;
+mod honoured;
 mod matches;
 mod metric;
 pub mod standalone;
@@ -155,6 +156,8 @@ pub struct SessionAffinity {
     pub primary_cookie_name: Option<String>,
     /// Cookie lifetime in seconds.
     pub max_age: i32,
+    /// The `Set-Cookie` attributes after Max-Age, checked: `; Path=/; SameSite=Lax; Secure`.
+    pub attributes: String,
 }
 
 /// One metric check run at every analysis step.
@@ -209,6 +212,8 @@ pub struct Webhook {
     pub retries: u32,
     pub metadata: std::collections::BTreeMap<String, String>,
     pub mute_alert: bool,
+    /// Do not verify the receiver's TLS certificate.
+    pub disable_tls: bool,
     /// The Secret and key that sign each request.
     pub secret: Option<(String, String)>,
 }

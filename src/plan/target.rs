@@ -102,20 +102,24 @@ fn check_router(spec: &CanarySpec, router: RouterKind, findings: &mut Findings) 
         );
     }
     for (index, parent) in spec.service.gateway_refs.iter().flatten().enumerate() {
-        if parent
-            .get("name")
-            .and_then(|n| n.as_str())
-            .is_none_or(str::is_empty)
-        {
+        if parent.name.is_empty() {
             findings.error(
                 &format!("spec.service.gatewayRefs[{index}].name"),
                 "each gatewayRef needs a name",
             );
         }
     }
+    super::honoured::check_service_fields(&spec.service, router, findings);
     let Some(analysis) = &spec.analysis else {
         return;
     };
+    let weighted = analysis.iterations.unwrap_or(0) == 0 && analysis.r#match.is_empty();
+    if weighted && !spec.skip_analysis && !router.can_split() {
+        findings.error(
+            "spec.analysis.iterations",
+            format!("provider {router} cannot split traffic by weight: set iterations for a blue/green rollout"),
+        );
+    }
     if analysis.mirror && !router.can_mirror() {
         findings.error(
             "spec.analysis.mirror",

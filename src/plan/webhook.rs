@@ -98,6 +98,7 @@ fn read_webhook(hook: &CanaryWebhook, base: &str, findings: &mut Findings) -> Op
         retries,
         metadata: hook.metadata.clone(),
         mute_alert: hook.mute_alert,
+        disable_tls: hook.disable_tls,
         secret: hook
             .secret_ref
             .as_ref()

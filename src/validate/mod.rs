@@ -229,8 +229,9 @@ fn manifest(
     } = header;
     match kind.as_str() {
         "Canary" => {
-            let spec = typed::<CanarySpec>(spec, sink)?;
-            let plan = rules::check_canary(&spec, options, sink)?;
+            let (spec, wrong) = typed::<CanarySpec>(spec, sink)?;
+            // The rules run on what could be read, so their findings come with the type errors.
+            let plan = rules::check_canary(&spec, options, sink).filter(|_| !wrong)?;
             let namespace = if namespace.is_empty() {
                 "default".into()
             } else {
@@ -244,52 +245,99 @@ fn manifest(
             })
         }
         "MetricTemplate" => {
-            let spec = typed::<MetricTemplateSpec>(spec, sink)?;
+            let (spec, wrong) = typed::<MetricTemplateSpec>(spec, sink)?;
             rules::check_metric_template(&spec, sink);
-            Some(Manifest::MetricTemplate { name, spec })
+            (!wrong).then_some(Manifest::MetricTemplate { name, spec })
         }
         _ => {
-            let spec = typed::<AlertProviderSpec>(spec, sink)?;
+            let (spec, wrong) = typed::<AlertProviderSpec>(spec, sink)?;
             rules::check_alert_provider(&spec, sink);
-            Some(Manifest::AlertProvider { name, spec })
+            (!wrong).then_some(Manifest::AlertProvider { name, spec })
         }
     }
 }
 
-/// Reads `spec` into its Rust type; a wrong type or an unknown field is reported at its path.
+/// Reads `spec` into its Rust type; every wrong type and unknown field is reported at its path.
 /// The types themselves accept unknown fields, so a controller older than its CRD keeps
 /// working; here, before anything runs, an unknown field is an error (most are typos).
-fn typed<T: DeserializeOwned>(spec: &serde_json::Value, sink: &mut Sink<'_>) -> Option<T> {
-    let mut track = serde_path_to_error::Track::new();
-    let mut unknown = Vec::new();
-    let tracked = serde_path_to_error::Deserializer::new(spec, &mut track);
-    let result = serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path)));
-    match result {
-        Ok(typed) => {
-            for path in &unknown {
-                let field = path.rsplit('.').next().unwrap_or(path);
-                sink.error(path, format!("unknown field `{field}`"));
+/// Returns the typed spec, and whether anything was wrong with it.
+fn typed<T: DeserializeOwned>(spec: &serde_json::Value, sink: &mut Sink<'_>) -> Option<(T, bool)> {
+    let mut spec = spec.clone();
+    let mut wrong = false;
+    // A field of the wrong type is reported, taken out, and the rest read again, so one
+    // document's findings come in one run (bounded: each pass removes one field).
+    for _ in 0..MAX_TYPE_ERRORS {
+        let mut track = serde_path_to_error::Track::new();
+        let mut unknown = Vec::new();
+        let tracked = serde_path_to_error::Deserializer::new(&spec, &mut track);
+        match serde_ignored::deserialize(tracked, |path| unknown.push(field_path(&path))) {
+            Ok(typed) => {
+                for path in &unknown {
+                    let field = path.rsplit('.').next().unwrap_or(path);
+                    sink.error(path, format!("unknown field `{field}`"));
+                }
+                return Some((typed, wrong || !unknown.is_empty()));
             }
-            unknown.is_empty().then_some(typed)
-        }
-        Err(error) => {
-            let inner = track.path().to_string();
-            let mut path = if inner == "." {
-                "spec".to_string()
-            } else {
-                format!("spec.{inner}")
-            };
-            let message = error.to_string();
-            // serde reports a missing field at its parent; name the field itself.
-            if let Some(field) = message
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next())
-            {
-                path = format!("{path}.{field}");
+            Err(error) => {
+                wrong = true;
+                let at = track.path();
+                let removable = report_type_error(&at, &error.to_string(), sink);
+                if !removable || !remove_at(&mut spec, &at) {
+                    return None;
+                }
             }
-            sink.error(&path, message);
-            None
         }
+    }
+    None
+}
+
+/// Type errors reported for one document before the rest is given up.
+const MAX_TYPE_ERRORS: usize = 32;
+
+/// Reports one deserialization error; whether the field can be taken out to read on (a
+/// missing field cannot).
+fn report_type_error(at: &serde_path_to_error::Path, message: &str, sink: &mut Sink<'_>) -> bool {
+    let inner = at.to_string();
+    let mut path = if inner == "." {
+        "spec".to_string()
+    } else {
+        format!("spec.{inner}")
+    };
+    // serde reports a missing field at its parent; name the field itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    if let Some(field) = missing {
+        path = format!("{path}.{field}");
+    }
+    sink.error(&path, message.to_string());
+    missing.is_none() && inner != "."
+}
+
+/// Takes the value at `at` out of `spec`; whether there was one.
+fn remove_at(spec: &mut serde_json::Value, at: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = at.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut node = spec;
+    for segment in parents {
+        let next = match segment {
+            Segment::Map { key } => node.get_mut(key.as_str()),
+            Segment::Seq { index } => node.get_mut(*index),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        node = next;
+    }
+    match (last, node) {
+        (Segment::Map { key }, serde_json::Value::Object(map)) => map.remove(key).is_some(),
+        (Segment::Seq { index }, serde_json::Value::Array(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -42,6 +42,21 @@ pub fn check_metric_template(spec: &MetricTemplateSpec, sink: &mut Sink<'_>) {
     if spec.query.trim().is_empty() {
         sink.error("spec.query", "query must not be empty");
     }
+    if let Err(problem) = crate::metrics::prometheus::template_headers(&spec.provider.headers) {
+        sink.error("spec.provider.headers", problem);
+    }
+    if !spec.provider.headers.is_empty() && spec.provider.address.is_none() {
+        sink.error(
+            "spec.provider.headers",
+            "headers need the template's own provider.address: they are never sent to the controller's shared Prometheus",
+        );
+    }
+    if spec.provider.region.is_some() {
+        sink.warning(
+            "spec.provider.region",
+            "region is read by cloud providers (CloudWatch); Prometheus ignores it",
+        );
+    }
     for problem in template_problems(&spec.query) {
         sink.error("spec.query", problem);
     }

@@ -110,7 +110,7 @@ struct Rules<'a> {
     service: &'a crate::api::CanaryService,
     primary: String,
     canary: String,
-    /// The header filters of spec.service.headers.
+    /// The filters of spec.service: header changes and extra mirrors.
     filters: Vec<Value>,
 }
 
@@ -134,8 +134,15 @@ impl Rules<'_> {
             out.insert("filters".into(), Value::Array(filters));
         }
         out.insert("backendRefs".into(), Value::Array(backends));
+        let mut timeouts = serde_json::Map::new();
         if let Some(timeout) = &self.service.timeout {
-            out.insert("timeouts".into(), json!({ "request": timeout }));
+            timeouts.insert("request".into(), json!(timeout));
+        }
+        if let Some(timeout) = &self.service.backend_timeout {
+            timeouts.insert("backendRequest".into(), json!(timeout));
+        }
+        if !timeouts.is_empty() {
+            out.insert("timeouts".into(), Value::Object(timeouts));
         }
         Value::Object(out)
     }
@@ -177,7 +184,15 @@ impl Rules<'_> {
     }
 }
 
-/// What every rule carries, from spec.service.
+/// What every rule carries, from spec.service: header changes, then extra mirrors.
+fn service_filters(service: &crate::api::CanaryService) -> Vec<Value> {
+    let mirrors = service.mirror.iter().map(|mirror| {
+        let mirror = serde_json::to_value(mirror).unwrap_or(Value::Null);
+        json!({ "type": "RequestMirror", "requestMirror": mirror })
+    });
+    header_filters(service).into_iter().chain(mirrors).collect()
+}
+
 fn header_filters(service: &crate::api::CanaryService) -> Vec<Value> {
     let Some(headers) = &service.headers else {
         return Vec::new();
@@ -201,9 +216,9 @@ pub fn http_route(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
         service,
         primary: crate::naming::primary(&name),
         canary: crate::naming::canary(&name),
-        filters: header_filters(service),
+        filters: service_filters(service),
     };
-    let cookies = session_cookies(plan, routes);
+    let cookies = session_cookies(plan, canary.status.as_ref(), routes);
     let mut rules = Vec::new();
     if let Some(cookies) = &cookies {
         rules.push(writer.pinned(vec![cookie_match(&cookies.canary)], &writer.canary));
@@ -221,7 +236,8 @@ pub fn http_route(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
     }
     rules.push(writer.weighted(routes, cookies.as_ref()));
     let mut spec = json!({
-        "parentRefs": service.gateway_refs.clone().unwrap_or_default(),
+        "parentRefs": serde_json::to_value(service.gateway_refs.clone().unwrap_or_default())
+            .unwrap_or(Value::Null),
         "rules": rules,
     });
     if !service.hosts.is_empty() {
@@ -252,7 +268,10 @@ pub fn routes_of_http_route(canary: &Canary, plan: &Plan, spec: &Value) -> Optio
         .as_array()
         .into_iter()
         .flatten()
-        .find(|f| f["type"] == "RequestMirror")
+        .find(|f| {
+            f["type"] == "RequestMirror"
+                && f["requestMirror"]["backendRef"]["name"] == json!(canary_host)
+        })
         .map(|f| f["requestMirror"]["percent"].as_i64().unwrap_or(100) as i32);
     Some(Routes {
         primary_weight: 100 - canary_weight,
@@ -289,9 +308,13 @@ mod tests {
     fn canary(analysis: CanaryAnalysis) -> Canary {
         let service = CanaryService {
             timeout: Some("15s".into()),
-            gateway_refs: Some(vec![
-                json!({ "group": "", "kind": "Service", "name": "podinfo", "port": 9898 }),
-            ]),
+            gateway_refs: Some(vec![crate::api::ParentReference {
+                group: Some(String::new()),
+                kind: Some("Service".into()),
+                name: "podinfo".into(),
+                port: Some(9898),
+                ..Default::default()
+            }]),
             headers: Some(HeaderPolicy {
                 request: Some(HeaderOperations {
                     add: BTreeMap::from([("x-via".into(), "aviary".into())]),
@@ -385,6 +408,7 @@ mod tests {
                 cookie_name: "canary-session".into(),
                 primary_cookie_name: Some("primary-session".into()),
                 max_age: Some(600),
+                ..Default::default()
             }),
             ..Default::default()
         });

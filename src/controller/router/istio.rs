@@ -17,6 +17,11 @@ fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1", kind))
 }
 
+/// A typed Istio field as the JSON Istio reads (our types carry Istio's field names).
+fn as_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
 fn string_match(condition: &Condition) -> Value {
     match condition {
         Condition::Exact(text) => json!({ "exact": text }),
@@ -97,10 +102,15 @@ fn common_settings(service: &crate::api::CanaryService) -> serde_json::Map<Strin
         common.insert("headers".into(), headers);
     }
     if let Some(cors) = &service.cors_policy {
-        common.insert("corsPolicy".into(), cors.clone());
+        common.insert("corsPolicy".into(), as_json(cors));
     }
     if let Some(rewrite) = &service.rewrite {
-        common.insert("rewrite".into(), rewrite.clone());
+        // `type` is Flagger's Gateway API extension; Istio's HTTPRewrite has no such field.
+        let rewrite = crate::api::HttpRewrite {
+            r#type: None,
+            ..rewrite.clone()
+        };
+        common.insert("rewrite".into(), as_json(&rewrite));
     }
     common
 }
@@ -150,8 +160,8 @@ fn main_route(
 ) -> Value {
     let mut main = common.clone();
     main.insert("name".into(), json!("primary"));
-    if let Some(matches) = service.r#match.clone().filter(|m| !m.is_empty()) {
-        main.insert("match".into(), Value::Array(matches));
+    if let Some(matches) = service.r#match.as_ref().filter(|m| !m.is_empty()) {
+        main.insert("match".into(), as_json(matches));
     }
     let primary_cookie = cookies.and_then(|c| c.primary.as_ref());
     let canary_cookie = cookies.map(|c| &c.canary);
@@ -191,7 +201,7 @@ pub fn virtual_service(canary: &Canary, plan: &Plan, routes: Routes) -> Value {
         port: service.port,
     };
     let common = common_settings(service);
-    let cookies = session_cookies(plan, routes);
+    let cookies = session_cookies(plan, canary.status.as_ref(), routes);
     let mut http = Vec::new();
     if let Some(cookies) = &cookies {
         http.extend(session_routes(&common, &targets, cookies));
@@ -236,7 +246,7 @@ pub fn destination_rules(canary: &Canary) -> Vec<Value> {
             let host = format!("{name}-{role}");
             let mut spec = json!({ "host": host });
             if let Some(policy) = &canary.spec.service.traffic_policy {
-                spec["trafficPolicy"] = policy.clone();
+                spec["trafficPolicy"] = as_json(policy);
             }
             json!({
                 "apiVersion": "networking.istio.io/v1",

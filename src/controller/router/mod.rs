@@ -104,11 +104,39 @@ impl Router for ObjectRouter {
     }
 }
 
+/// The `kubernetes` provider's router: the generated Services are the whole routing, so there
+/// is nothing to write and nothing to read back (the engine then never resumes a weight).
+pub struct ServicesOnly;
+
+impl Router for ServicesOnly {
+    fn ensure<'a>(&'a self, _: &'a Canary, _: &'a Plan) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _: &'a Canary,
+        _: &'a Plan,
+        _: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn current<'a>(
+        &'a self,
+        _: &'a Canary,
+        _: &'a Plan,
+    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
 /// One router per routing API, chosen per canary by `spec.provider`.
 pub struct Routers {
     pub istio: IstioRouter,
     pub smi: ObjectRouter,
     pub gateway_api: ObjectRouter,
+    pub services_only: ServicesOnly,
 }
 
 impl Routers {
@@ -119,14 +147,16 @@ impl Routers {
             },
             smi: smi::router(client),
             gateway_api: gateway_api::router(client),
+            services_only: ServicesOnly,
         }
     }
 
     pub fn get(&self, kind: RouterKind) -> &dyn Router {
         match kind {
             RouterKind::Istio => &self.istio,
-            RouterKind::Smi => &self.smi,
+            RouterKind::Smi | RouterKind::Osm => &self.smi,
             RouterKind::GatewayApi => &self.gateway_api,
+            RouterKind::Kubernetes => &self.services_only,
         }
     }
 }

@@ -18,6 +18,10 @@ pub enum MeshTelemetry {
     Envoy,
     /// Aviary's embedded gateway: `aviary_gateway_requests_total` by upstream.
     EmbeddedGateway,
+    /// Open Service Mesh's Envoy sidecars: `osm_request_total`, `osm_request_duration_ms`.
+    Osm,
+    /// No mesh: the application's own `http_request_duration_seconds` histogram, by pod name.
+    Application,
 }
 
 impl MeshTelemetry {
@@ -27,6 +31,8 @@ impl MeshTelemetry {
             "linkerd" => Some(MeshTelemetry::Linkerd),
             "envoy" => Some(MeshTelemetry::Envoy),
             "gateway" | "embedded" => Some(MeshTelemetry::EmbeddedGateway),
+            "osm" => Some(MeshTelemetry::Osm),
+            "application" | "kubernetes" => Some(MeshTelemetry::Application),
             _ => None,
         }
     }
@@ -49,6 +55,8 @@ struct Shape {
     /// The extra matcher that keeps only non-5xx responses.
     non_errors: &'static str,
     latency_buckets: &'static str,
+    /// What a latency quantile is multiplied by to read in milliseconds.
+    to_milliseconds: &'static str,
 }
 
 const ISTIO: Shape = Shape {
@@ -56,6 +64,7 @@ const ISTIO: Shape = Shape {
     selector: "reporter=\"destination\",destination_workload_namespace=\"{ns}\",destination_workload=~\"{name}\"",
     non_errors: "response_code!~\"5.*\"",
     latency_buckets: "istio_request_duration_milliseconds_bucket",
+    to_milliseconds: "",
 };
 
 const LINKERD: Shape = Shape {
@@ -63,6 +72,7 @@ const LINKERD: Shape = Shape {
     selector: "namespace=\"{ns}\",deployment=~\"{name}\",direction=\"inbound\"",
     non_errors: "classification!=\"failure\"",
     latency_buckets: "response_latency_ms_bucket",
+    to_milliseconds: "",
 };
 
 const ENVOY: Shape = Shape {
@@ -70,6 +80,7 @@ const ENVOY: Shape = Shape {
     selector: "envoy_cluster_name=~\"{name}\"",
     non_errors: "envoy_response_code_class!=\"5\"",
     latency_buckets: "envoy_cluster_upstream_rq_time_bucket",
+    to_milliseconds: "",
 };
 
 const EMBEDDED: Shape = Shape {
@@ -77,6 +88,25 @@ const EMBEDDED: Shape = Shape {
     selector: "upstream=\"{name}\"",
     non_errors: "code_class!=\"5xx\"",
     latency_buckets: "aviary_gateway_request_duration_ms_bucket",
+    to_milliseconds: "",
+};
+
+const OSM: Shape = Shape {
+    requests: "osm_request_total",
+    selector: "destination_namespace=\"{ns}\",destination_kind=\"Deployment\",destination_name=~\"{name}\"",
+    non_errors: "response_code!~\"5.*\"",
+    latency_buckets: "osm_request_duration_ms_bucket",
+    to_milliseconds: "",
+};
+
+/// The Prometheus client libraries' default HTTP histogram, scraped with the pod's name; a
+/// pod of Deployment `d` is named `d-<replicaset hash>-<pod hash>`.
+const APPLICATION: Shape = Shape {
+    requests: "http_request_duration_seconds_count",
+    selector: "kubernetes_namespace=\"{ns}\",kubernetes_pod_name=~\"({name})-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"",
+    non_errors: "status!~\"5.*\"",
+    latency_buckets: "http_request_duration_seconds_bucket",
+    to_milliseconds: " * 1000",
 };
 
 impl MeshTelemetry {
@@ -86,6 +116,8 @@ impl MeshTelemetry {
             MeshTelemetry::Linkerd => &LINKERD,
             MeshTelemetry::Envoy => &ENVOY,
             MeshTelemetry::EmbeddedGateway => &EMBEDDED,
+            MeshTelemetry::Osm => &OSM,
+            MeshTelemetry::Application => &APPLICATION,
         }
     }
 
@@ -120,9 +152,10 @@ impl MeshTelemetry {
     /// PromQL for a latency quantile (0.99 is the built-in `request-duration`).
     pub fn latency_quantile(self, quantile: f64, workload: &WorkloadRef, window: &str) -> String {
         format!(
-            "histogram_quantile({quantile}, sum(rate({buckets}{{{selector}}}[{window}])) by (le))",
+            "histogram_quantile({quantile}, sum(rate({buckets}{{{selector}}}[{window}])) by (le)){scale}",
             buckets = self.shape().latency_buckets,
             selector = self.selector(workload),
+            scale = self.shape().to_milliseconds,
         )
     }
 
@@ -171,6 +204,8 @@ mod tests {
             MeshTelemetry::Linkerd,
             MeshTelemetry::Envoy,
             MeshTelemetry::EmbeddedGateway,
+            MeshTelemetry::Osm,
+            MeshTelemetry::Application,
         ] {
             for check in [BUILTIN_SUCCESS_RATE, BUILTIN_DURATION] {
                 let query = telemetry.builtin_query(check, &workload, "60s").unwrap();

@@ -36,6 +36,8 @@ pub struct Connection {
     /// PEM certificates to trust besides the system's (the Secret's `ca.crt`).
     pub ca_pem: Option<Vec<u8>>,
     pub insecure_skip_verify: bool,
+    /// Headers sent with every query, checked as HTTP header names and values.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -91,6 +93,7 @@ impl Connection {
             auth,
             ca_pem: data.get("ca.crt").cloned(),
             insecure_skip_verify,
+            headers: Vec::new(),
         })
     }
 
@@ -124,6 +127,29 @@ impl Connection {
         }
         builder.build().map_err(|e| failed(e.to_string()))
     }
+}
+
+/// `provider.headers` as name/value pairs, each checked as HTTP allows; credentials go in the
+/// Secret, never in a header written in the template.
+pub fn template_headers(
+    headers: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    for (name, values) in headers {
+        let parsed = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("provider.headers: {name:?} is not an HTTP header name"))?;
+        if parsed == reqwest::header::AUTHORIZATION || parsed == reqwest::header::HOST {
+            return Err(format!(
+                "provider.headers: {name} may not be set here (credentials belong in secretRef)"
+            ));
+        }
+        for value in values {
+            reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| format!("provider.headers.{name}: not a valid header value"))?;
+            pairs.push((name.clone(), value.clone()));
+        }
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]

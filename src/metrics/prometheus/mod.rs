@@ -13,7 +13,7 @@ use super::{MetricError, MetricProvider, MetricQuery};
 
 pub use answer::{instant_number, range_histogram, range_values};
 pub use builtins::{MeshTelemetry, WorkloadRef};
-pub use connection::{Auth, Connection, ConnectionError};
+pub use connection::{template_headers, Auth, Connection, ConnectionError};
 
 /// Attempts per query when the transport fails (connection refused or reset); an answer from
 /// Prometheus, even an error, is not retried.
@@ -27,6 +27,7 @@ pub struct PrometheusClient {
     http: reqwest::Client,
     timeout: Duration,
     auth: Auth,
+    headers: Vec<(String, String)>,
 }
 
 impl PrometheusClient {
@@ -41,7 +42,14 @@ impl PrometheusClient {
             http,
             timeout,
             auth: Auth::None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Sends these headers with every query (a MetricTemplate's `provider.headers`).
+    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// Sends these credentials with every query.
@@ -77,6 +85,9 @@ impl PrometheusClient {
                 Auth::Bearer(token) => request.bearer_auth(token),
                 Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
             };
+            for (name, value) in &self.headers {
+                request = request.header(name, value);
+            }
             let sent = std::time::Instant::now();
             let answer = request.send().await;
             crate::latency::QUERIES.observe(sent.elapsed());
