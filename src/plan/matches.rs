@@ -73,17 +73,26 @@ pub(super) fn requests(
     findings: &mut Findings,
 ) -> (Vec<RouteMatch>, Option<SessionAffinity>) {
     let affinity = session_affinity(analysis, findings);
-    (read_conditions(&analysis.r#match, findings), affinity)
+    let conditions = read_conditions(&analysis.r#match, "spec.analysis.match", findings);
+    (conditions, affinity)
+}
+
+/// Checks `spec.service.match` as the A/B conditions are checked: it is written into the route
+/// every request takes, so a bad regex there would break the whole route.
+pub(super) fn check_service_matches(declared: &[RequestMatch], findings: &mut Findings) {
+    read_conditions(declared, "spec.service.match", findings);
 }
 
 /// Reads every condition; each one that is not exactly one kind is an error at its path.
-fn read_conditions(declared: &[RequestMatch], findings: &mut Findings) -> Vec<RouteMatch> {
+fn read_conditions(
+    declared: &[RequestMatch],
+    base: &str,
+    findings: &mut Findings,
+) -> Vec<RouteMatch> {
     declared
         .iter()
         .enumerate()
-        .map(|(index, request)| {
-            read_one(request, &format!("spec.analysis.match[{index}]"), findings)
-        })
+        .map(|(index, request)| read_one(request, &format!("{base}[{index}]"), findings))
         .collect()
 }
 

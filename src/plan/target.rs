@@ -110,6 +110,10 @@ fn check_router(spec: &CanarySpec, router: RouterKind, findings: &mut Findings) 
         }
     }
     super::honoured::check_service_fields(&spec.service, router, findings);
+    super::matches::check_service_matches(
+        spec.service.r#match.as_deref().unwrap_or_default(),
+        findings,
+    );
     let Some(analysis) = &spec.analysis else {
         return;
     };
