@@ -30,14 +30,19 @@ pub struct HttpRewrite {
 pub struct CorsPolicy {
     /// Istio's older spelling: exact origins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub allow_origin: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub allow_origins: Vec<StringMatch>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub allow_methods: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub allow_headers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub expose_headers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<String>,
