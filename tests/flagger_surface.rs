@@ -132,7 +132,7 @@ fn the_provider_flag_reads_canaries_as_the_controller_default_would() {
         .collect::<Vec<_>>()
     };
     assert!(under(RouterKind::Istio).is_empty());
-    let smi = under(RouterKind::Smi);
+    let smi = under(RouterKind::Smi(aviary::api::SmiVersion::V1alpha2));
     assert!(
         smi.iter().any(|e| e.starts_with("spec.analysis.match")),
         "{smi:?}"

@@ -25,7 +25,13 @@ const SERVICE: &str = "web";
 enum Mesh {
     Istio,
     GatewayApi,
+    /// Flagger's `gatewayapi:v1beta1` (Linkerd's tutorial), read back through the v1beta1 API.
+    GatewayApiV1beta1,
     Smi,
+    SmiV1alpha1,
+    SmiV1alpha3,
+    /// No mesh: the apex Service is the whole routing, and only blue/green runs.
+    Kubernetes,
 }
 
 /// What a routing object says, read with the routing API's own field names.
@@ -38,32 +44,69 @@ struct Observed {
 }
 
 impl Mesh {
+    fn provider(self) -> &'static str {
+        match self {
+            Mesh::Istio => "istio",
+            Mesh::GatewayApi => "gatewayapi:v1",
+            Mesh::GatewayApiV1beta1 => "gatewayapi:v1beta1",
+            Mesh::Smi => "linkerd",
+            Mesh::SmiV1alpha1 => "smi:v1alpha1",
+            Mesh::SmiV1alpha3 => "smi:v1alpha3",
+            Mesh::Kubernetes => "kubernetes",
+        }
+    }
+
     fn spec_extra(self) -> Value {
         match self {
-            Mesh::Istio => json!({ "provider": "istio" }),
-            Mesh::Smi => json!({ "provider": "linkerd" }),
             // GAMMA: the HTTPRoute's parent is the apex Service itself.
-            Mesh::GatewayApi => json!({
-                "provider": "gatewayapi:v1",
+            Mesh::GatewayApi | Mesh::GatewayApiV1beta1 => json!({
+                "provider": self.provider(),
                 "service": { "port": 9898, "gatewayRefs": [{ "group": "", "kind": "Service", "name": SERVICE, "port": 9898 }] }
             }),
+            _ => json!({ "provider": self.provider() }),
         }
     }
 
     fn route_api(self, f: &Fixture) -> kube::Api<kube::api::DynamicObject> {
+        let gateway = "gateway.networking.k8s.io";
         match self {
             Mesh::Istio => f.dynamic("networking.istio.io", "v1", "VirtualService"),
-            Mesh::GatewayApi => f.dynamic("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            Mesh::GatewayApi => f.dynamic(gateway, "v1", "HTTPRoute"),
+            Mesh::GatewayApiV1beta1 => f.dynamic(gateway, "v1beta1", "HTTPRoute"),
             Mesh::Smi => f.dynamic("split.smi-spec.io", "v1alpha2", "TrafficSplit"),
+            Mesh::SmiV1alpha1 => f.dynamic("split.smi-spec.io", "v1alpha1", "TrafficSplit"),
+            Mesh::SmiV1alpha3 => f.dynamic("split.smi-spec.io", "v1alpha3", "TrafficSplit"),
+            Mesh::Kubernetes => f.dynamic("", "v1", "Service"),
         }
     }
 
     fn can_match(self) -> bool {
-        self != Mesh::Smi
+        matches!(
+            self,
+            Mesh::Istio | Mesh::GatewayApi | Mesh::GatewayApiV1beta1
+        )
     }
 
     fn can_mirror(self) -> bool {
-        self != Mesh::Smi
+        self.can_match()
+    }
+
+    fn can_split(self) -> bool {
+        self != Mesh::Kubernetes
+    }
+
+    /// The analysis of a progressive rollout: weighted steps where the router can split,
+    /// blue/green iterations where it cannot.
+    fn progressive(self, weighted: Value) -> Value {
+        if self.can_split() {
+            return weighted;
+        }
+        let mut analysis = weighted;
+        let fields = analysis.as_object_mut().unwrap();
+        fields.remove("stepWeight");
+        fields.remove("maxWeight");
+        fields.insert("iterations".into(), json!(3));
+        analysis
     }
 
     fn observe(self, spec: &Value) -> Option<Observed> {
@@ -91,7 +134,7 @@ impl Mesh {
                         .flatten(),
                 })
             }
-            Mesh::GatewayApi => {
+            Mesh::GatewayApi | Mesh::GatewayApiV1beta1 => {
                 assert_eq!(
                     spec["parentRefs"][0],
                     json!({ "group": "", "kind": "Service", "name": SERVICE, "port": 9898 }),
@@ -124,7 +167,7 @@ impl Mesh {
                         .and_then(|f| f["requestMirror"]["percent"].as_i64()),
                 })
             }
-            Mesh::Smi => {
+            Mesh::Smi | Mesh::SmiV1alpha1 | Mesh::SmiV1alpha3 => {
                 assert_eq!(spec["service"], json!(SERVICE));
                 let weight = spec["backends"]
                     .as_array()?
@@ -137,6 +180,17 @@ impl Mesh {
                     mirror_percent: None,
                 })
             }
+            // Flagger's kubernetes provider: the apex Service always selects the primary's pods;
+            // the canary is reached only through `<svc>-canary`.
+            Mesh::Kubernetes => Some(Observed {
+                canary_weight: if spec["selector"]["app"] == json!(format!("{SERVICE}-primary")) {
+                    0
+                } else {
+                    100
+                },
+                ab_to_canary: false,
+                mirror_percent: None,
+            }),
         }
     }
 
@@ -149,11 +203,12 @@ impl Mesh {
                 .as_array_mut()
                 .and_then(|h| h.iter_mut().find(|r| r["name"] == "primary"))
                 .and_then(|r| r["route"].as_array_mut()),
-            Mesh::GatewayApi => spec["rules"]
+            Mesh::GatewayApi | Mesh::GatewayApiV1beta1 => spec["rules"]
                 .as_array_mut()
                 .and_then(|r| r.last_mut())
                 .and_then(|r| r["backendRefs"].as_array_mut()),
-            Mesh::Smi => spec["backends"].as_array_mut(),
+            Mesh::Smi | Mesh::SmiV1alpha1 | Mesh::SmiV1alpha3 => spec["backends"].as_array_mut(),
+            Mesh::Kubernetes => return,
         };
         for entry in entries.expect("a weighted rule") {
             let is_canary = entry["destination"]["host"] == canary
@@ -281,10 +336,15 @@ fn weights(seen: &[Observed]) -> Vec<i64> {
 async fn promote(mesh: Mesh) {
     let s = Suite::new(mesh, "promote").await;
     let analysis = json!({ "interval": "2s", "threshold": 2, "stepWeight": 25, "maxWeight": 50 });
-    s.start_rollout(analysis, json!({})).await;
+    s.start_rollout(mesh.progressive(analysis), json!({})).await;
     let (seen, status) = s.record_until_done().await;
     assert_eq!(status.phase, CanaryPhase::Succeeded, "{mesh:?} {seen:?}");
-    assert_eq!(weights(&seen), vec![0, 25, 50, 0], "{mesh:?}");
+    let expected = if mesh.can_split() {
+        vec![0, 25, 50, 0]
+    } else {
+        vec![0]
+    };
+    assert_eq!(weights(&seen), expected, "{mesh:?}");
     assert_eq!(s.f.image_of("web-primary").await, "web:2");
     eventually(LIMIT, || async { s.f.replicas_of(SERVICE).await == 0 }).await;
 }
@@ -296,7 +356,7 @@ async fn rollback(mesh: Mesh) {
         "interval": "1s", "threshold": 2, "stepWeight": 25, "maxWeight": 50,
         "webhooks": [{ "name": "load", "type": "rollout", "url": "http://127.0.0.1:9/", "timeout": "1s" }]
     });
-    s.start_rollout(analysis, json!({})).await;
+    s.start_rollout(mesh.progressive(analysis), json!({})).await;
     let (seen, status) = s.record_until_done().await;
     assert_eq!(status.phase, CanaryPhase::Failed, "{mesh:?} {seen:?}");
     let weights = weights(&seen);
@@ -360,8 +420,32 @@ async fn mirror(mesh: Mesh) {
     assert_eq!(seen.last().unwrap().mirror_percent, None, "{mesh:?}");
 }
 
+/// Without a split there is no weight to tamper with: the controller is killed mid-analysis and
+/// its successor must finish the same rollout.
+async fn restart_mid_blue_green(mut s: Suite) {
+    let analysis = json!({ "interval": "3s", "threshold": 2, "iterations": 4 });
+    s.start_rollout(analysis, json!({})).await;
+    s.f.wait_phase(SERVICE, CanaryPhase::Progressing, LIMIT)
+        .await;
+    s.f.controller.kill().await;
+    let (_, prometheus) = ProxyTelemetry::shared();
+    s.f.controller = ControllerProcess::start(&s.f.ns, prometheus).await;
+    let (seen, status) = s.record_until_done().await;
+    assert_eq!(
+        status.phase,
+        CanaryPhase::Succeeded,
+        "{:?} {seen:?}",
+        s.mesh
+    );
+    assert_eq!(weights(&seen), vec![0], "{:?}", s.mesh);
+    assert_eq!(s.f.image_of("web-primary").await, "web:2");
+}
+
 async fn restart_mid_rollout(mesh: Mesh) {
     let mut s = Suite::new(mesh, "restart").await;
+    if !mesh.can_split() {
+        return restart_mid_blue_green(s).await;
+    }
     let analysis = json!({ "interval": "3s", "threshold": 2, "stepWeight": 20, "maxWeight": 60 });
     s.start_rollout(analysis, json!({})).await;
     eventually(LIMIT, || async {
@@ -394,7 +478,7 @@ async fn restart_mid_rollout(mesh: Mesh) {
 
 async fn revert_on_deletion(mesh: Mesh) {
     let s = Suite::new(mesh, "revert").await;
-    let analysis = json!({ "interval": "1s", "threshold": 2, "stepWeight": 50 });
+    let analysis = mesh.progressive(json!({ "interval": "1s", "threshold": 2, "stepWeight": 50 }));
     s.create(analysis, json!({ "revertOnDeletion": true }))
         .await;
     s.f.wait_phase(SERVICE, CanaryPhase::Initialized, LIMIT)
@@ -418,6 +502,9 @@ async fn revert_on_deletion(mesh: Mesh) {
         kube::Api::namespaced(s.f.client.clone(), &s.f.ns);
     let apex = services.get(SERVICE).await.unwrap();
     assert_eq!(apex.spec.unwrap().selector.unwrap()["app"], SERVICE);
+    if mesh == Mesh::Kubernetes {
+        return; // its routing object is the apex Service, which stays
+    }
     eventually(LIMIT, || async {
         s.mesh
             .route_api(&s.f)
@@ -475,39 +562,52 @@ macro_rules! conformance {
 conformance! {
     istio => Mesh::Istio,
     gateway_api => Mesh::GatewayApi,
+    gateway_api_v1beta1 => Mesh::GatewayApiV1beta1,
     smi => Mesh::Smi,
+    smi_v1alpha1 => Mesh::SmiV1alpha1,
+    smi_v1alpha3 => Mesh::SmiV1alpha3,
+    kubernetes => Mesh::Kubernetes,
 }
 
-/// A full Linkerd rollout: the controller's default mesh is Linkerd, the canary names no
-/// provider, the SMI router splits traffic and the built-in checks read Linkerd-shaped proxy
-/// telemetry from a real Prometheus.
-#[tokio::test]
-async fn linkerd_promotes_on_healthy_telemetry_and_rolls_back_on_failing() {
-    let f = Fixture::with_args("linkerd", &["--mesh-provider", "linkerd"]).await;
-    let s = Suite { f, mesh: Mesh::Smi };
+/// A full rollout judged by the built-in checks over one data plane's telemetry in a real
+/// Prometheus: the controller's default mesh is `mesh`, the canary names no provider, a healthy
+/// revision is promoted and a failing one rolled back by `request-success-rate`.
+async fn judged_by_telemetry(mesh: Mesh, args: &[&str], telemetry_name: &str) {
+    let prefix = format!("{}-judged", mesh.provider().replace(':', "-"));
+    let f = Fixture::with_args(&prefix, args).await;
+    let s = Suite { f, mesh };
     s.f.telemetry.set(&s.f.ns, SERVICE, Health::GOOD);
     s.f.create_target(SERVICE, "web:1").await;
-    let analysis = json!({
+    let analysis = mesh.progressive(json!({
         "interval": "2s", "threshold": 2, "stepWeight": 25, "maxWeight": 50,
         "metrics": [
             { "name": "request-success-rate", "interval": "10s", "thresholdRange": { "min": 99 } },
             { "name": "request-duration", "interval": "10s", "thresholdRange": { "max": 500 } }
         ]
-    });
-    s.f.create_canary(SERVICE, SERVICE, analysis, json!({}))
-        .await;
+    }));
+    let mut extra = mesh.spec_extra();
+    extra.as_object_mut().unwrap().remove("provider");
+    s.f.create_canary(SERVICE, SERVICE, analysis, extra).await;
     s.f.wait_phase(SERVICE, CanaryPhase::Initialized, LIMIT)
         .await;
     s.f.set_image(SERVICE, "web:2").await;
     let (seen, status) = s.record_until_done().await;
-    assert_eq!(status.phase, CanaryPhase::Succeeded, "{seen:?}");
-    assert_eq!(weights(&seen), vec![0, 25, 50, 0]);
+    assert_eq!(status.phase, CanaryPhase::Succeeded, "{mesh:?} {seen:?}");
+    let expected = if mesh.can_split() {
+        vec![0, 25, 50, 0]
+    } else {
+        vec![0]
+    };
+    assert_eq!(weights(&seen), expected, "{mesh:?}");
     let reasons = s.f.event_reasons().await;
-    let advanced = reasons.iter().find(|(r, _)| r == "WeightAdvanced").unwrap();
+    let advanced = reasons
+        .iter()
+        .find(|(r, _)| r == "WeightAdvanced" || r == "IterationPassed")
+        .map(|(_, message)| message.clone())
+        .unwrap_or_else(|| panic!("{mesh:?}: no step event in {reasons:?}"));
     assert!(
-        advanced.1.contains("request-success-rate=100"),
-        "Linkerd's response_total was read: {}",
-        advanced.1
+        advanced.contains("request-success-rate=100"),
+        "{mesh:?}: {telemetry_name} was read: {advanced}"
     );
 
     s.f.telemetry.set(&s.f.ns, SERVICE, Health::FAILING);
@@ -515,9 +615,39 @@ async fn linkerd_promotes_on_healthy_telemetry_and_rolls_back_on_failing() {
     s.f.wait_phase(SERVICE, CanaryPhase::Progressing, LIMIT)
         .await;
     let (seen, status) = s.record_until_done().await;
-    assert_eq!(status.phase, CanaryPhase::Failed, "{seen:?}");
+    assert_eq!(status.phase, CanaryPhase::Failed, "{mesh:?} {seen:?}");
     assert_eq!(s.f.image_of("web-primary").await, "web:2");
     let reasons = s.f.event_reasons().await;
     let rolled = reasons.iter().find(|(r, _)| r == "RolledBack").unwrap();
     assert!(rolled.1.contains("request-success-rate"), "{}", rolled.1);
+}
+
+/// Linkerd through SMI, judged by Linkerd's `response_total`.
+#[tokio::test]
+async fn linkerd_promotes_on_healthy_telemetry_and_rolls_back_on_failing() {
+    judged_by_telemetry(
+        Mesh::Smi,
+        &["--mesh-provider", "linkerd"],
+        "Linkerd's response_total",
+    )
+    .await
+}
+
+/// Flagger's Linkerd tutorial: Gateway API v1beta1 routes, judged by Linkerd's proxy telemetry.
+#[tokio::test]
+async fn gatewayapi_v1beta1_with_linkerd_telemetry_promotes_and_rolls_back() {
+    let args = [
+        "--mesh-provider",
+        "gatewayapi:v1beta1",
+        "--telemetry",
+        "linkerd",
+    ];
+    judged_by_telemetry(Mesh::GatewayApiV1beta1, &args, "Linkerd's response_total").await
+}
+
+/// No mesh: blue/green over plain Services, judged by the application's own HTTP histogram.
+#[tokio::test]
+async fn kubernetes_blue_green_on_application_telemetry_promotes_and_rolls_back() {
+    let args = ["--mesh-provider", "kubernetes"];
+    judged_by_telemetry(Mesh::Kubernetes, &args, "http_request_duration_seconds").await
 }

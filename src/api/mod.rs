@@ -26,7 +26,7 @@ pub use duration::{
 pub use gateway::{BackendReference, ParentReference, RequestMirror};
 pub use istio::*;
 pub use metric_template::{MetricTemplate, MetricTemplateProvider, MetricTemplateSpec};
-pub use provider::{RouterKind, UnknownProvider, PROVIDER_NAMES};
+pub use provider::{RouterKind, SmiVersion, UnknownProvider, PROVIDER_NAMES};
 pub use request::{OperatorRequest, Verb};
 pub use standalone::{Standalone, StandaloneProxy, StandaloneUpstream};
 pub use status::{CanaryCondition, CanaryPhase, CanaryStatus, MetricCheck, MetricJudgement};

@@ -9,8 +9,8 @@ use std::fmt;
 pub enum RouterKind {
     /// Istio VirtualService and DestinationRules.
     Istio,
-    /// Linkerd through an SMI TrafficSplit (`split.smi-spec.io/v1alpha2`).
-    Smi,
+    /// Linkerd (or any SMI mesh) through an SMI TrafficSplit of the given version.
+    Smi(SmiVersion),
     /// A Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`), for Gateway implementations
     /// and for GAMMA meshes (Linkerd, Istio) when the parent is the Service itself.
     GatewayApi,
@@ -22,15 +22,41 @@ pub enum RouterKind {
     Kubernetes,
 }
 
+/// The TrafficSplit versions Flagger's SMI routers write. Each carries the root service and
+/// weighted backends, the only parts Aviary writes, so one builder serves all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SmiVersion {
+    V1alpha1,
+    V1alpha2,
+    V1alpha3,
+}
+
+impl SmiVersion {
+    pub const ALL: [SmiVersion; 3] = [
+        SmiVersion::V1alpha1,
+        SmiVersion::V1alpha2,
+        SmiVersion::V1alpha3,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmiVersion::V1alpha1 => "v1alpha1",
+            SmiVersion::V1alpha2 => "v1alpha2",
+            SmiVersion::V1alpha3 => "v1alpha3",
+        }
+    }
+}
+
 /// The provider names accepted in `spec.provider` and `--mesh-provider`.
-pub const PROVIDER_NAMES: &str =
-    "istio, linkerd, smi:v1alpha2, osm, gatewayapi:v1, gatewayapi:v1beta1, kubernetes";
+pub const PROVIDER_NAMES: &str = "istio, linkerd, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, osm, gatewayapi:v1, gatewayapi:v1beta1, kubernetes";
 /// Every spelling [`RouterKind::parse`] accepts (the CRD's enum).
-pub const PROVIDERS: [&str; 9] = [
+pub const PROVIDERS: [&str; 11] = [
     "istio",
     "linkerd",
     "smi",
+    "smi:v1alpha1",
     "smi:v1alpha2",
+    "smi:v1alpha3",
     "osm",
     "gatewayapi",
     "gatewayapi:v1",
@@ -46,7 +72,9 @@ impl RouterKind {
     pub fn parse(name: &str) -> Result<RouterKind, UnknownProvider> {
         match name {
             "istio" => Ok(RouterKind::Istio),
-            "linkerd" | "smi" | "smi:v1alpha2" => Ok(RouterKind::Smi),
+            "linkerd" | "smi" | "smi:v1alpha2" => Ok(RouterKind::Smi(SmiVersion::V1alpha2)),
+            "smi:v1alpha1" => Ok(RouterKind::Smi(SmiVersion::V1alpha1)),
+            "smi:v1alpha3" => Ok(RouterKind::Smi(SmiVersion::V1alpha3)),
             // v1beta1 HTTPRoutes are the v1 schema; every Gateway API release since v1.0
             // serves both versions, and Aviary writes v1.
             "gatewayapi" | "gatewayapi:v1" | "gatewayapi:v1beta1" => Ok(RouterKind::GatewayApi),
@@ -86,8 +114,8 @@ impl RouterKind {
 impl fmt::Display for RouterKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            RouterKind::Smi(version) => return write!(f, "smi:{}", version.as_str()),
             RouterKind::Istio => "istio",
-            RouterKind::Smi => "smi:v1alpha2",
             RouterKind::GatewayApi => "gatewayapi:v1",
             RouterKind::Osm => "osm",
             RouterKind::Kubernetes => "kubernetes",
@@ -108,7 +136,14 @@ mod tests {
 
     #[test]
     fn flagger_provider_names_map_to_routers() {
-        assert_eq!(RouterKind::parse("linkerd"), Ok(RouterKind::Smi));
+        assert_eq!(
+            RouterKind::parse("linkerd"),
+            Ok(RouterKind::Smi(SmiVersion::V1alpha2))
+        );
+        assert_eq!(
+            RouterKind::parse("smi:v1alpha3").unwrap().to_string(),
+            "smi:v1alpha3"
+        );
         assert_eq!(
             RouterKind::parse("gatewayapi:v1"),
             Ok(RouterKind::GatewayApi)

@@ -13,9 +13,10 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::configs::Configs;
-use super::objects;
+use super::objects::{self, ObjectError};
 use super::observe::{metrics_address, World};
 use super::reconcile::ReconcileError;
+use super::scaled_object;
 use super::Context;
 use crate::api::HookType;
 use crate::api::{Canary, CanaryStatus};
@@ -25,7 +26,7 @@ use crate::metrics::compare::{Comparer, Sides};
 use crate::metrics::prometheus::{MeshProvider, PrometheusClient, WorkloadRef};
 use crate::metrics::templates::WithTemplates;
 use crate::naming::{self, FIELD_MANAGER};
-use crate::plan::Webhook;
+use crate::plan::{AutoscalerKind, Webhook};
 
 /// One step's metric queries, owned.
 struct Measurement {
@@ -194,15 +195,7 @@ impl Cluster<'_> {
                 .patch(&secret.name_any(), &params, &Patch::Apply(&secret))
                 .await?;
         }
-        if let Some(reference) = &self.canary.spec.autoscaler_ref {
-            // Read only when the primary is written (bootstrap and promotion), never per interval.
-            let hpas: Api<HorizontalPodAutoscaler> = self.api();
-            if let Some(source) = hpas.get_opt(&reference.name).await? {
-                let copy = objects::primary_autoscaler(self.canary, &source)?;
-                hpas.patch(&copy.name_any(), &params, &Patch::Apply(&copy))
-                    .await?;
-            }
-        }
+        self.write_primary_autoscaler(&params).await?;
         let revision = self
             .world
             .observations
@@ -215,6 +208,41 @@ impl Cluster<'_> {
         deployments
             .patch(&desired.name_any(), &params, &Patch::Apply(&desired))
             .await?;
+        Ok(())
+    }
+
+    /// The primary's copy of `autoscalerRef`. Read only when the primary is written (bootstrap
+    /// and promotion), never per interval. A reference to nothing is an error naming the field.
+    async fn write_primary_autoscaler(&self, params: &PatchParams) -> Result<(), ReconcileError> {
+        let (Some(reference), Some(kind)) =
+            (&self.canary.spec.autoscaler_ref, self.world.plan.autoscaler)
+        else {
+            return Ok(());
+        };
+        if kind == AutoscalerKind::ScaledObject {
+            let client = &self.ctx.client;
+            return Ok(scaled_object::write_primary_copy(client, self.canary, reference).await?);
+        }
+        let hpas: Api<HorizontalPodAutoscaler> = self.api();
+        let Some(source) = hpas.get_opt(&reference.name).await? else {
+            return Err(ObjectError::MissingAutoscaler(reference.name.clone()).into());
+        };
+        let copy = objects::primary_autoscaler(self.canary, &source)?;
+        hpas.patch(&copy.name_any(), params, &Patch::Apply(&copy))
+            .await?;
+        Ok(())
+    }
+
+    /// A KEDA ScaledObject would scale the idle canary back up: it is paused at zero while
+    /// the canary is scaled down, and unpaused before it is scaled up.
+    async fn pause_target_scaler(&self, paused: bool) -> Result<(), ReconcileError> {
+        let Some(reference) = &self.canary.spec.autoscaler_ref else {
+            return Ok(());
+        };
+        if self.world.plan.autoscaler != Some(AutoscalerKind::ScaledObject) {
+            return Ok(());
+        }
+        scaled_object::set_paused(&self.ctx.client, self.canary, reference, paused).await?;
         Ok(())
     }
 
@@ -235,6 +263,7 @@ impl Cluster<'_> {
 
     async fn scale_now(&self, up: bool) -> Result<(), ReconcileError> {
         let replicas = if up { self.primary_replicas() } else { 0 };
+        self.pause_target_scaler(!up).await?;
         let target = &self.world.target;
         if target.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
             return Ok(());

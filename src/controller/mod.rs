@@ -23,6 +23,7 @@ mod reconcile;
 mod referenced;
 mod revert;
 pub mod router;
+mod scaled_object;
 mod security;
 mod server;
 mod signals;
@@ -143,7 +144,7 @@ impl Context {
     pub fn telemetry_for(&self, router: RouterKind) -> MeshTelemetry {
         match router {
             RouterKind::Istio => MeshTelemetry::Istio,
-            RouterKind::Smi => MeshTelemetry::Linkerd,
+            RouterKind::Smi(_) => MeshTelemetry::Linkerd,
             RouterKind::GatewayApi => self.gateway_telemetry,
             RouterKind::Osm => MeshTelemetry::Osm,
             RouterKind::Kubernetes => MeshTelemetry::Application,
@@ -176,7 +177,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let gateway_telemetry = match (config.telemetry.as_deref(), default_router) {
         (Some(name), _) => MeshTelemetry::parse(name)
             .ok_or_else(|| ControllerError::UnsupportedTelemetry(name.into()))?,
-        (None, RouterKind::Smi) => MeshTelemetry::Linkerd,
+        (None, RouterKind::Smi(_)) => MeshTelemetry::Linkerd,
         (None, _) => MeshTelemetry::Istio,
     };
     let metrics = Arc::new(ControllerMetrics::new(&config.mesh));

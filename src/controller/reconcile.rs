@@ -25,6 +25,8 @@ pub enum ReconcileError {
     Router(#[from] super::router::RouterError),
     #[error(transparent)]
     Objects(#[from] ObjectError),
+    #[error(transparent)]
+    Autoscaler(#[from] super::scaled_object::ScaledObjectError),
     #[error("the canary changed while it was reconciled; reading it again")]
     Stale,
     #[error("the reconcile panicked: {0}")]
@@ -38,6 +40,7 @@ impl ReconcileError {
             ReconcileError::Kube(_) => "kubernetes",
             ReconcileError::Router(_) => "router",
             ReconcileError::Objects(_) => "objects",
+            ReconcileError::Autoscaler(_) => "autoscaler",
             ReconcileError::Stale => "stale",
             ReconcileError::Panicked(_) => "panicked",
         }

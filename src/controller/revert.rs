@@ -92,6 +92,7 @@ pub async fn finalize(
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     match next_step(restoring(target.as_deref(), primary.as_deref())) {
         Step::Scale(replicas) => {
+            resume_target_scaler(canary, ctx).await?;
             let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
             deployments
                 .patch(target_name, &PatchParams::default(), &patch)
@@ -111,6 +112,21 @@ pub async fn finalize(
     ctx.metrics.forget(canary);
     ctx.written.forget(canary);
     Ok(Requeue::await_change())
+}
+
+/// The restored target scales by its own KEDA ScaledObject again; one already gone is no
+/// reason to keep the Canary from going.
+async fn resume_target_scaler(canary: &Canary, ctx: &Context) -> Result<(), ReconcileError> {
+    let Some(reference) = canary.spec.autoscaler_ref.as_ref() else {
+        return Ok(());
+    };
+    if crate::plan::autoscaler_kind(reference) != Some(crate::plan::AutoscalerKind::ScaledObject) {
+        return Ok(());
+    }
+    match super::scaled_object::set_paused(&ctx.client, canary, reference, false).await {
+        Ok(()) | Err(super::scaled_object::ScaledObjectError::NotFound(_)) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The apex Service now selects the target's pods and no longer belongs to the Canary, so

@@ -6,6 +6,7 @@
 //! parse is an error finding and there is no plan.
 
 mod analysis;
+mod autoscaler;
 mod findings;
 mod honoured;
 mod matches;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use crate::api::{CanaryAlert, CanarySpec, HookType, NoDataPolicy, RouterKind, ThresholdRange};
 
+pub use autoscaler::{kind_of as autoscaler_kind, AutoscalerKind};
 pub use findings::{Findings, Issue, Severity};
 pub use matches::{Condition, RouteMatch};
 pub use standalone::StandalonePlan;
@@ -52,6 +54,8 @@ pub struct Plan {
     pub metrics_server: Option<String>,
     /// `spec.standalone`, for `aviary run`.
     pub standalone: Option<StandalonePlan>,
+    /// The kind of `spec.autoscalerRef`, when there is one.
+    pub autoscaler: Option<AutoscalerKind>,
 }
 
 /// The workload rolled out.
@@ -222,6 +226,7 @@ pub struct Webhook {
 pub fn read(spec: &CanarySpec, options: Options) -> (Option<Plan>, Findings) {
     let mut findings = Findings::default();
     let top = target::top(spec, options, &mut findings);
+    let autoscaler = autoscaler::read(spec.autoscaler_ref.as_ref(), &mut findings);
     let analysis = analysis::read(spec, options, &mut findings);
     let standalone = spec
         .standalone
@@ -246,6 +251,7 @@ pub fn read(spec: &CanarySpec, options: Options) -> (Option<Plan>, Findings) {
         analysis,
         metrics_server: spec.metrics_server.clone(),
         standalone,
+        autoscaler,
     };
     (Some(plan), findings)
 }

@@ -162,7 +162,43 @@ impl ProxyTelemetry {
             );
         }
         self.render_linkerd(&state, &mut out);
+        self.render_application(&state, &mut out);
         out
+    }
+
+    /// An application's own Prometheus client histogram (`http_request_duration_seconds`, by
+    /// HTTP status), as Prometheus's pod discovery labels it: what the `kubernetes` provider reads.
+    fn render_application(&self, state: &State, out: &mut String) {
+        out.push_str("# TYPE http_request_duration_seconds histogram\n");
+        for ((namespace, workload), c) in &state.counters {
+            let pod = format!("kubernetes_namespace=\"{namespace}\",kubernetes_pod_name=\"{workload}-7d4b9c-x2x9q\"");
+            let total = c.count.max(1.0);
+            for (status, share) in [("200", c.ok / total), ("503", c.errors / total)] {
+                let labels = format!("{pod},status=\"{status}\"");
+                for (bound, count) in BUCKETS.iter().zip(c.buckets.iter()) {
+                    let seconds = *bound / 1000.0;
+                    let value = (count * share).floor();
+                    let _ = writeln!(
+                        out,
+                        "http_request_duration_seconds_bucket{{{labels},le=\"{seconds}\"}} {value}"
+                    );
+                }
+                let count = (c.count * share).floor();
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+                );
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_sum{{{labels}}} {}",
+                    c.sum * share / 1000.0
+                );
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_count{{{labels}}} {count}"
+                );
+            }
+        }
     }
 
     /// Linkerd's inbound proxy metrics: `response_total` classified success or failure, and

@@ -12,7 +12,7 @@ use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use crate::api::{Canary, RouterKind};
+use crate::api::{Canary, RouterKind, SmiVersion};
 use crate::engine::Routes;
 use crate::naming::FIELD_MANAGER;
 use crate::plan::Plan;
@@ -84,7 +84,9 @@ impl Router for ObjectRouter {
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
             let namespace = canary.namespace().unwrap_or_default();
-            let object = (self.build)(canary, plan, routes);
+            let mut object = (self.build)(canary, plan, routes);
+            // The version the router was made for, whatever version the builder spelled.
+            object["apiVersion"] = Value::from(self.resource.api_version.clone());
             write(&self.client, &self.resource, self.kind, &namespace, object).await
         })
     }
@@ -134,7 +136,8 @@ impl Router for ServicesOnly {
 /// One router per routing API, chosen per canary by `spec.provider`.
 pub struct Routers {
     pub istio: IstioRouter,
-    pub smi: ObjectRouter,
+    /// One per TrafficSplit version, in [`SmiVersion::ALL`]'s order.
+    pub smi: Vec<ObjectRouter>,
     pub gateway_api: ObjectRouter,
     pub services_only: ServicesOnly,
 }
@@ -145,7 +148,10 @@ impl Routers {
             istio: IstioRouter {
                 client: client.clone(),
             },
-            smi: smi::router(client),
+            smi: SmiVersion::ALL
+                .iter()
+                .map(|version| smi::router(client, *version))
+                .collect(),
             gateway_api: gateway_api::router(client),
             services_only: ServicesOnly,
         }
@@ -154,7 +160,8 @@ impl Routers {
     pub fn get(&self, kind: RouterKind) -> &dyn Router {
         match kind {
             RouterKind::Istio => &self.istio,
-            RouterKind::Smi | RouterKind::Osm => &self.smi,
+            RouterKind::Smi(version) => &self.smi[version as usize],
+            RouterKind::Osm => &self.smi[SmiVersion::V1alpha2 as usize],
             RouterKind::GatewayApi => &self.gateway_api,
             RouterKind::Kubernetes => &self.services_only,
         }

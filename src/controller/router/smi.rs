@@ -1,27 +1,28 @@
-//! Linkerd through SMI: a TrafficSplit `<svc>` (`split.smi-spec.io/v1alpha2`) whose root service
-//! is the apex and whose backends are `<svc>-primary` and `<svc>-canary` with their weights.
-//! SMI splits by weight only: no header matches and no mirroring (validation refuses both).
+//! Linkerd through SMI: a TrafficSplit `<svc>` (`split.smi-spec.io`, v1alpha1 to v1alpha3 as the
+//! provider names) whose root service is the apex and whose backends are `<svc>-primary` and
+//! `<svc>-canary` with their integer weights. SMI splits by weight only: no header matches and
+//! no mirroring (validation refuses both).
 
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
 use super::ObjectRouter;
-use crate::api::Canary;
+use crate::api::{Canary, SmiVersion};
 use crate::controller::objects::{owner_reference, service_name};
 use crate::engine::Routes;
 
 const KIND: &str = "TrafficSplit";
 
-fn resource() -> ApiResource {
+fn resource(version: SmiVersion) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
         "split.smi-spec.io",
-        "v1alpha2",
+        version.as_str(),
         KIND,
     ))
 }
 
-/// The TrafficSplit for `routes`.
+/// The TrafficSplit for `routes` (as v1alpha2: [`super::ObjectRouter`] sets the version it writes).
 pub fn traffic_split(canary: &Canary, routes: Routes) -> Value {
     let name = service_name(canary);
     let namespace = canary.namespace().unwrap_or_default();
@@ -51,11 +52,11 @@ pub fn routes_of_traffic_split(canary: &Canary, spec: &Value) -> Option<Routes> 
     Some(Routes::weighted(canary_weight))
 }
 
-/// The SMI router: one TrafficSplit per canary.
-pub fn router(client: &Client) -> ObjectRouter {
+/// The SMI router for one TrafficSplit version: one TrafficSplit per canary.
+pub fn router(client: &Client, version: SmiVersion) -> ObjectRouter {
     ObjectRouter {
         client: client.clone(),
-        resource: resource(),
+        resource: resource(version),
         kind: KIND,
         build: |canary, _, routes| traffic_split(canary, routes),
         read: |canary, _, spec| routes_of_traffic_split(canary, spec),
