@@ -21,6 +21,7 @@ const EVERYTHING: &[&str] = &[
     "meshes.gatewayAPI=true",
     "meshes.smi=true",
     "meshes.linkerd=true",
+    "autoscalers.keda=true",
     "grafana.dashboards.enabled=true",
 ];
 

@@ -34,6 +34,19 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// What the canary's author should read of this error, when it is theirs to fix (or a
+    /// panic, which is reported on the canary it happened on).
+    pub fn for_the_author(&self) -> Option<String> {
+        match self {
+            ReconcileError::Panicked(reason) => Some(format!(
+                "the controller failed on this canary and will try again: {reason}"
+            )),
+            ReconcileError::Autoscaler(_)
+            | ReconcileError::Objects(ObjectError::MissingAutoscaler(_)) => Some(self.to_string()),
+            _ => None,
+        }
+    }
+
     /// The label of this error in `aviary_reconcile_errors_total`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -77,9 +90,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         Ok(_) => ctx.failures.succeeded(&failure_key(&canary)),
         Err(error) => ctx.metrics.reconcile_error(error.kind()),
     }
-    if let Err(ReconcileError::Panicked(reason)) = &result {
-        // One canary's bug must not stop the others: it is reported on that canary alone.
-        let message = format!("the controller failed on this canary and will try again: {reason}");
+    if let Some(message) = result
+        .as_ref()
+        .err()
+        .and_then(ReconcileError::for_the_author)
+    {
+        // Reported on that canary alone: one canary's fault must not stop the others, and its
+        // author (who cannot read the controller's log) learns what to fix.
         ctx.events
             .publish(
                 &canary,
