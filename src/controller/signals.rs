@@ -137,7 +137,8 @@ impl ControllerMetrics {
         series.flagger.forget(target, &namespace);
         let key = (name.clone(), namespace.clone());
         series.status.remove(&key);
-        series.weight.remove(&key);
+        // The weight series is keyed by target, as Flagger's `workload` label is.
+        series.weight.remove(&(target.clone(), namespace.clone()));
         series.successes.remove(&key);
         series.failures.remove(&key);
         series
