@@ -175,6 +175,15 @@ async fn refusal(f: &Fixture) -> (String, String, String) {
     f.condition(APP, "Ready").await.unwrap()
 }
 
+/// A canary with `extra` is refused: Ready is False and its message names `field`.
+async fn refused_at(f: &Fixture, extra: Value, field: &str) {
+    let analysis = json!({ "interval": "1s", "threshold": 2, "stepWeight": 50 });
+    f.create_canary(APP, APP, analysis, extra).await;
+    let (status, _, message) = refusal(f).await;
+    assert_eq!(status, "False");
+    assert!(message.contains(field), "{field} not named in: {message}");
+}
+
 #[tokio::test]
 async fn an_autoscaler_ref_of_the_wrong_kind_is_refused_with_its_field() {
     let f = Fixture::new("keda-wrong").await;
@@ -182,19 +191,7 @@ async fn an_autoscaler_ref_of_the_wrong_kind_is_refused_with_its_field() {
     create_scaled_object(&f).await;
     let extra = json!({ "provider": "istio", "autoscalerRef": {
         "apiVersion": "autoscaling/v2", "kind": "ScaledObject", "name": APP } });
-    f.create_canary(
-        APP,
-        APP,
-        json!({ "interval": "1s", "threshold": 2, "stepWeight": 50 }),
-        extra,
-    )
-    .await;
-    let (status, _, message) = refusal(&f).await;
-    assert_eq!(status, "False");
-    assert!(
-        message.contains("spec.autoscalerRef.apiVersion"),
-        "{message}"
-    );
+    refused_at(&f, extra, "spec.autoscalerRef.apiVersion").await;
     assert!(scaled_objects(&f)
         .get_opt(&format!("{APP}-primary"))
         .await
@@ -209,19 +206,7 @@ async fn scaler_queries_on_a_horizontal_pod_autoscaler_are_refused_with_their_fi
     let extra = json!({ "provider": "istio", "autoscalerRef": {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": APP,
         "primaryScalerQueries": { "rps": "sum(x)" } } });
-    f.create_canary(
-        APP,
-        APP,
-        json!({ "interval": "1s", "threshold": 2, "stepWeight": 50 }),
-        extra,
-    )
-    .await;
-    let (status, _, message) = refusal(&f).await;
-    assert_eq!(status, "False");
-    assert!(
-        message.contains("spec.autoscalerRef.primaryScalerQueries"),
-        "{message}"
-    );
+    refused_at(&f, extra, "spec.autoscalerRef.primaryScalerQueries").await;
 }
 
 #[tokio::test]

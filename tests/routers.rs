@@ -95,6 +95,15 @@ impl Mesh {
         self != Mesh::Kubernetes
     }
 
+    /// The canary weights a promotion of [`Mesh::progressive`] steps 25 and 50 goes through.
+    fn promoted_weights(self) -> Vec<i64> {
+        if self.can_split() {
+            vec![0, 25, 50, 0]
+        } else {
+            vec![0]
+        }
+    }
+
     /// The analysis of a progressive rollout: weighted steps where the router can split,
     /// blue/green iterations where it cannot.
     fn progressive(self, weighted: Value) -> Value {
@@ -339,12 +348,7 @@ async fn promote(mesh: Mesh) {
     s.start_rollout(mesh.progressive(analysis), json!({})).await;
     let (seen, status) = s.record_until_done().await;
     assert_eq!(status.phase, CanaryPhase::Succeeded, "{mesh:?} {seen:?}");
-    let expected = if mesh.can_split() {
-        vec![0, 25, 50, 0]
-    } else {
-        vec![0]
-    };
-    assert_eq!(weights(&seen), expected, "{mesh:?}");
+    assert_eq!(weights(&seen), mesh.promoted_weights(), "{mesh:?}");
     assert_eq!(s.f.image_of("web-primary").await, "web:2");
     eventually(LIMIT, || async { s.f.replicas_of(SERVICE).await == 0 }).await;
 }
@@ -593,12 +597,7 @@ async fn judged_by_telemetry(mesh: Mesh, args: &[&str], telemetry_name: &str) {
     s.f.set_image(SERVICE, "web:2").await;
     let (seen, status) = s.record_until_done().await;
     assert_eq!(status.phase, CanaryPhase::Succeeded, "{mesh:?} {seen:?}");
-    let expected = if mesh.can_split() {
-        vec![0, 25, 50, 0]
-    } else {
-        vec![0]
-    };
-    assert_eq!(weights(&seen), expected, "{mesh:?}");
+    assert_eq!(weights(&seen), mesh.promoted_weights(), "{mesh:?}");
     let reasons = s.f.event_reasons().await;
     let advanced = reasons
         .iter()
