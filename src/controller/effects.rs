@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::configs::Configs;
-use super::objects::{self, ObjectError};
+use super::objects;
 use super::observe::{metrics_address, World};
 use super::reconcile::ReconcileError;
 use super::scaled_object;
@@ -225,7 +225,9 @@ impl Cluster<'_> {
         }
         let hpas: Api<HorizontalPodAutoscaler> = self.api();
         let Some(source) = hpas.get_opt(&reference.name).await? else {
-            return Err(ObjectError::MissingAutoscaler(reference.name.clone()).into());
+            let kind = "HorizontalPodAutoscaler";
+            let name = reference.name.clone();
+            return Err(scaled_object::AutoscalerError::NotFound { kind, name }.into());
         };
         let copy = objects::primary_autoscaler(self.canary, &source)?;
         hpas.patch(&copy.name_any(), params, &Patch::Apply(&copy))

@@ -25,10 +25,6 @@ pub enum ObjectError {
     NoTemplate(String),
     #[error("Canary has no name or namespace")]
     Unnamed,
-    #[error(
-        "spec.autoscalerRef.name: HorizontalPodAutoscaler {0} not found in the canary's namespace"
-    )]
-    MissingAutoscaler(String),
 }
 
 /// The revision of a target: a digest of its pod template (what a rollout is about).

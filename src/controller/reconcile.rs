@@ -26,7 +26,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Objects(#[from] ObjectError),
     #[error(transparent)]
-    Autoscaler(#[from] super::scaled_object::ScaledObjectError),
+    Autoscaler(#[from] super::scaled_object::AutoscalerError),
     #[error("the canary changed while it was reconciled; reading it again")]
     Stale,
     #[error("the reconcile panicked: {0}")]
@@ -41,8 +41,7 @@ impl ReconcileError {
             ReconcileError::Panicked(reason) => Some(format!(
                 "the controller failed on this canary and will try again: {reason}"
             )),
-            ReconcileError::Autoscaler(_)
-            | ReconcileError::Objects(ObjectError::MissingAutoscaler(_)) => Some(self.to_string()),
+            ReconcileError::Autoscaler(_) => Some(self.to_string()),
             _ => None,
         }
     }

@@ -124,7 +124,7 @@ async fn resume_target_scaler(canary: &Canary, ctx: &Context) -> Result<(), Reco
         return Ok(());
     }
     match super::scaled_object::set_paused(&ctx.client, canary, reference, false).await {
-        Ok(()) | Err(super::scaled_object::ScaledObjectError::NotFound(_)) => Ok(()),
+        Ok(()) | Err(super::scaled_object::AutoscalerError::NotFound { .. }) => Ok(()),
         Err(error) => Err(error.into()),
     }
 }

@@ -16,7 +16,7 @@ use crate::api::{AutoscalerRef, Canary};
 use crate::naming;
 
 /// KEDA's annotation: while present, the ScaledObject holds its target at that many replicas.
-pub const PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
+const PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
 /// The field manager of the pause annotation, apart from Aviary's other writes, so that
 /// applying an empty annotation set removes only the pause.
 const PAUSE_MANAGER: &str = "aviary-scaler-pause";
@@ -29,10 +29,11 @@ pub fn resource() -> ApiResource {
     ))
 }
 
+/// Why an `autoscalerRef` could not be copied or paused (for either kind).
 #[derive(Debug, thiserror::Error)]
-pub enum ScaledObjectError {
-    #[error("spec.autoscalerRef.name: ScaledObject {0} not found in the canary's namespace")]
-    NotFound(String),
+pub enum AutoscalerError {
+    #[error("spec.autoscalerRef.name: {kind} {name} not found in the canary's namespace")]
+    NotFound { kind: &'static str, name: String },
     #[error(transparent)]
     Kube(#[from] kube::Error),
     #[error(transparent)]
@@ -111,12 +112,12 @@ pub async fn write_primary_copy(
     client: &Client,
     canary: &Canary,
     reference: &AutoscalerRef,
-) -> Result<(), ScaledObjectError> {
+) -> Result<(), AutoscalerError> {
     let api = scaled_objects(client, canary);
     let source = api
         .get_opt(&reference.name)
         .await?
-        .ok_or_else(|| ScaledObjectError::NotFound(reference.name.clone()))?;
+        .ok_or_else(|| not_found(reference))?;
     let source = serde_json::to_value(&source).unwrap_or_default();
     let copy = primary_copy(canary, reference, &source)?;
     let name = naming::primary(&reference.name);
@@ -131,10 +132,10 @@ pub async fn set_paused(
     canary: &Canary,
     reference: &AutoscalerRef,
     paused: bool,
-) -> Result<(), ScaledObjectError> {
+) -> Result<(), AutoscalerError> {
     let api = scaled_objects(client, canary);
     if api.get_opt(&reference.name).await?.is_none() {
-        return Err(ScaledObjectError::NotFound(reference.name.clone()));
+        return Err(not_found(reference));
     }
     let mut annotations = Map::new();
     if paused {
@@ -149,6 +150,13 @@ pub async fn set_paused(
     api.patch(&reference.name, &params, &Patch::Apply(&patch))
         .await?;
     Ok(())
+}
+
+fn not_found(reference: &AutoscalerRef) -> AutoscalerError {
+    AutoscalerError::NotFound {
+        kind: "ScaledObject",
+        name: reference.name.clone(),
+    }
 }
 
 fn scaled_objects(client: &Client, canary: &Canary) -> Api<DynamicObject> {

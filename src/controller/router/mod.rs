@@ -137,7 +137,7 @@ impl Router for ServicesOnly {
 pub struct Routers {
     pub istio: IstioRouter,
     /// One per TrafficSplit version, in [`SmiVersion::ALL`]'s order.
-    pub smi: Vec<ObjectRouter>,
+    pub smi: [ObjectRouter; SmiVersion::ALL.len()],
     pub gateway_api: ObjectRouter,
     pub services_only: ServicesOnly,
 }
@@ -148,10 +148,7 @@ impl Routers {
             istio: IstioRouter {
                 client: client.clone(),
             },
-            smi: SmiVersion::ALL
-                .iter()
-                .map(|version| smi::router(client, *version))
-                .collect(),
+            smi: SmiVersion::ALL.map(|version| smi::router(client, version)),
             gateway_api: gateway_api::router(client),
             services_only: ServicesOnly,
         }
