@@ -122,6 +122,14 @@ impl<T: Clone + Send + Sync + 'static> Deferred<T> {
             .retain(|key, _| !(key.canary == *canary && key.status == status));
     }
 
+    /// A deleted canary's results (and those of any step gone long ago) are let go of.
+    pub fn forget(&self, canary: &ObjectRef<Canary>) {
+        let now = Instant::now();
+        self.slots.lock().retain(|key, slot| {
+            key.canary != *canary && now.duration_since(slot.started) < FORGET_AFTER
+        });
+    }
+
     /// The slot of `key`, started with `work` when there is none (`true` then).
     fn slot(
         &self,

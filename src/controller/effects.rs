@@ -313,7 +313,7 @@ impl Adapter for Cluster<'_> {
         let work = super::deferred::Work::Metrics;
         let key = super::deferred::Key::new(ObjectRef::from_obj(self.canary), work, status);
         let queries = Box::pin(self.measurement().run());
-        Box::pin(self.ctx.deferred_metrics.outcomes(key, queries))
+        Box::pin(self.ctx.kept.deferred_metrics.outcomes(key, queries))
     }
 
     /// The intent is written over the status as read, like the reconcile's final write; its
@@ -323,8 +323,13 @@ impl Adapter for Cluster<'_> {
         Box::pin(async move {
             let api: Api<Canary> = self.api();
             let before = self.canary.status.clone().unwrap_or_default();
-            let written =
-                super::status_write::write(&api, self.canary, &before, intent, &self.ctx.written);
+            let written = super::status_write::write(
+                &api,
+                self.canary,
+                &before,
+                intent,
+                &self.ctx.kept.written,
+            );
             let stored = written
                 .await
                 .map_err(super::reconcile::status_conflict_is_stale)?;
@@ -381,7 +386,7 @@ impl Adapter for Cluster<'_> {
     ) -> BoxFuture<'a, Option<Vec<HookOutcome>>> {
         let work = super::deferred::Work::Hooks(kind);
         let key = super::deferred::Key::new(ObjectRef::from_obj(self.canary), work, status);
-        Box::pin(self.ctx.deferred_hooks.outcomes(key, calls))
+        Box::pin(self.ctx.kept.deferred_hooks.outcomes(key, calls))
     }
 
     /// Post-rollout and event hooks run on, at most [`BACKGROUND_HOOKS`] batches at once; past

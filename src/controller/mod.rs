@@ -16,6 +16,7 @@ mod index;
 mod leader;
 pub mod objects;
 mod observe;
+mod per_canary;
 pub mod policies;
 mod queue;
 mod readiness;
@@ -124,19 +125,14 @@ pub struct Context {
     /// What feeds `config_maps` and `secrets`: only the objects canaries refer to.
     pub held_maps: Arc<referenced::Referenced<ConfigMap>>,
     pub held_secrets: Arc<referenced::Referenced<Secret>>,
-    /// Webhook batches and metric queries that outlast a reconcile.
-    pub deferred_hooks: deferred::Deferred<Vec<crate::engine::HookOutcome>>,
-    pub deferred_metrics: deferred::Deferred<Vec<crate::engine::MetricOutcome>>,
+    /// Everything kept per canary outside the store, forgotten with it: webhook batches and
+    /// metric queries that outlast a reconcile, its own last status writes, the canaries whose
+    /// routes were read back, and the failures in a row for the error backoff.
+    pub kept: Arc<per_canary::PerCanary>,
     /// Bounds the post-rollout and event hooks in flight.
     pub background_hooks: Arc<tokio::sync::Semaphore>,
-    /// The controller's own last status writes, to recognise stale copies.
-    pub written: Arc<written::Written>,
-    /// Canaries whose routes were read back from the mesh since this process started.
-    pub resumed: Arc<parking_lot::Mutex<std::collections::HashSet<String>>>,
     /// Whether this replica may write now.
     pub leadership: leader::Leadership,
-    /// Reconcile failures in a row, by canary, for the error backoff.
-    pub failures: Arc<backoff::Failures>,
 }
 
 impl Context {
@@ -212,40 +208,29 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     .default_backoff()
     .touched_objects();
     let (canaries, canary_writer) = reflector::store();
-    let (seen, signals) = (relations.clone(), metrics.clone());
-    // What the controller keeps per canary, forgotten with it.
-    let written: Arc<written::Written> = Default::default();
-    let resumed: Arc<parking_lot::Mutex<std::collections::HashSet<String>>> = Default::default();
-    let failures: Arc<backoff::Failures> = Default::default();
-    let kept = (
-        written.clone(),
-        resumed.clone(),
-        failures.clone(),
+    let seen = relations.clone();
+    // What the controller keeps per canary, forgotten with it. A webhook batch that outlasts
+    // its reconcile wakes its canary when it ends.
+    let (wake, woken) = deferred::wake_channel();
+    let kept = Arc::new(per_canary::PerCanary::new(
+        metrics.clone(),
         events.clone(),
-    );
+        wake.clone(),
+    ));
+    let follows = kept.clone();
     let canary_events = reflector::reflector(
         canary_writer,
         decode::watch::<Canary>(&client, namespace, rejects).modify(slim),
     )
     .inspect_ok(move |event| {
         seen.observe_canary(event);
-        // Deleted without a finalizer, a canary is never reconciled again: its series go here.
-        if let watcher::Event::Delete(canary) = event {
-            let namespace = canary.namespace().unwrap_or_default();
-            signals.forget(canary);
-            let key = world::resume_key(canary);
-            kept.0.forget(canary);
-            kept.1.lock().remove(&key);
-            kept.2.succeeded(&key);
-            kept.3.forget(&namespace, &canary.name_any());
-        }
+        // Deleted without a finalizer, a canary is never reconciled again: its state goes here.
+        follows.observe(event);
     })
     .default_backoff()
     .touched_objects();
     // Bounded concurrency keeps a burst (thousands of canaries at start) from overwhelming the
     // API server; reconciles are short, so steps stay on schedule.
-    // A webhook batch that outlasts its reconcile wakes its canary when it ends.
-    let (wake, woken) = deferred::wake_channel();
     let election = match &config.lease {
         Some(lease) => {
             let elections = Client::try_from(kubeconfig).map_err(ControllerError::Client)?;
@@ -261,10 +246,6 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         }
         None => None,
     };
-    let (deferred_hooks, deferred_metrics) = (
-        deferred::Deferred::new(wake.clone()),
-        deferred::Deferred::new(wake),
-    );
     let controller = Controller::for_stream(canary_events, canaries.clone())
         .with_config(
             // Unbounded here: the reconcile waits for its place in [`queue`], where the waiting
@@ -368,13 +349,9 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         prometheus_http: crate::http_client::client(Duration::from_secs(30)),
         gateway_telemetry,
         metrics,
-        deferred_hooks,
-        deferred_metrics,
+        kept,
         background_hooks: Arc::new(tokio::sync::Semaphore::new(effects::BACKGROUND_HOOKS)),
-        written,
-        resumed,
         leadership,
-        failures,
     });
     // Ready once the caches are listed, leader or standby: a standby must be Ready for a
     // rolling update of the replicas to complete.

@@ -86,7 +86,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     }
     let result = contained(reconcile_inner(&canary, &ctx)).await;
     match &result {
-        Ok(_) => ctx.failures.succeeded(&failure_key(&canary)),
+        Ok(_) => ctx.kept.failures.succeeded(&failure_key(&canary)),
         Err(error) => ctx.metrics.reconcile_error(error.kind()),
     }
     if let Some(message) = result
@@ -107,6 +107,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     }
     ctx.metrics
         .step_duration(&canary, started.elapsed().as_secs_f64());
+    ctx.kept.reconciled(&canary, &ctx.canaries);
     result
 }
 
@@ -152,7 +153,9 @@ pub fn error_policy(canary: Arc<Canary>, error: &ReconcileError, ctx: Arc<Contex
         tracing::debug!(canary = %canary.name_any(), "stale copy; retrying");
         return Requeue::requeue(STALE_RETRY);
     }
-    let wait = ctx.failures.failed(&failure_key(&canary));
+    let wait = ctx.kept.failures.failed(&failure_key(&canary));
+    // Counted after the reconcile's own check: a canary deleted meanwhile is forgotten again.
+    ctx.kept.reconciled(&canary, &ctx.canaries);
     tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), %error, retry_in = ?wait, "reconcile failed");
     Requeue::requeue(wait)
 }
@@ -197,9 +200,9 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     if !stores_ready(ctx).await {
         return Ok(Requeue::requeue(ERROR_BACKOFF));
     }
-    let fresher = ctx.written.fresher(canary);
+    let fresher = ctx.kept.written.fresher(canary);
     let canary = fresher.as_ref().unwrap_or(canary);
-    if ctx.written.is_stale(canary) {
+    if ctx.kept.written.is_stale(canary) {
         // The watch has not delivered this controller's own last write yet; deciding on the
         // older copy would repeat the last step. Its arrival triggers the next reconcile.
         return Ok(Requeue::requeue(STALE_RETRY));
@@ -241,9 +244,12 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
                     return Ok(Requeue::requeue(HOOKS_RECHECK));
                 };
                 let me = kube::runtime::reflector::ObjectRef::from_obj(canary);
-                ctx.deferred_hooks.settle(&me, &status);
-                ctx.deferred_metrics.settle(&me, &status);
-                ctx.resumed.lock().insert(super::world::resume_key(canary));
+                ctx.kept.deferred_hooks.settle(&me, &status);
+                ctx.kept.deferred_metrics.settle(&me, &status);
+                ctx.kept
+                    .resumed
+                    .lock()
+                    .insert(super::world::resume_key(canary));
                 let stored = adapter.stored.into_inner();
                 let strategy = Some(world.plan.strategy);
                 let pending = adapter.pending.into_inner();
@@ -258,9 +264,15 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     // Over the intent when one was stored in this reconcile, else over the status as read.
     let written_over = stored.as_ref().unwrap_or(canary);
     let before = written_over.status.clone().unwrap_or_default();
-    super::status_write::write(&api, written_over, &before, &decision.status, &ctx.written)
-        .await
-        .map_err(status_conflict_is_stale)?;
+    super::status_write::write(
+        &api,
+        written_over,
+        &before,
+        &decision.status,
+        &ctx.kept.written,
+    )
+    .await
+    .map_err(status_conflict_is_stale)?;
     super::effects::publish_pending(canary, ctx, pending).await;
     let recorded = (canary, strategy);
     ctx.metrics

@@ -119,6 +119,11 @@ impl<K: Held> Referenced<K> {
                 }
             }
             watcher::Event::Delete(meta) => {
+                // Not wanted until named again: a canary that still names it reads it when
+                // the object comes back, and one that is gone no longer keeps it wanted.
+                let reference =
+                    ObjectRef::new(&meta.name_any()).within(&meta.namespace().unwrap_or_default());
+                self.wanted.lock().remove(&reference);
                 self.put(watcher::Event::Delete(K::hollow(meta.metadata.clone())));
             }
             watcher::Event::Init | watcher::Event::InitDone => {}

@@ -109,8 +109,7 @@ pub async fn finalize(
     super::finalizer::release(api, canary)
         .await
         .map_err(conflict_is_stale)?;
-    ctx.metrics.forget(canary);
-    ctx.written.forget(canary);
+    ctx.kept.forget(&super::per_canary::Identity::of(canary));
     Ok(Requeue::await_change())
 }
 

@@ -129,21 +129,27 @@ impl ControllerMetrics {
     }
 
     /// Drops every series of a deleted canary, so `/metrics` holds only canaries that exist.
-    pub fn forget(&self, canary: &crate::api::Canary) {
-        use kube::ResourceExt;
-        let (name, namespace) = (canary.name_any(), canary.namespace().unwrap_or_default());
+    pub fn forget(&self, who: &super::per_canary::Identity) {
+        self.forget_target(&who.target, &who.namespace);
+        let (name, namespace) = (&who.name, &who.namespace);
         let mut series = self.series();
-        let target = &canary.spec.target_ref.name;
-        series.flagger.forget(target, &namespace);
         let key = (name.clone(), namespace.clone());
         series.status.remove(&key);
-        // The weight series is keyed by target, as Flagger's `workload` label is.
-        series.weight.remove(&(target.clone(), namespace.clone()));
         series.successes.remove(&key);
         series.failures.remove(&key);
         series
             .analysis
-            .retain(|(n, ns, _), _| !(*n == name && *ns == namespace));
+            .retain(|(n, ns, _), _| !(n == name && ns == namespace));
+    }
+
+    /// Drops the series kept by a target (as Flagger's `workload` label is) that no canary
+    /// names any more.
+    pub fn forget_target(&self, target: &str, namespace: &str) {
+        let mut series = self.series();
+        series.flagger.forget(target, namespace);
+        series
+            .weight
+            .remove(&(target.to_string(), namespace.to_string()));
     }
 
     pub fn render(&self) -> String {

@@ -73,7 +73,8 @@ pub async fn gather(
     }
     // Marked as resumed by the reconcile once its decision is applied, so a failed read or
     // write looks again next time.
-    let resuming = !ctx.resumed.lock().contains(&resume_key(canary)) && status.phase.is_active();
+    let resuming =
+        !ctx.kept.resumed.lock().contains(&resume_key(canary)) && status.phase.is_active();
     if resuming || status.effects_pending {
         // The engine rewrites the mesh's routes when they disagree with the status, and
         // finishes a transition stored ahead of its effects.

@@ -53,9 +53,10 @@ impl Written {
         waiting
     }
 
-    pub fn forget(&self, canary: &Canary) {
-        self.own.lock().remove(&key(canary));
-        self.fresher.lock().remove(&key(canary));
+    /// Forgets the canary `namespace/name`.
+    pub fn forget(&self, key: &str) {
+        self.own.lock().remove(key);
+        self.fresher.lock().remove(key);
     }
 
     /// Remembers the version the controller's own write produced (and the copy, where it
