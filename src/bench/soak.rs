@@ -173,6 +173,15 @@ async fn soak(
     outcome
 }
 
+/// Threads and open file descriptors (sockets included) of the process.
+fn held(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).map_or(0, Iterator::count);
+    (
+        count(format!("/proc/{pid}/task")),
+        count(format!("/proc/{pid}/fd")),
+    )
+}
+
 async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchError> {
     tokio::time::sleep(SETTLE).await;
     let idle_kib = memory_kib(pid).0;
@@ -181,16 +190,26 @@ async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchE
     one_batch(apis, 0, size).await?;
     tokio::time::sleep(SETTLE).await;
     let before_kib = memory_kib(pid).0;
+    let held_before = held(pid);
     let started = Instant::now();
     let (mut promoted, mut rolled_back) = (0, 0);
+    // RSS as each batch is gone: a leak climbs with every batch, a working size that was not
+    // yet reached by the warm-up steps up once and stays.
+    let mut trace_kib = Vec::with_capacity(batches);
     for batch in 1..=batches {
         let (p, r) = one_batch(apis, batch, size).await?;
         (promoted, rolled_back) = (promoted + p, rolled_back + r);
+        trace_kib.push(memory_kib(pid).0);
     }
     let churn_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
     let (after_kib, peak_kib) = memory_kib(pid);
+    let held_after = held(pid);
     let mib = |kib: u64| round(kib as f64 / 1024.0);
+    let half = trace_kib[(trace_kib.len() - 1) / 2];
+    let second_half_canaries = (batches - (trace_kib.len() - 1) / 2 - 1) * size;
+    let growth_per_1000 = (after_kib as f64 - half as f64) / 1024.0 * 1000.0
+        / second_half_canaries.max(1) as f64;
     Ok(json!({
         "benchmark": "soak",
         "canaries": batches * size,
@@ -204,6 +223,10 @@ async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchE
         "controller_rss_after_mib": mib(after_kib),
         "controller_peak_rss_mib": mib(peak_kib),
         "rss_after_over_before": round(after_kib as f64 / before_kib.max(1) as f64),
+        "controller_rss_after_each_batch_mib": trace_kib.iter().map(|kib| mib(*kib)).collect::<Vec<_>>(),
+        "rss_growth_second_half_mib_per_1000_canaries": round(growth_per_1000),
+        "controller_threads_before_after": [held_before.0, held_after.0],
+        "controller_open_files_before_after": [held_before.1, held_after.1],
         "target": { "rss_after_over_before_at_most": 1.1 },
         "machine": machine("controller, kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok share this machine; before = after one warm-up batch, after = everything deleted, each after 20 s idle"),
     }))
