@@ -156,7 +156,7 @@ fn a_canary_that_cannot_run_is_degraded_unless_its_target_may_yet_appear() {
     let (state, message) = health(Some(&status), GENERATION);
     assert_eq!(state, "Degraded");
     assert!(message.contains("older"), "{message}");
-    let missing = Obstacle::TargetNotFound("test/podinfo".into());
+    let missing = Obstacle::TargetNotFound("Deployment test/podinfo".into());
     let status = blocked(
         &at(CanaryPhase::Initializing),
         (&missing, BLOCKED_RECHECK),

@@ -181,6 +181,14 @@ fn missing_target_ref_and_port() {
 }
 
 #[test]
+fn a_daemon_set_cannot_be_autoscaled() {
+    let body = "  targetRef:\n    kind: DaemonSet\n    name: agent\n  service:\n    port: 80\n  \
+                autoscalerRef:\n    apiVersion: autoscaling/v2\n    kind: HorizontalPodAutoscaler\n    \
+                name: agent\n";
+    assert_refused(body, "spec.autoscalerRef", 11, "DaemonSet");
+}
+
+#[test]
 fn threshold_range_min_above_max() {
     assert_refused(
         &format!(

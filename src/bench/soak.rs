@@ -208,8 +208,8 @@ async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchE
     let mib = |kib: u64| round(kib as f64 / 1024.0);
     let half = trace_kib[(trace_kib.len() - 1) / 2];
     let second_half_canaries = (batches - (trace_kib.len() - 1) / 2 - 1) * size;
-    let growth_per_1000 = (after_kib as f64 - half as f64) / 1024.0 * 1000.0
-        / second_half_canaries.max(1) as f64;
+    let growth_per_1000 =
+        (after_kib as f64 - half as f64) / 1024.0 * 1000.0 / second_half_canaries.max(1) as f64;
     Ok(json!({
         "benchmark": "soak",
         "canaries": batches * size,

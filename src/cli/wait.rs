@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -15,6 +14,7 @@ use kube::Client;
 use super::CliError;
 use crate::api::{Canary, CanaryPhase, CanaryStatus};
 use crate::controller::configs::{self, ConfigKind};
+use crate::controller::workload;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitFor {
@@ -78,15 +78,18 @@ async fn current_revision(
     namespace: &str,
     canary: &Canary,
 ) -> Result<Option<String>, CliError> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let Some(target) = deployments.get_opt(&canary.spec.target_ref.name).await? else {
+    let Some(kind) = crate::plan::target_kind(&canary.spec) else {
         return Ok(None);
     };
-    let Some(spec) = target.spec else {
+    let name = &canary.spec.target_ref.name;
+    let Some(target) = workload::fetch(client, namespace, kind, name).await? else {
+        return Ok(None);
+    };
+    let Some(template) = target.template() else {
         return Ok(None);
     };
     let mut checksums = std::collections::BTreeMap::new();
-    for (kind, name) in configs::referenced(&spec.template) {
+    for (kind, name) in configs::referenced(&template) {
         let checksum = match kind {
             ConfigKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
                 .get_opt(&name)
@@ -101,7 +104,7 @@ async fn current_revision(
             checksums.insert(configs::checksum_key(kind, &name), checksum);
         }
     }
-    let template = crate::controller::objects::revision(&spec.template);
+    let template = crate::controller::objects::revision(&template);
     Ok(Some(configs::combined_revision(&template, &checksums)))
 }
 

@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
-use serde_json::json;
 
 use super::configs::Configs;
 use super::objects;
@@ -158,22 +157,21 @@ impl Cluster<'_> {
     }
 
     fn target_replicas(&self) -> i32 {
-        let target = &self.world.target;
-        target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        self.world.target.replicas().unwrap_or(1)
     }
 
-    /// The primary's size: as it runs, or the target's when there is no primary yet.
+    /// The primary's size: as it runs, or the target's when there is no primary yet. A
+    /// DaemonSet's is only ever compared with 0: it runs on every node it may.
     fn primary_replicas(&self) -> i32 {
         self.world
             .primary
             .as_ref()
-            .and_then(|p| p.spec.as_ref())
-            .and_then(|s| s.replicas)
+            .and_then(|p| p.replicas())
             .unwrap_or(self.target_replicas().max(1))
     }
 
     /// Writes the primary: `-primary` copies of the configs first (so new pods find them), then
-    /// the autoscaler copy, then the Deployment with the target's template.
+    /// the autoscaler copy, then the Deployment or DaemonSet with the target's template.
     async fn write_primary(&self, replicas: i32) -> Result<(), ReconcileError> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let namespace = self.namespace();
@@ -202,12 +200,18 @@ impl Cluster<'_> {
             .target_revision
             .clone()
             .unwrap_or_default();
-        let desired =
-            objects::primary_deployment(self.canary, &self.world.target, replicas, &revision)?;
-        let deployments: Api<Deployment> = self.api();
-        deployments
-            .patch(&desired.name_any(), &params, &Patch::Apply(&desired))
-            .await?;
+        match objects::primary(self.canary, &self.world.target, replicas, &revision)? {
+            objects::Primary::Deployment(desired) => {
+                let api: Api<Deployment> = self.api();
+                api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
+                    .await?;
+            }
+            objects::Primary::DaemonSet(desired) => {
+                let api: Api<DaemonSet> = self.api();
+                api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -266,15 +270,8 @@ impl Cluster<'_> {
     async fn scale_now(&self, up: bool) -> Result<(), ReconcileError> {
         let replicas = if up { self.primary_replicas() } else { 0 };
         self.pause_target_scaler(!up).await?;
-        let target = &self.world.target;
-        if target.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
-            return Ok(());
-        }
-        let deployments: Api<Deployment> = self.api();
-        let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
-        deployments
-            .patch(&target.name_any(), &PatchParams::default(), &patch)
-            .await?;
+        let namespace = self.namespace();
+        super::workload::scale(&self.ctx.client, &namespace, &self.world.target, replicas).await?;
         Ok(())
     }
 

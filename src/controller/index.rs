@@ -2,14 +2,15 @@
 //! and Deployment watches keep current, instead of scanning every canary on every event: at
 //! thousands of canaries a ConfigMap change costs a few map lookups, not a pass over the store.
 //!
-//! The index holds, per canary, the names it relates to, and per Deployment the ConfigMaps and
-//! Secrets its pod template uses; reverse maps answer the questions. A relist (the watch's
-//! `Init` … `InitDone`) replaces the entries of its kind, so objects deleted while the watch was
-//! down do not linger.
+//! The index holds, per canary, the names it relates to, and per Deployment or DaemonSet the
+//! ConfigMaps and Secrets its pod template uses; reverse maps answer the questions. A relist (the
+//! watch's `Init` … `InitDone`) replaces the entries of its kind, so objects deleted while the
+//! watch was down do not linger.
 
 use std::collections::{BTreeSet, HashMap};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
@@ -18,6 +19,7 @@ use parking_lot::RwLock;
 use super::configs::{referenced, ConfigKind};
 use crate::api::Canary;
 use crate::naming;
+use crate::plan::TargetKind;
 
 type Namespace = String;
 type Name = String;
@@ -25,7 +27,7 @@ type Name = String;
 /// What one canary relates to, within its namespace unless a template says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct CanaryRelations {
-    /// The target Deployment and its `-primary` copy.
+    /// The target workload and its `-primary` copy.
     workloads: BTreeSet<Name>,
     /// MetricTemplates its metrics refer to, as (namespace, name).
     templates: BTreeSet<(Namespace, Name)>,
@@ -55,40 +57,85 @@ impl CanaryRelations {
 #[derive(Debug, Default)]
 struct Inner {
     canaries: HashMap<(Namespace, Name), CanaryRelations>,
-    /// The ConfigMaps and Secrets each Deployment's pod template uses.
-    deployments: HashMap<(Namespace, Name), BTreeSet<(ConfigKind, Name)>>,
+    /// The ConfigMaps and Secrets each workload's pod template uses.
+    workloads: HashMap<WorkloadKey, BTreeSet<(ConfigKind, Name)>>,
     // Reverse maps, kept in step with the two above.
     by_workload: HashMap<(Namespace, Name), BTreeSet<Name>>,
     by_template: HashMap<(Namespace, Name), BTreeSet<(Namespace, Name)>>,
     by_namespace: HashMap<Namespace, BTreeSet<Name>>,
+    /// Workloads by name: a Deployment and a DaemonSet of one name wake the same canaries.
     config_users: HashMap<(Namespace, ConfigKind, Name), BTreeSet<Name>>,
-    canary_relist: Relist,
-    deployment_relist: Relist,
+    canary_relist: Relist<(Namespace, Name)>,
+    deployment_relist: Relist<WorkloadKey>,
+    daemon_set_relist: Relist<WorkloadKey>,
+}
+
+/// A workload by kind, namespace and name.
+type WorkloadKey = (Kind, Namespace, Name);
+
+/// [`TargetKind`] ordered, to key the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Kind {
+    Deployment,
+    DaemonSet,
+}
+
+impl From<TargetKind> for Kind {
+    fn from(kind: TargetKind) -> Self {
+        match kind {
+            TargetKind::Deployment => Kind::Deployment,
+            TargetKind::DaemonSet => Kind::DaemonSet,
+        }
+    }
 }
 
 /// The keys a relist has listed so far; `None` outside a relist.
-#[derive(Debug, Default)]
-struct Relist(Option<BTreeSet<(Namespace, Name)>>);
+#[derive(Debug)]
+struct Relist<K>(Option<BTreeSet<K>>);
 
-impl Relist {
+impl<K> Default for Relist<K> {
+    fn default() -> Self {
+        Relist(None)
+    }
+}
+
+impl<K: Ord + Clone> Relist<K> {
     fn begin(&mut self) {
         self.0 = Some(BTreeSet::new());
     }
 
-    fn listed(&mut self, key: &(Namespace, Name)) {
+    fn listed(&mut self, key: &K) {
         if let Some(seen) = self.0.as_mut() {
             seen.insert(key.clone());
         }
     }
 
-    /// Ends the relist: the keys of `known` it did not list (deleted while the watch was down).
-    fn unlisted<V>(&mut self, known: &HashMap<(Namespace, Name), V>) -> Vec<(Namespace, Name)> {
+    /// Ends the relist: the keys of `known` it did not list (deleted while the watch was down)
+    /// among those `mine` says belong to this watch.
+    fn unlisted<V>(&mut self, known: &HashMap<K, V>, mine: impl Fn(&K) -> bool) -> Vec<K> {
         let seen = self.0.take().unwrap_or_default();
         known
             .keys()
-            .filter(|k| !seen.contains(*k))
+            .filter(|k| mine(k) && !seen.contains(*k))
             .cloned()
             .collect()
+    }
+}
+
+/// What the index reads of a workload of either kind.
+pub trait PodOwner: kube::Resource {
+    fn pod_template(&self) -> Option<&PodTemplateSpec>;
+}
+
+impl PodOwner for Deployment {
+    fn pod_template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+}
+
+impl PodOwner for DaemonSet {
+    fn pod_template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
     }
 }
 
@@ -106,6 +153,13 @@ fn unlink<K: Ord + std::hash::Hash + Eq, V: Ord>(
 }
 
 impl Inner {
+    fn relist(&mut self, kind: Kind) -> &mut Relist<WorkloadKey> {
+        match kind {
+            Kind::Deployment => &mut self.deployment_relist,
+            Kind::DaemonSet => &mut self.daemon_set_relist,
+        }
+    }
+
     fn remove_canary(&mut self, key: &(Namespace, Name)) {
         let Some(old) = self.canaries.remove(key) else {
             return;
@@ -144,11 +198,11 @@ impl Inner {
         self.canaries.insert(key, relations);
     }
 
-    fn remove_deployment(&mut self, key: &(Namespace, Name)) {
-        let Some(old) = self.deployments.remove(key) else {
+    fn remove_workload(&mut self, key: &WorkloadKey) {
+        let Some(old) = self.workloads.remove(key) else {
             return;
         };
-        let (namespace, name) = key;
+        let (_, namespace, name) = key;
         for (kind, config) in old {
             unlink(
                 &mut self.config_users,
@@ -158,9 +212,9 @@ impl Inner {
         }
     }
 
-    fn put_deployment(&mut self, key: (Namespace, Name), configs: BTreeSet<(ConfigKind, Name)>) {
-        self.remove_deployment(&key);
-        let (namespace, name) = &key;
+    fn put_workload(&mut self, key: WorkloadKey, configs: BTreeSet<(ConfigKind, Name)>) {
+        self.remove_workload(&key);
+        let (_, namespace, name) = &key;
         for (kind, config) in &configs {
             let at = (namespace.clone(), *kind, config.clone());
             self.config_users
@@ -168,7 +222,7 @@ impl Inner {
                 .or_default()
                 .insert(name.clone());
         }
-        self.deployments.insert(key, configs);
+        self.workloads.insert(key, configs);
     }
 }
 
@@ -201,33 +255,39 @@ impl RelationIndex {
             }
             watcher::Event::Delete(canary) => inner.remove_canary(&key_of(canary)),
             watcher::Event::InitDone => {
-                for key in inner.canary_relist.unlisted(&inner.canaries) {
+                for key in inner.canary_relist.unlisted(&inner.canaries, |_| true) {
                     inner.remove_canary(&key);
                 }
             }
         }
     }
 
-    /// Applies one event of the Deployment watch.
-    pub fn observe_deployment(&self, event: &watcher::Event<Deployment>) {
+    /// Applies one event of the Deployment or DaemonSet watch.
+    pub fn observe_workload<K: PodOwner>(&self, kind: TargetKind, event: &watcher::Event<K>) {
+        let kind = Kind::from(kind);
         let mut guard = self.inner.write();
         let inner = &mut *guard;
+        let key = |object: &K| {
+            let (namespace, name) = key_of(object);
+            (kind, namespace, name)
+        };
         match event {
-            watcher::Event::Init => inner.deployment_relist.begin(),
-            watcher::Event::InitApply(deployment) | watcher::Event::Apply(deployment) => {
-                let key = key_of(deployment);
-                inner.deployment_relist.listed(&key);
-                let configs = deployment
-                    .spec
-                    .as_ref()
-                    .map(|s| referenced(&s.template))
-                    .unwrap_or_default();
-                inner.put_deployment(key, configs);
+            watcher::Event::Init => inner.relist(kind).begin(),
+            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                let key = key(object);
+                inner.relist(kind).listed(&key);
+                let configs = object.pod_template().map(referenced).unwrap_or_default();
+                inner.put_workload(key, configs);
             }
-            watcher::Event::Delete(deployment) => inner.remove_deployment(&key_of(deployment)),
+            watcher::Event::Delete(object) => inner.remove_workload(&key(object)),
             watcher::Event::InitDone => {
-                for key in inner.deployment_relist.unlisted(&inner.deployments) {
-                    inner.remove_deployment(&key);
+                let known = &inner.workloads;
+                let relist = match kind {
+                    Kind::Deployment => &mut inner.deployment_relist,
+                    Kind::DaemonSet => &mut inner.daemon_set_relist,
+                };
+                for key in relist.unlisted(known, |(k, _, _)| *k == kind) {
+                    inner.remove_workload(&key);
                 }
             }
         }
@@ -256,8 +316,8 @@ impl RelationIndex {
         let inner = self.inner.read();
         let key = (namespace.to_string(), kind, name.to_string());
         let mut found = BTreeSet::new();
-        for deployment in inner.config_users.get(&key).into_iter().flatten() {
-            let at = (namespace.to_string(), deployment.clone());
+        for workload in inner.config_users.get(&key).into_iter().flatten() {
+            let at = (namespace.to_string(), workload.clone());
             found.extend(inner.by_workload.get(&at).into_iter().flatten().cloned());
         }
         found.iter().map(|c| canary_ref(namespace, c)).collect()
@@ -332,7 +392,10 @@ mod tests {
             Some("latency"),
         )));
         index.observe_canary(&watcher::Event::Apply(canary("b", "web", "web", None)));
-        index.observe_deployment(&watcher::Event::Apply(deployment("a", "web", "settings")));
+        index.observe_workload(
+            TargetKind::Deployment,
+            &watcher::Event::Apply(deployment("a", "web", "settings")),
+        );
 
         assert_eq!(names(index.for_workload("a", "web")), ["web"]);
         assert_eq!(names(index.for_workload("a", "web-primary")), ["web"]);
@@ -348,7 +411,10 @@ mod tests {
 
         // The canary moves to another target; the Deployment stops using the ConfigMap.
         index.observe_canary(&watcher::Event::Apply(canary("a", "web", "api", None)));
-        index.observe_deployment(&watcher::Event::Apply(deployment("a", "api", "other")));
+        index.observe_workload(
+            TargetKind::Deployment,
+            &watcher::Event::Apply(deployment("a", "api", "other")),
+        );
         assert!(index.for_workload("a", "web").is_empty());
         assert!(index.for_template("a", "latency").is_empty());
         assert_eq!(
@@ -375,5 +441,30 @@ mod tests {
         index.observe_canary(&watcher::Event::InitDone);
         assert!(index.for_workload("a", "gone").is_empty());
         assert_eq!(names(index.in_namespace("a")), ["kept"]);
+    }
+
+    #[test]
+    fn a_daemon_set_relist_forgets_only_daemon_sets() {
+        let index = RelationIndex::default();
+        let daemon_set = |name: &str, config_map: &str| -> DaemonSet {
+            let mut d = serde_json::to_value(deployment("a", name, config_map)).unwrap();
+            d["kind"] = json!("DaemonSet");
+            serde_json::from_value(d).unwrap()
+        };
+        index.observe_canary(&watcher::Event::Apply(canary("a", "web", "web", None)));
+        index.observe_canary(&watcher::Event::Apply(canary("a", "agent", "agent", None)));
+        let (web, agent) = (
+            deployment("a", "web", "web-settings"),
+            daemon_set("agent", "agent-settings"),
+        );
+        index.observe_workload(TargetKind::Deployment, &watcher::Event::Apply(web));
+        index.observe_workload(TargetKind::DaemonSet, &watcher::Event::Apply(agent));
+        let users = |map: &str| names(index.for_config("a", ConfigKind::ConfigMap, map));
+        assert_eq!(users("agent-settings"), ["agent"]);
+        // The DaemonSet is deleted while its watch is down; the Deployment is not its to forget.
+        index.observe_workload::<DaemonSet>(TargetKind::DaemonSet, &watcher::Event::Init);
+        index.observe_workload::<DaemonSet>(TargetKind::DaemonSet, &watcher::Event::InitDone);
+        assert!(users("agent-settings").is_empty());
+        assert_eq!(users("web-settings"), ["web"]);
     }
 }

@@ -30,6 +30,7 @@ mod server;
 mod signals;
 mod status_write;
 pub mod watch;
+pub mod workload;
 mod world;
 mod written;
 
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector;
@@ -47,6 +48,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::api::{Canary, MetricTemplate, RouterKind};
 use crate::hooks::HookClient;
 use crate::metrics::prometheus::MeshTelemetry;
+use crate::plan::TargetKind;
 
 pub use alerts::DefaultAlert;
 pub use leader::LeaseSettings;
@@ -99,6 +101,7 @@ pub enum ControllerError {
 pub struct Context {
     pub client: Client,
     pub deployments: reflector::Store<Deployment>,
+    pub daemon_sets: reflector::Store<DaemonSet>,
     pub config_maps: reflector::Store<ConfigMap>,
     pub secrets: reflector::Store<Secret>,
     pub canaries: reflector::Store<Canary>,
@@ -136,6 +139,19 @@ pub struct Context {
 }
 
 impl Context {
+    /// The watch-fed stores, as one reconcile reads them.
+    pub fn stores(&self) -> observe::Stores<'_> {
+        observe::Stores {
+            deployments: &self.deployments,
+            daemon_sets: &self.daemon_sets,
+            config_maps: &self.config_maps,
+            secrets: &self.secrets,
+            canaries: &self.canaries,
+            templates: &self.templates,
+            relations: &self.relations,
+        }
+    }
+
     /// Whose proxy telemetry the built-in checks of a canary on `router` read.
     pub fn telemetry_for(&self, router: RouterKind) -> MeshTelemetry {
         match router {
@@ -191,7 +207,12 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let seen = relations.clone();
     let (deployments, deployment_events) =
         reflected::<Deployment>(&client, namespace, move |event| {
-            seen.observe_deployment(event)
+            seen.observe_workload(TargetKind::Deployment, event)
+        });
+    let seen = relations.clone();
+    let (daemon_sets, daemon_set_events) =
+        reflected::<DaemonSet>(&client, namespace, move |event| {
+            seen.observe_workload(TargetKind::DaemonSet, event)
         });
     let held_maps = Arc::new(referenced::Referenced::<ConfigMap>::new(client.clone()));
     let held_secrets = Arc::new(referenced::Referenced::<Secret>::new(client.clone()));
@@ -260,6 +281,11 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         let namespace = deployment.namespace().unwrap_or_default();
         index.for_workload(&namespace, &deployment.name_any())
     });
+    let index = relations.clone();
+    let controller = controller.watches_stream(daemon_set_events, move |daemon_set: DaemonSet| {
+        let namespace = daemon_set.namespace().unwrap_or_default();
+        index.for_workload(&namespace, &daemon_set.name_any())
+    });
     let mut policies = Vec::new();
     let mut controller = controller;
     let chosen = policies::POLICY_KINDS
@@ -319,6 +345,7 @@ pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
     let context = Arc::new(Context {
         client: client.clone(),
         deployments,
+        daemon_sets,
         config_maps,
         secrets: secrets.clone(),
         held_maps,

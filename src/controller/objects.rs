@@ -1,15 +1,16 @@
 //! The Kubernetes objects a Canary generates, as pure functions of the Canary and its target:
-//! the primary Deployment and the apex, primary and canary Services.
+//! the primary Deployment or DaemonSet and the apex, primary and canary Services.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
+use super::workload::Workload;
 use crate::api::Canary;
 use crate::naming::{self, REVISION_ANNOTATION};
 
@@ -19,9 +20,9 @@ pub const SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"]
 /// Why objects cannot be generated for a target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ObjectError {
-    #[error("Deployment {0} has no selector label app, name or app.kubernetes.io/name")]
+    #[error("{0} has no selector label app, name or app.kubernetes.io/name")]
     NoSelectorLabel(String),
-    #[error("Deployment {0} has no pod template")]
+    #[error("{0} has no pod template")]
     NoTemplate(String),
     #[error("Canary has no name or namespace")]
     Unnamed,
@@ -35,21 +36,21 @@ pub fn revision(template: &PodTemplateSpec) -> String {
 }
 
 /// The selector label of the target and its value.
-pub fn selector_label(target: &Deployment) -> Result<(String, String), ObjectError> {
-    let name = target.metadata.name.clone().unwrap_or_default();
-    let labels = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default();
+pub fn selector_label(target: &Workload) -> Result<(String, String), ObjectError> {
+    let labels = target.match_labels();
     SELECTOR_LABELS
         .iter()
         .find_map(|label| {
-            labels
+            labels?
                 .get(*label)
                 .map(|value| (label.to_string(), value.clone()))
         })
-        .ok_or(ObjectError::NoSelectorLabel(name))
+        .ok_or_else(|| ObjectError::NoSelectorLabel(described(target)))
+}
+
+/// `Deployment web`, `DaemonSet agent`: how errors name a workload.
+fn described(target: &Workload) -> String {
+    format!("{:?} {}", target.kind(), target.name())
 }
 
 pub fn owner_reference(canary: &Canary) -> Result<OwnerReference, ObjectError> {
@@ -66,60 +67,102 @@ pub fn service_name(canary: &Canary) -> String {
         .unwrap_or_else(|| canary.spec.target_ref.name.clone())
 }
 
-/// The primary Deployment: the target's current template with the selector value suffixed
-/// `-primary` and config references pointed at the `-primary` copies, owned by the Canary and
-/// annotated with the revision it runs.
-pub fn primary_deployment(
-    canary: &Canary,
-    target: &Deployment,
-    replicas: i32,
-    revision: &str,
-) -> Result<Deployment, ObjectError> {
-    let target_name = target.metadata.name.clone().unwrap_or_default();
+/// The primary's pod template and selector: the target's template with the selector value
+/// suffixed `-primary` and config references pointed at the `-primary` copies.
+fn primary_pods(target: &Workload) -> Result<(PodTemplateSpec, LabelSelector), ObjectError> {
     let (label, value) = selector_label(target)?;
     let primary_value = naming::primary(&value);
-    let target_spec = target
-        .spec
-        .clone()
-        .ok_or_else(|| ObjectError::NoTemplate(target_name.clone()))?;
-    let mut template = target_spec.template.clone();
+    let mut template = target
+        .template()
+        .ok_or_else(|| ObjectError::NoTemplate(described(target)))?;
     super::configs::rewrite_for_primary(&mut template);
     let pod_meta = template.metadata.get_or_insert_with(ObjectMeta::default);
     pod_meta
         .labels
         .get_or_insert_with(BTreeMap::new)
         .insert(label.clone(), primary_value.clone());
-    Ok(Deployment {
-        metadata: ObjectMeta {
-            name: Some(naming::primary(&target_name)),
-            namespace: canary.metadata.namespace.clone(),
-            labels: Some(BTreeMap::from([(label.clone(), primary_value.clone())])),
-            annotations: Some(BTreeMap::from([(
-                REVISION_ANNOTATION.to_string(),
-                revision.to_string(),
-            )])),
-            owner_references: Some(vec![owner_reference(canary)?]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(BTreeMap::from([(label, primary_value)])),
-                ..LabelSelector::default()
-            },
-            template,
-            strategy: target_spec.strategy,
-            min_ready_seconds: target_spec.min_ready_seconds,
-            revision_history_limit: target_spec.revision_history_limit,
-            progress_deadline_seconds: target_spec.progress_deadline_seconds,
-            paused: None,
-        }),
-        status: None,
+    let selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([(label, primary_value)])),
+        ..LabelSelector::default()
+    };
+    Ok((template, selector))
+}
+
+/// The primary's metadata: owned by the Canary, labelled like its pods and annotated with the
+/// revision it runs.
+fn primary_meta(
+    canary: &Canary,
+    target: &Workload,
+    selector: &LabelSelector,
+    revision: &str,
+) -> Result<ObjectMeta, ObjectError> {
+    Ok(ObjectMeta {
+        name: Some(naming::primary(&target.name())),
+        namespace: canary.metadata.namespace.clone(),
+        labels: selector.match_labels.clone(),
+        annotations: Some(BTreeMap::from([(
+            REVISION_ANNOTATION.to_string(),
+            revision.to_string(),
+        )])),
+        owner_references: Some(vec![owner_reference(canary)?]),
+        ..ObjectMeta::default()
     })
 }
 
+/// The primary of the target's kind. `replicas` sizes a Deployment; a DaemonSet runs on the
+/// nodes its template allows.
+pub fn primary(
+    canary: &Canary,
+    target: &Workload,
+    replicas: i32,
+    revision: &str,
+) -> Result<Primary, ObjectError> {
+    let (template, selector) = primary_pods(target)?;
+    let metadata = primary_meta(canary, target, &selector, revision)?;
+    Ok(match target {
+        Workload::Deployment(d) => {
+            let spec = d.spec.clone().unwrap_or_default();
+            Primary::Deployment(Deployment {
+                metadata,
+                spec: Some(DeploymentSpec {
+                    replicas: Some(replicas),
+                    selector,
+                    template,
+                    strategy: spec.strategy,
+                    min_ready_seconds: spec.min_ready_seconds,
+                    revision_history_limit: spec.revision_history_limit,
+                    progress_deadline_seconds: spec.progress_deadline_seconds,
+                    paused: None,
+                }),
+                status: None,
+            })
+        }
+        Workload::DaemonSet(d) => {
+            let spec = d.spec.clone().unwrap_or_default();
+            Primary::DaemonSet(DaemonSet {
+                metadata,
+                spec: Some(DaemonSetSpec {
+                    selector,
+                    template,
+                    update_strategy: spec.update_strategy,
+                    min_ready_seconds: spec.min_ready_seconds,
+                    revision_history_limit: spec.revision_history_limit,
+                }),
+                status: None,
+            })
+        }
+    })
+}
+
+/// A primary as written.
+#[derive(Debug, Clone)]
+pub enum Primary {
+    Deployment(Deployment),
+    DaemonSet(DaemonSet),
+}
+
 /// The three Services: apex and `-primary` select the primary pods, `-canary` the target's.
-pub fn services(canary: &Canary, target: &Deployment) -> Result<Vec<Service>, ObjectError> {
+pub fn services(canary: &Canary, target: &Workload) -> Result<Vec<Service>, ObjectError> {
     let (label, value) = selector_label(target)?;
     let base = service_name(canary);
     let spec = &canary.spec.service;

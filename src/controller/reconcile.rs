@@ -173,6 +173,7 @@ pub async fn caches_synced(ctx: &Context) {
     loop {
         let listed = async {
             let _ = ctx.deployments.wait_until_ready().await;
+            let _ = ctx.daemon_sets.wait_until_ready().await;
             let _ = ctx.config_maps.wait_until_ready().await;
             let _ = ctx.secrets.wait_until_ready().await;
             let _ = ctx.templates.wait_until_ready().await;
@@ -189,6 +190,7 @@ pub async fn caches_synced(ctx: &Context) {
 async fn stores_ready(ctx: &Context) -> bool {
     let listed = async {
         let _ = ctx.deployments.wait_until_ready().await;
+        let _ = ctx.daemon_sets.wait_until_ready().await;
         let _ = ctx.config_maps.wait_until_ready().await;
         let _ = ctx.secrets.wait_until_ready().await;
         let _ = ctx.templates.wait_until_ready().await;

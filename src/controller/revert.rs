@@ -4,20 +4,19 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use serde_json::json;
 
 use super::objects;
-use super::readiness::is_ready;
 use super::reconcile::{conflict_is_stale, ReconcileError};
+use super::workload::{self, Workload};
 use super::Context;
 use crate::api::{AlertSeverity, Canary, Reason};
 use crate::naming::{self, FINALIZER};
+use crate::plan::TargetKind;
 
 /// How often a revert in progress looks again.
 const REVERT_POLL: Duration = Duration::from_secs(1);
@@ -61,14 +60,21 @@ pub fn next_step(state: Restoring) -> Step {
     }
 }
 
-fn restoring(target: Option<&Deployment>, primary: Option<&Deployment>) -> Restoring {
+fn restoring(target: Option<&Workload>, primary: Option<&Workload>) -> Restoring {
+    let primary_replicas = primary.and_then(Workload::replicas).unwrap_or(1);
+    // A DaemonSet runs on every node it may once it is not scaled down: as the primary does.
+    let replicas = |t: &Workload| match t {
+        Workload::Deployment(_) => t.replicas(),
+        Workload::DaemonSet(_) => Some(if t.is_scaled_down() {
+            0
+        } else {
+            primary_replicas
+        }),
+    };
     Restoring {
-        target_replicas: target.map(|t| t.spec.as_ref().and_then(|s| s.replicas)),
-        primary_replicas: primary
-            .and_then(|p| p.spec.as_ref())
-            .and_then(|s| s.replicas)
-            .unwrap_or(1),
-        target_ready: target.is_some_and(|t| is_ready(t, 100)),
+        target_replicas: target.map(replicas),
+        primary_replicas,
+        target_ready: target.is_some_and(|t| t.is_ready(100)),
     }
 }
 
@@ -83,25 +89,21 @@ pub async fn finalize(
     }
     let namespace = canary.namespace().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
-    let lookup = |name: &str| {
-        ctx.deployments
-            .get(&ObjectRef::new(name).within(&namespace))
-    };
+    // A spec that no longer reads is reverted as the Deployment it most likely names.
+    let kind = crate::plan::target_kind(&canary.spec).unwrap_or(TargetKind::Deployment);
+    let lookup = |name: &str| ctx.stores().workload(kind, &namespace, name);
     let target = lookup(target_name);
     let primary = lookup(&naming::primary(target_name));
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    match next_step(restoring(target.as_deref(), primary.as_deref())) {
+    match next_step(restoring(target.as_ref(), primary.as_ref())) {
         Step::Scale(replicas) => {
             resume_target_scaler(canary, ctx).await?;
-            let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
-            deployments
-                .patch(target_name, &PatchParams::default(), &patch)
-                .await?;
+            let target = target.as_ref().expect("a step that scales has a target");
+            workload::scale(&ctx.client, &namespace, target, replicas).await?;
             return Ok(Requeue::requeue(REVERT_POLL));
         }
         Step::Wait => return Ok(Requeue::requeue(REVERT_POLL)),
         Step::RouteToTarget { replicas } => {
-            let target = target.as_deref().expect("a step that routes has a target");
+            let target = target.as_ref().expect("a step that routes has a target");
             route_to_target(canary, ctx, target, replicas).await?;
         }
         Step::Release => {}
@@ -133,7 +135,7 @@ async fn resume_target_scaler(canary: &Canary, ctx: &Context) -> Result<(), Reco
 async fn route_to_target(
     canary: &Canary,
     ctx: &Context,
-    target: &Deployment,
+    target: &Workload,
     replicas: i32,
 ) -> Result<(), ReconcileError> {
     let namespace = canary.namespace().unwrap_or_default();
@@ -149,7 +151,7 @@ async fn route_to_target(
         .await?;
     let message = format!(
         "{} restored with {replicas} replicas; the apex Service {apex} routes to it",
-        target.name_any()
+        target.name()
     );
     ctx.events
         .publish(canary, AlertSeverity::Info, Reason::Reverted, &message)

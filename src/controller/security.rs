@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::reflector;
@@ -12,6 +11,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::policies::{self, MtlsVerdict, PolicyKind, TargetPods};
+use super::workload::Workload;
 use super::{objects, Context};
 use crate::api::{Canary, Reason};
 use crate::metrics::prometheus::MeshTelemetry;
@@ -58,12 +58,11 @@ fn in_namespace(store: &reflector::Store<DynamicObject>, namespace: &str) -> Vec
         .collect()
 }
 
-fn template_labels(target: &Deployment) -> BTreeMap<String, String> {
+fn template_labels(target: &Workload) -> BTreeMap<String, String> {
     target
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
+        .template()
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.labels)
         .unwrap_or_default()
 }
 
@@ -72,7 +71,7 @@ fn template_labels(target: &Deployment) -> BTreeMap<String, String> {
 pub async fn sync_copies(
     canary: &Canary,
     ctx: &Context,
-    target: &Deployment,
+    target: &Workload,
 ) -> Result<(), kube::Error> {
     if ctx.policies.is_empty() {
         return Ok(());
@@ -156,13 +155,12 @@ pub async fn mtls_preflight(
     canary: &Canary,
     ctx: &Context,
     plan: &crate::plan::Plan,
-    target: &Deployment,
+    target: &Workload,
 ) -> Result<MtlsVerdict, kube::Error> {
     let namespace = canary.namespace().unwrap_or_default();
     let template_meta = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.clone())
+        .template()
+        .and_then(|t| t.metadata)
         .unwrap_or_default();
     match ctx.telemetry_for(plan.router) {
         MeshTelemetry::Linkerd => {

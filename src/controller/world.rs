@@ -4,17 +4,15 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
 use super::configs::{self, ConfigKind};
 
-use super::observe::{self, Stores, World};
-use super::readiness::is_ready;
+use super::observe::{self, World};
 use super::reconcile::ReconcileError;
+use super::workload::{self, Workload};
 use super::Context;
 use crate::api::{Canary, CanaryPhase, CanaryStatus};
 use crate::engine::{mtls_preflight_due, Obstacle, BLOCKED_RECHECK};
@@ -30,14 +28,7 @@ pub async fn gather(
     ctx: &Context,
     status: &CanaryStatus,
 ) -> Result<Result<World, Blocked>, ReconcileError> {
-    let stores = Stores {
-        deployments: &ctx.deployments,
-        config_maps: &ctx.config_maps,
-        secrets: &ctx.secrets,
-        canaries: &ctx.canaries,
-        templates: &ctx.templates,
-        relations: &ctx.relations,
-    };
+    let stores = ctx.stores();
     let plan = match observe::read_plan(canary, &ctx.settings) {
         Ok(plan) => plan,
         Err(obstacle) => {
@@ -99,7 +90,7 @@ async fn refresh_waiting_primary(
     }
     if let Some(primary) = primary_now(canary, ctx, &world.plan).await {
         let threshold = world.plan.analysis.primary_ready_threshold;
-        world.observations.primary_ready = is_ready(&primary, threshold);
+        world.observations.primary_ready = primary.is_ready(threshold);
         world.observations.primary_revision =
             primary.annotations().get(REVISION_ANNOTATION).cloned();
     }
@@ -110,11 +101,10 @@ async fn refresh_waiting_primary(
 /// by longer than that: after an etcd restart the API server's own watch cache was seen to
 /// hold events back for 90 s while reads were current. One GET per reconcile while a promotion
 /// waits; a failed read (or none found) keeps the store's answer.
-async fn primary_now(canary: &Canary, ctx: &Context, plan: &Plan) -> Option<Deployment> {
+async fn primary_now(canary: &Canary, ctx: &Context, plan: &Plan) -> Option<Workload> {
     let namespace = canary.namespace().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = naming::primary(&plan.target.name);
-    match deployments.get_opt(&name).await {
+    match workload::fetch(&ctx.client, &namespace, plan.target.kind, &name).await {
         Ok(primary) => primary,
         Err(error) => {
             tracing::debug!(%error, primary = %name, "primary read failed; keeping the store's answer");
@@ -154,10 +144,9 @@ async fn hold_referenced(canary: &Canary, ctx: &Context, plan: &Plan) {
         }
     }
     let mut maps = Vec::new();
-    let target = ctx.deployments.get(&within(&plan.target.name, &namespace));
-    let template = target
-        .and_then(|t| t.spec.clone())
-        .map(|spec| spec.template);
+    let stores = ctx.stores();
+    let target = stores.workload(plan.target.kind, &namespace, &plan.target.name);
+    let template = target.and_then(|t| t.template());
     for (kind, name) in template
         .map(|t| configs::referenced(&t))
         .unwrap_or_default()

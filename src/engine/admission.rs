@@ -27,7 +27,7 @@ pub enum Obstacle {
     InvalidMetric(String),
     /// An older Canary already manages the same target.
     TargetClaimed { target: String, owner: String },
-    /// `namespace/name` of the missing target.
+    /// `Kind namespace/name` of the missing target.
     TargetNotFound(String),
     /// The target has no selector label to split Services by.
     TargetSelectorMissing(String),
@@ -55,10 +55,10 @@ impl Obstacle {
             Obstacle::IntervalBelowFloor { interval, floor } => {
                 format!("spec.analysis.interval {interval:?} is below the minimum of {floor:?}")
             }
-            Obstacle::TargetClaimed { target, owner } => format!(
-                "Deployment {target} is already managed by Canary {owner}; this one is not run"
-            ),
-            Obstacle::TargetNotFound(target) => format!("target Deployment {target} not found"),
+            Obstacle::TargetClaimed { target, owner } => {
+                format!("target {target} is already managed by Canary {owner}; this one is not run")
+            }
+            Obstacle::TargetNotFound(target) => format!("target {target} not found"),
             Obstacle::MtlsNotEnforced { message, .. } => message.clone(),
         }
     }

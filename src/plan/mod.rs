@@ -24,6 +24,7 @@ pub use autoscaler::{kind_of as autoscaler_kind, AutoscalerKind};
 pub use findings::{Findings, Issue, Severity};
 pub use matches::{Condition, RouteMatch};
 pub use standalone::StandalonePlan;
+pub use target::target_kind;
 pub use windows::ParsedWindow;
 
 /// Options that change what is accepted.

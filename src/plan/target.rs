@@ -46,21 +46,33 @@ fn target(spec: &CanarySpec, findings: &mut Findings) -> Option<Target> {
             "targetRef.name must name the Deployment or DaemonSet to roll out",
         );
     }
-    let kind = match spec.target_ref.kind.as_deref() {
-        None | Some("Deployment") => TargetKind::Deployment,
-        Some("DaemonSet") => TargetKind::DaemonSet,
-        Some(other) => {
-            findings.error(
-                "spec.targetRef.kind",
-                format!("kind {other:?} cannot be rolled out; use Deployment or DaemonSet"),
-            );
-            return None;
-        }
+    let Some(kind) = target_kind(spec) else {
+        let other = spec.target_ref.kind.as_deref().unwrap_or_default();
+        findings.error(
+            "spec.targetRef.kind",
+            format!("kind {other:?} cannot be rolled out; use Deployment or DaemonSet"),
+        );
+        return None;
     };
+    if kind == TargetKind::DaemonSet && spec.autoscaler_ref.is_some() {
+        findings.error(
+            "spec.autoscalerRef",
+            "a DaemonSet runs one pod per node and cannot be autoscaled; remove autoscalerRef",
+        );
+    }
     (!name.is_empty()).then(|| Target {
         kind,
         name: spec.target_ref.name.clone(),
     })
+}
+
+/// The kind `targetRef` names, if it is one Aviary rolls out (Deployment when unset).
+pub fn target_kind(spec: &CanarySpec) -> Option<TargetKind> {
+    match spec.target_ref.kind.as_deref() {
+        None | Some("Deployment") => Some(TargetKind::Deployment),
+        Some("DaemonSet") => Some(TargetKind::DaemonSet),
+        Some(_) => None,
+    }
 }
 
 fn progress_deadline(spec: &CanarySpec, findings: &mut Findings) -> Duration {

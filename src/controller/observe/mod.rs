@@ -3,10 +3,9 @@
 //! that keeps a canary from running comes back as an [`Obstacle`] for the engine to report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
@@ -14,22 +13,39 @@ use kube::ResourceExt;
 use super::configs::{combined_revision, referenced, ConfigKind, Configs};
 use super::index::RelationIndex;
 use super::objects;
-use super::readiness::is_ready;
+use super::workload::Workload;
 use crate::api::{Canary, MetricTemplate, MetricTemplateSpec, OperatorRequest, RouterKind};
 use crate::engine::{Observations, Obstacle, Unreadable};
 use crate::metrics::templates::{Resolution, TemplateSource, TemplateVars};
 use crate::naming::{self, REQUEST_ANNOTATION, REVISION_ANNOTATION};
-use crate::plan::Plan;
+use crate::plan::{Plan, TargetKind};
 
 /// The watch-fed stores a reconcile reads.
 #[derive(Clone, Copy)]
 pub struct Stores<'a> {
     pub deployments: &'a Store<Deployment>,
+    pub daemon_sets: &'a Store<DaemonSet>,
     pub config_maps: &'a Store<ConfigMap>,
     pub secrets: &'a Store<Secret>,
     pub canaries: &'a Store<Canary>,
     pub templates: &'a Store<MetricTemplate>,
     pub relations: &'a RelationIndex,
+}
+
+impl Stores<'_> {
+    /// The workload of `kind` named `name`, from the store of its kind.
+    pub fn workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Option<Workload> {
+        match kind {
+            TargetKind::Deployment => self
+                .deployments
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(Workload::Deployment),
+            TargetKind::DaemonSet => self
+                .daemon_sets
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(Workload::DaemonSet),
+        }
+    }
 }
 
 /// The controller's own settings that decide what a canary may do.
@@ -47,8 +63,8 @@ pub struct Settings {
 /// The world as one reconcile of a canary sees it.
 pub struct World {
     pub plan: Plan,
-    pub target: Arc<Deployment>,
-    pub primary: Option<Arc<Deployment>>,
+    pub target: Workload,
+    pub primary: Option<Workload>,
     /// The ConfigMaps and Secrets the target's pod template uses.
     pub refs: BTreeSet<(ConfigKind, String)>,
     /// Every metric resolved to a built-in or a rendered query.
@@ -89,20 +105,15 @@ pub fn observe(
             owner,
         });
     }
-    let lookup = |name: &str| {
-        stores
-            .deployments
-            .get(&ObjectRef::new(name).within(&namespace))
-    };
+    let lookup = |name: &str| stores.workload(plan.target.kind, &namespace, name);
+    let kind = plan.target.kind;
     let target = lookup(target_name)
-        .ok_or_else(|| Obstacle::TargetNotFound(format!("{namespace}/{target_name}")))?;
+        .ok_or_else(|| Obstacle::TargetNotFound(format!("{kind:?} {namespace}/{target_name}")))?;
+    refuse_on_delete(&target)?;
     objects::selector_label(&target).map_err(|e| Obstacle::TargetSelectorMissing(e.to_string()))?;
     let primary = lookup(&naming::primary(target_name));
-    let refs = target
-        .spec
-        .as_ref()
-        .map(|s| referenced(&s.template))
-        .unwrap_or_default();
+    let template = target.template();
+    let refs = template.as_ref().map(referenced).unwrap_or_default();
     let configs = Configs {
         config_maps: stores.config_maps,
         secrets: stores.secrets,
@@ -110,17 +121,16 @@ pub fn observe(
     };
     let checksums = configs.checksums(&refs);
     let observations = Observations {
-        target_revision: target
-            .spec
+        target_revision: template
             .as_ref()
-            .map(|s| combined_revision(&objects::revision(&s.template), &checksums)),
+            .map(|t| combined_revision(&objects::revision(t), &checksums)),
         primary_revision: primary
             .as_ref()
             .and_then(|p| p.annotations().get(REVISION_ANNOTATION).cloned()),
         primary_ready: primary
             .as_ref()
-            .is_some_and(|p| is_ready(p, plan.analysis.primary_ready_threshold)),
-        canary_ready: is_ready(&target, plan.analysis.canary_ready_threshold),
+            .is_some_and(|p| p.is_ready(plan.analysis.primary_ready_threshold)),
+        canary_ready: target.is_ready(plan.analysis.canary_ready_threshold),
         request: operator_request(canary),
         configs: checksums,
         ..Observations::default()
@@ -133,6 +143,25 @@ pub fn observe(
         checks,
         observations,
     })
+}
+
+/// A DaemonSet that updates its pods only when they are deleted would keep the canary's old
+/// pods through a new revision, and the primary's through a promotion: Flagger refuses it too.
+fn refuse_on_delete(target: &Workload) -> Result<(), Obstacle> {
+    let Workload::DaemonSet(daemon_set) = target else {
+        return Ok(());
+    };
+    let strategy = daemon_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref());
+    match strategy.and_then(|s| s.type_.as_deref()) {
+        Some("OnDelete") => Err(Obstacle::InvalidSpec(format!(
+            "spec.targetRef: DaemonSet {} has updateStrategy OnDelete; a canary needs RollingUpdate",
+            target.name()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The operator request annotated on the canary. One that does not read is identified by a

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
@@ -15,6 +15,7 @@ use crate::engine::Obstacle;
 #[derive(Default)]
 struct World {
     deployments: Writer<Deployment>,
+    daemon_sets: Writer<DaemonSet>,
     config_maps: Writer<ConfigMap>,
     secrets: Writer<Secret>,
     canaries: Writer<Canary>,
@@ -31,13 +32,22 @@ impl World {
 
     fn deployment(&mut self, deployment: Deployment) {
         let event = watcher::Event::Apply(deployment);
-        self.relations.observe_deployment(&event);
+        self.relations
+            .observe_workload(crate::plan::TargetKind::Deployment, &event);
         self.deployments.apply_watcher_event(&event);
     }
 
+    fn daemon_set(&mut self, daemon_set: DaemonSet) {
+        let event = watcher::Event::Apply(daemon_set);
+        self.relations
+            .observe_workload(crate::plan::TargetKind::DaemonSet, &event);
+        self.daemon_sets.apply_watcher_event(&event);
+    }
+
     fn observe(&self, canary: &Canary) -> Result<super::World, Obstacle> {
-        let (deployments, config_maps, secrets, canaries, templates) = (
-            self.deployments.as_reader(),
+        let (deployments, daemon_sets) =
+            (self.deployments.as_reader(), self.daemon_sets.as_reader());
+        let (config_maps, secrets, canaries, templates) = (
             self.config_maps.as_reader(),
             self.secrets.as_reader(),
             self.canaries.as_reader(),
@@ -45,6 +55,7 @@ impl World {
         );
         let stores = Stores {
             deployments: &deployments,
+            daemon_sets: &daemon_sets,
             config_maps: &config_maps,
             secrets: &secrets,
             canaries: &canaries,
@@ -130,7 +141,7 @@ fn what_keeps_a_canary_from_running_is_an_obstacle() {
     world.canary(&missing);
     assert_eq!(
         world.observe(&missing).err(),
-        Some(Obstacle::TargetNotFound("shop/checkout".into()))
+        Some(Obstacle::TargetNotFound("Deployment shop/checkout".into()))
     );
     let fast = canary("fast", "checkout", "2026-01-01T00:00:00Z", "5s");
     assert!(matches!(
@@ -173,4 +184,73 @@ fn an_unreadable_request_is_marked_by_its_text() {
     assert_eq!(first, again);
     assert!(first.marker.starts_with("unreadable-"), "{first:?}");
     assert!(first.message.contains(REQUEST_ANNOTATION), "{first:?}");
+}
+
+/// A DaemonSet of the name, as its controller reports it on three nodes.
+fn daemon_set(name: &str, strategy: &str, scaled_down: bool) -> DaemonSet {
+    let selector = if scaled_down {
+        json!({ crate::controller::workload::SCALED_DOWN_KEY: "true" })
+    } else {
+        json!(null)
+    };
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "namespace": "shop", "generation": 1 },
+        "spec": {
+            "selector": { "matchLabels": { "app": name } },
+            "updateStrategy": { "type": strategy },
+            "template": { "metadata": { "labels": { "app": name } }, "spec": {
+                "nodeSelector": selector,
+                "containers": [{ "name": "agent", "image": "agent:2" }]
+            } }
+        },
+        "status": { "observedGeneration": 1, "desiredNumberScheduled": 3,
+                    "updatedNumberScheduled": 3, "numberAvailable": 3,
+                    "currentNumberScheduled": 3, "numberMisscheduled": 0, "numberReady": 3 }
+    }))
+    .unwrap()
+}
+
+fn daemon_set_canary(name: &str) -> Canary {
+    let mut canary = canary(name, name, "2026-01-01T00:00:00Z", "30s");
+    canary.spec.target_ref.kind = Some("DaemonSet".into());
+    canary
+}
+
+#[test]
+fn a_daemon_set_target_is_read_from_its_own_store() {
+    let mut world = World::default();
+    // A Deployment of the same name is not what a DaemonSet canary rolls out.
+    world.deployment(deployment("agent", true, None));
+    let canary = daemon_set_canary("agent");
+    world.canary(&canary);
+    assert_eq!(
+        world.observe(&canary).err(),
+        Some(Obstacle::TargetNotFound("DaemonSet shop/agent".into()))
+    );
+    world.daemon_set(daemon_set("agent", "RollingUpdate", false));
+    let seen = world.observe(&canary).expect("runnable");
+    assert!(seen.observations.canary_ready);
+    let running = seen.observations.target_revision.clone();
+    world.daemon_set(daemon_set("agent", "RollingUpdate", true));
+    let seen = world.observe(&canary).expect("runnable");
+    assert!(!seen.observations.canary_ready, "scaled down");
+    assert_eq!(
+        seen.observations.target_revision, running,
+        "the same revision"
+    );
+}
+
+#[test]
+fn a_daemon_set_that_updates_on_delete_is_refused_by_field() {
+    let mut world = World::default();
+    world.daemon_set(daemon_set("agent", "OnDelete", false));
+    let canary = daemon_set_canary("agent");
+    world.canary(&canary);
+    let Some(Obstacle::InvalidSpec(message)) = world.observe(&canary).err() else {
+        panic!("OnDelete is refused");
+    };
+    assert!(
+        message.starts_with("spec.targetRef") && message.contains("OnDelete"),
+        "{message}"
+    );
 }

@@ -33,7 +33,7 @@ fn events(decision: &Decision) -> Vec<Reason> {
 #[test]
 fn a_blocked_canary_says_why_once_and_touches_nothing() {
     let sim = Sim::initialized(stepped(20, 60, 1));
-    let missing = Obstacle::TargetNotFound("test/podinfo".into());
+    let missing = Obstacle::TargetNotFound("Deployment test/podinfo".into());
     let first = blocked(&sim.status, (&missing, INTERVAL), sim.now);
     assert_eq!(events(&first), [Reason::TargetNotFound]);
     assert_eq!(
