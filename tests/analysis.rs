@@ -16,6 +16,7 @@ use aviary::metrics::prometheus::{
 };
 use aviary::metrics::templates::{render, PrometheusPool, TemplateVars};
 use aviary::metrics::{MetricError, MetricProvider, MetricQuery};
+use aviary::plan::TargetKind;
 use aviary::validate::{validate_text, Manifest, Options};
 use support::series::{workload, KnownSeries};
 
@@ -85,6 +86,7 @@ async fn builtin_checks_of_every_data_plane_compute_the_known_answer() {
             workload: WorkloadRef {
                 namespace: "shop".into(),
                 name: "cart".into(),
+                kind: TargetKind::Deployment,
             },
         };
         for (check, expected) in [(BUILTIN_SUCCESS_RATE, 95.0), (BUILTIN_DURATION, 99.5)] {
@@ -123,6 +125,7 @@ async fn builtin_checks_of_every_data_plane_compute_the_known_answer() {
             workload: WorkloadRef {
                 namespace: "shop".into(),
                 name: "idle".into(),
+                kind: TargetKind::Deployment,
             },
             ..provider
         };

@@ -54,6 +54,7 @@ impl Measurement {
             workload: WorkloadRef {
                 namespace: self.namespace.clone(),
                 name: plan.target.name.clone(),
+                kind: plan.target.kind,
             },
         };
         let templated = WithTemplates {

@@ -16,7 +16,6 @@ use super::workload::{self, Workload};
 use super::Context;
 use crate::api::{AlertSeverity, Canary, Reason};
 use crate::naming::{self, FINALIZER};
-use crate::plan::TargetKind;
 
 /// How often a revert in progress looks again.
 const REVERT_POLL: Duration = Duration::from_secs(1);
@@ -89,11 +88,14 @@ pub async fn finalize(
     }
     let namespace = canary.namespace().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
-    // A spec that no longer reads is reverted as the Deployment it most likely names.
-    let kind = crate::plan::target_kind(&canary.spec).unwrap_or(TargetKind::Deployment);
-    let lookup = |name: &str| ctx.stores().workload(kind, &namespace, name);
-    let target = lookup(target_name);
-    let primary = lookup(&naming::primary(target_name));
+    let kind = crate::plan::target_kind(&canary.spec);
+    let lookup = |name: &str| kind.and_then(|k| ctx.stores().workload(k, &namespace, name));
+    // Only a canary that made the primary scaled the target down. One that never ran (its
+    // target claimed by another canary, its spec refused) has nothing to restore, and must not
+    // touch a target another canary manages.
+    let uid = canary.uid().unwrap_or_default();
+    let primary = lookup(&naming::primary(target_name)).filter(|p| p.is_controlled_by(&uid));
+    let target = primary.as_ref().and_then(|_| lookup(target_name));
     match next_step(restoring(target.as_ref(), primary.as_ref())) {
         Step::Scale(replicas) => {
             resume_target_scaler(canary, ctx).await?;
@@ -149,8 +151,12 @@ async fn route_to_target(
     services
         .patch(&apex, &PatchParams::default(), &patch)
         .await?;
+    let restored = match target {
+        Workload::Deployment(_) => format!("with {replicas} replicas"),
+        Workload::DaemonSet(_) => "on every node it may run on".to_string(),
+    };
     let message = format!(
-        "{} restored with {replicas} replicas; the apex Service {apex} routes to it",
+        "{} restored {restored}; the apex Service {apex} routes to it",
         target.name()
     );
     ctx.events

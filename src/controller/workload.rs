@@ -55,6 +55,17 @@ impl Workload {
         }
     }
 
+    /// Whether the object with `uid` is its controlling owner.
+    pub fn is_controlled_by(&self, uid: &str) -> bool {
+        let owners = match self {
+            Workload::Deployment(d) => d.owner_references(),
+            Workload::DaemonSet(d) => d.owner_references(),
+        };
+        owners
+            .iter()
+            .any(|o| o.controller == Some(true) && !uid.is_empty() && o.uid == uid)
+    }
+
     /// The labels of the selector's `matchLabels`.
     pub fn match_labels(&self) -> Option<&BTreeMap<String, String>> {
         match self {

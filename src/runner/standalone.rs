@@ -43,6 +43,7 @@ pub async fn run(
             workload: WorkloadRef {
                 namespace: namespace.clone(),
                 name: "canary".into(),
+                kind: crate::plan::TargetKind::Deployment,
             },
         }),
         None => {

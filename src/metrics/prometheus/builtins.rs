@@ -4,6 +4,7 @@
 //! `minSamples`).
 
 use crate::api::{BUILTIN_DURATION, BUILTIN_SUCCESS_RATE};
+use crate::plan::TargetKind;
 
 /// Whose proxies' telemetry the built-in checks read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,15 +43,19 @@ impl MeshTelemetry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadRef {
     pub namespace: String,
-    /// The Deployment whose pods serve the canary (the target); for Envoy a cluster-name
-    /// pattern, for the embedded gateway the upstream (`primary` or `canary`).
+    /// The Deployment or DaemonSet whose pods serve the canary (the target); for Envoy a
+    /// cluster-name pattern, for the embedded gateway the upstream (`primary` or `canary`).
     pub name: String,
+    /// What kind of workload `name` is: Linkerd and OSM label pods by their owner's kind, and
+    /// the two kinds name their pods differently.
+    pub kind: TargetKind,
 }
 
 /// Where one data plane keeps its request counter, error marker and latency histogram.
 struct Shape {
     requests: &'static str,
-    /// Label matchers selecting the workload's requests; `{ns}` and `{name}` are filled in.
+    /// Label matchers selecting the workload's requests; `{ns}`, `{name}`, `{kind}` (Linkerd's
+    /// owner label), `{Kind}` (OSM's) and `{pods}` (the pod name's suffix) are filled in.
     selector: &'static str,
     /// The extra matcher that keeps only non-5xx responses.
     non_errors: &'static str,
@@ -69,7 +74,7 @@ const ISTIO: Shape = Shape {
 
 const LINKERD: Shape = Shape {
     requests: "response_total",
-    selector: "namespace=\"{ns}\",deployment=~\"{name}\",direction=\"inbound\"",
+    selector: "namespace=\"{ns}\",{kind}=~\"{name}\",direction=\"inbound\"",
     non_errors: "classification!=\"failure\"",
     latency_buckets: "response_latency_ms_bucket",
     to_milliseconds: "",
@@ -93,17 +98,19 @@ const EMBEDDED: Shape = Shape {
 
 const OSM: Shape = Shape {
     requests: "osm_request_total",
-    selector: "destination_namespace=\"{ns}\",destination_kind=\"Deployment\",destination_name=~\"{name}\"",
+    selector:
+        "destination_namespace=\"{ns}\",destination_kind=\"{Kind}\",destination_name=~\"{name}\"",
     non_errors: "response_code!~\"5.*\"",
     latency_buckets: "osm_request_duration_ms_bucket",
     to_milliseconds: "",
 };
 
 /// The Prometheus client libraries' default HTTP histogram, scraped with the pod's name; a
-/// pod of Deployment `d` is named `d-<replicaset hash>-<pod hash>`.
+/// pod of Deployment `d` is named `d-<replicaset hash>-<pod hash>`, one of DaemonSet `d`
+/// `d-<five characters>` (so `d-primary-…` is never taken for `d`'s).
 const APPLICATION: Shape = Shape {
     requests: "http_request_duration_seconds_count",
-    selector: "kubernetes_namespace=\"{ns}\",kubernetes_pod_name=~\"({name})-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"",
+    selector: "kubernetes_namespace=\"{ns}\",kubernetes_pod_name=~\"({name}){pods}\"",
     non_errors: "status!~\"5.*\"",
     latency_buckets: "http_request_duration_seconds_bucket",
     to_milliseconds: " * 1000",
@@ -122,10 +129,17 @@ impl MeshTelemetry {
     }
 
     fn selector(self, workload: &WorkloadRef) -> String {
+        let (kind, owner_kind, pods) = match workload.kind {
+            TargetKind::Deployment => ("deployment", "Deployment", "-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"),
+            TargetKind::DaemonSet => ("daemonset", "DaemonSet", "-[0-9a-z]{5}"),
+        };
         self.shape()
             .selector
             .replace("{ns}", &workload.namespace)
             .replace("{name}", &workload.name)
+            .replace("{kind}", kind)
+            .replace("{Kind}", owner_kind)
+            .replace("{pods}", pods)
     }
 
     /// PromQL for a built-in check, or `None` when `check` is not one.
@@ -198,6 +212,7 @@ mod tests {
         let workload = WorkloadRef {
             namespace: "shop".into(),
             name: "cart".into(),
+            kind: TargetKind::Deployment,
         };
         for telemetry in [
             MeshTelemetry::Istio,
@@ -210,10 +225,8 @@ mod tests {
             for check in [BUILTIN_SUCCESS_RATE, BUILTIN_DURATION] {
                 let query = telemetry.builtin_query(check, &workload, "60s").unwrap();
                 assert!(query.contains("[60s]"), "{query}");
-                assert!(
-                    !query.contains("{name}") && !query.contains("{ns}"),
-                    "{query}"
-                );
+                let unfilled = ["{name}", "{ns}", "{kind}", "{Kind}", "{pods}"];
+                assert!(!unfilled.iter().any(|p| query.contains(p)), "{query}");
             }
         }
         let linkerd = MeshTelemetry::Linkerd
@@ -222,5 +235,25 @@ mod tests {
         assert!(linkerd.contains(
             "response_total{namespace=\"shop\",deployment=~\"cart\",direction=\"inbound\",classification!=\"failure\"}[1m]"
         ));
+    }
+
+    #[test]
+    fn a_daemon_sets_pods_are_selected_by_their_owners_kind() {
+        let agent = WorkloadRef {
+            namespace: "nodes".into(),
+            name: "agent".into(),
+            kind: TargetKind::DaemonSet,
+        };
+        let query = |telemetry: MeshTelemetry| telemetry.request_count(&agent, "1m");
+        assert!(query(MeshTelemetry::Linkerd).contains("daemonset=~\"agent\""));
+        assert!(query(MeshTelemetry::Osm).contains("destination_kind=\"DaemonSet\""));
+        let pods = query(MeshTelemetry::Application);
+        assert!(
+            pods.contains("kubernetes_pod_name=~\"(agent)-[0-9a-z]{5}\""),
+            "{pods}"
+        );
+        let pattern = regex::Regex::new("^(agent)-[0-9a-z]{5}$").unwrap();
+        assert!(pattern.is_match("agent-x7k2p"));
+        assert!(!pattern.is_match("agent-primary-x7k2p"));
     }
 }
