@@ -282,10 +282,11 @@ async fn steady_window(
 /// A controller process for `ns` with no reachable Prometheus. It picks its own port; its
 /// first line names it, and the rest of its stdout is drained, so the report stays the only
 /// thing printed.
+/// The controller over `ns`, and the address of its /metrics.
 pub(super) async fn start_controller(
     executable: &Path,
     ns: &str,
-) -> Result<tokio::process::Child, BenchError> {
+) -> Result<(tokio::process::Child, std::net::SocketAddr), BenchError> {
     let args = [
         "controller",
         "--namespace",
@@ -297,9 +298,7 @@ pub(super) async fn start_controller(
         "--min-interval",
         "1s",
     ];
-    let (controller, _listening) =
-        super::start_listening(executable, &args, "the controller").await?;
-    Ok(controller)
+    super::start_listening(executable, &args, "the controller").await
 }
 
 async fn measure(
@@ -313,7 +312,7 @@ async fn measure(
     let create_started = Instant::now();
     create_canaries(&deployments, &canaries, bench).await?;
     let created_in = create_started.elapsed();
-    let mut controller = start_controller(executable, ns).await?;
+    let (mut controller, _) = start_controller(executable, ns).await?;
     let pid = controller.id().unwrap_or(0);
     let n = bench.canaries;
     let init_started = Instant::now();

@@ -166,9 +166,13 @@ async fn soak(
         deployments: Api::namespaced(client.clone(), ns),
         canaries: Api::namespaced(client.clone(), ns),
     };
-    let mut controller = super::controller::start_controller(executable, ns).await?;
+    let (mut controller, metrics) = super::controller::start_controller(executable, ns).await?;
     let pid = controller.id().unwrap_or(0);
-    let outcome = churn(&apis, pid, bench).await;
+    let heap = Heap {
+        http: reqwest::Client::new(),
+        url: format!("http://{metrics}/metrics"),
+    };
+    let outcome = churn(&apis, (pid, &heap), bench).await;
     let _ = controller.kill().await;
     outcome
 }
@@ -182,7 +186,36 @@ fn held(pid: u32) -> (usize, usize) {
     )
 }
 
-async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchError> {
+/// The controller's heap as its /metrics reports it.
+struct Heap {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Heap {
+    /// MiB (allocated, resident), or zeros when the scrape fails.
+    async fn read(&self) -> (f64, f64) {
+        let text = match self.http.get(&self.url).send().await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let gauge = |name: &str| {
+            let line = text.lines().find(|l| l.starts_with(name));
+            let value = line.and_then(|l| l.split_whitespace().nth(1));
+            round(value.and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1_048_576.0)
+        };
+        (
+            gauge("aviary_heap_allocated_bytes "),
+            gauge("aviary_heap_resident_bytes "),
+        )
+    }
+}
+
+async fn churn(
+    apis: &Apis,
+    (pid, heap): (u32, &Heap),
+    bench: &SoakBench,
+) -> Result<Value, BenchError> {
     tokio::time::sleep(SETTLE).await;
     let idle_kib = memory_kib(pid).0;
     let size = bench.batch.min(bench.canaries).max(1);
@@ -190,6 +223,7 @@ async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchE
     one_batch(apis, 0, size).await?;
     tokio::time::sleep(SETTLE).await;
     let before_kib = memory_kib(pid).0;
+    let heap_before = heap.read().await;
     let held_before = held(pid);
     let started = Instant::now();
     let (mut promoted, mut rolled_back) = (0, 0);
@@ -204,6 +238,7 @@ async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchE
     let churn_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
     let (after_kib, peak_kib) = memory_kib(pid);
+    let heap_after = heap.read().await;
     let held_after = held(pid);
     let mib = |kib: u64| round(kib as f64 / 1024.0);
     let half = trace_kib[(trace_kib.len() - 1) / 2];
@@ -225,6 +260,8 @@ async fn churn(apis: &Apis, pid: u32, bench: &SoakBench) -> Result<Value, BenchE
         "rss_after_over_before": round(after_kib as f64 / before_kib.max(1) as f64),
         "controller_rss_after_each_batch_mib": trace_kib.iter().map(|kib| mib(*kib)).collect::<Vec<_>>(),
         "rss_growth_second_half_mib_per_1000_canaries": round(growth_per_1000),
+        "heap_allocated_before_after_mib": [heap_before.0, heap_after.0],
+        "heap_resident_before_after_mib": [heap_before.1, heap_after.1],
         "controller_threads_before_after": [held_before.0, held_after.0],
         "controller_open_files_before_after": [held_before.1, held_after.1],
         "target": { "rss_after_over_before_at_most": 1.1 },

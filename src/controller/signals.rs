@@ -274,7 +274,32 @@ impl State {
             ("aviary_reconciles_running", help),
             [(Labels::new(), running)],
         )?;
-        Self::encode_latencies(encoder)
+        Self::encode_latencies(encoder)?;
+        Self::encode_heap(encoder)
+    }
+
+    /// The heap as the allocator keeps it: the bytes live objects hold, and the pages resident
+    /// for them. A leak grows the first; fragmentation and pages not yet returned, the second.
+    fn encode_heap(encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        // The statistics are a snapshot taken when the epoch advances.
+        let _ = epoch::advance();
+        for (name, help, read) in [
+            (
+                "aviary_heap_allocated_bytes",
+                "Bytes held by live allocations.",
+                stats::allocated::read as fn() -> tikv_jemalloc_ctl::Result<usize>,
+            ),
+            (
+                "aviary_heap_resident_bytes",
+                "Bytes of heap pages resident in memory.",
+                stats::resident::read,
+            ),
+        ] {
+            let bytes = read().map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX));
+            exposition::gauges(encoder, (name, help), [(Labels::new(), bytes)])?;
+        }
+        Ok(())
     }
 
     /// How long webhook calls and metric queries take, process-wide.
