@@ -110,6 +110,7 @@ pub fn observe(
     let target = lookup(target_name)
         .ok_or_else(|| Obstacle::TargetNotFound(format!("{kind:?} {namespace}/{target_name}")))?;
     refuse_on_delete(&target)?;
+    refuse_kind_change(canary, kind, stores)?;
     objects::selector_label(&target).map_err(|e| Obstacle::TargetSelectorMissing(e.to_string()))?;
     let primary = lookup(&naming::primary(target_name));
     let template = target.template();
@@ -159,6 +160,30 @@ fn refuse_on_delete(target: &Workload) -> Result<(), Obstacle> {
         Some("OnDelete") => Err(Obstacle::InvalidSpec(format!(
             "spec.targetRef: DaemonSet {} has updateStrategy OnDelete; a canary needs RollingUpdate",
             target.name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A primary of the other kind, made by this canary before its `targetRef.kind` changed, would
+/// go on serving beside the new one (both carry the same pod labels, so the Services would send
+/// traffic to both). The canary waits until that primary is gone.
+fn refuse_kind_change(
+    canary: &Canary,
+    kind: TargetKind,
+    stores: Stores<'_>,
+) -> Result<(), Obstacle> {
+    let other = match kind {
+        TargetKind::Deployment => TargetKind::DaemonSet,
+        TargetKind::DaemonSet => TargetKind::Deployment,
+    };
+    let namespace = canary.namespace().unwrap_or_default();
+    let name = naming::primary(&canary.spec.target_ref.name);
+    let uid = canary.uid().unwrap_or_default();
+    match stores.workload(other, &namespace, &name) {
+        Some(stale) if stale.is_controlled_by(&uid) => Err(Obstacle::InvalidSpec(format!(
+            "spec.targetRef.kind: this canary made {other:?} {name}, and now names a {kind:?}; \
+             delete {name} (or recreate the Canary) before changing the kind"
         ))),
         _ => Ok(()),
     }

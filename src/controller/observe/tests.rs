@@ -254,3 +254,26 @@ fn a_daemon_set_that_updates_on_delete_is_refused_by_field() {
         "{message}"
     );
 }
+
+#[test]
+fn a_canary_that_changed_its_target_kind_waits_for_its_old_primary_to_go() {
+    let mut world = World::default();
+    let mut canary = daemon_set_canary("agent");
+    canary.metadata.uid = Some("uid-agent".into());
+    world.canary(&canary);
+    world.daemon_set(daemon_set("agent", "RollingUpdate", false));
+    let mut old_primary = deployment("agent-primary", true, Some("rev-1"));
+    let owner = crate::controller::objects::owner_reference(&canary).unwrap();
+    old_primary.metadata.owner_references = Some(vec![owner]);
+    world.deployment(old_primary);
+    let Some(Obstacle::InvalidSpec(message)) = world.observe(&canary).err() else {
+        panic!("the old primary is named");
+    };
+    assert!(
+        message.starts_with("spec.targetRef.kind") && message.contains("agent-primary"),
+        "{message}"
+    );
+    // Another canary's Deployment of that name is not this canary's concern.
+    world.deployment(deployment("agent-primary", true, Some("rev-1")));
+    assert!(world.observe(&canary).is_ok());
+}
