@@ -1,8 +1,10 @@
 //! `aviary bench soak --canaries N`: memory under churn on the cluster in KUBECONFIG. Canaries
 //! go through their whole life in batches: created, initialized, rolled out (half promoted,
 //! half rolled back by a pre-rollout webhook that cannot be reached), and deleted with their
-//! targets. The controller's RSS once everything is gone is compared with its RSS after a
-//! first warm-up batch, when its allocator and pools have reached their working size.
+//! targets. The controller's RSS once everything is gone is compared with its RSS after the
+//! warm-up batches, when its allocator and pools have reached their working size. Every
+//! reading is taken after the controller has idled, after every batch, so the trace shows
+//! whether memory climbs with churn (a leak) or stays at its working size.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,6 +25,8 @@ pub struct SoakBench {
     pub canaries: usize,
     /// Canaries alive at once.
     pub batch: usize,
+    /// Batches before the "before" reading.
+    pub warmup: usize,
 }
 
 /// How long one batch may take at any stage.
@@ -220,31 +224,36 @@ async fn churn(
     let idle_kib = memory_kib(pid).0;
     let size = bench.batch.min(bench.canaries).max(1);
     let batches = bench.canaries.div_ceil(size);
-    one_batch(apis, 0, size).await?;
-    tokio::time::sleep(SETTLE).await;
+    let mut warmup_kib = Vec::with_capacity(bench.warmup);
+    for batch in 0..bench.warmup {
+        one_batch(apis, batch, size).await?;
+        tokio::time::sleep(SETTLE).await;
+        warmup_kib.push(memory_kib(pid).0);
+    }
     let before_kib = memory_kib(pid).0;
     let heap_before = heap.read().await;
     let held_before = held(pid);
     let started = Instant::now();
     let (mut promoted, mut rolled_back) = (0, 0);
-    // RSS as each batch is gone: a leak climbs with every batch, a working size that was not
-    // yet reached by the warm-up steps up once and stays.
+    // RSS once each batch is gone and the controller has idled: a leak climbs with every
+    // batch, a working size stays.
     let mut trace_kib = Vec::with_capacity(batches);
-    for batch in 1..=batches {
+    let mut heap_trace = Vec::with_capacity(batches);
+    let mut idled = Duration::ZERO;
+    for batch in bench.warmup..bench.warmup + batches {
         let (p, r) = one_batch(apis, batch, size).await?;
         (promoted, rolled_back) = (promoted + p, rolled_back + r);
+        tokio::time::sleep(SETTLE).await;
+        idled += SETTLE;
         trace_kib.push(memory_kib(pid).0);
+        heap_trace.push(heap.read().await.0);
     }
-    let churn_s = started.elapsed().as_secs_f64();
-    tokio::time::sleep(SETTLE).await;
+    let churn_s = (started.elapsed() - idled).as_secs_f64();
     let (after_kib, peak_kib) = memory_kib(pid);
     let heap_after = heap.read().await;
     let held_after = held(pid);
     let mib = |kib: u64| round(kib as f64 / 1024.0);
-    let half = trace_kib[(trace_kib.len() - 1) / 2];
-    let second_half_canaries = (batches - (trace_kib.len() - 1) / 2 - 1) * size;
-    let growth_per_1000 =
-        (after_kib as f64 - half as f64) / 1024.0 * 1000.0 / second_half_canaries.max(1) as f64;
+    let per_1000 = growth_per_1000(&trace_kib, size);
     Ok(json!({
         "benchmark": "soak",
         "canaries": batches * size,
@@ -254,17 +263,50 @@ async fn churn(
         "churn_s": round(churn_s),
         "rollouts_per_minute": round((promoted + rolled_back) as f64 / churn_s * 60.0),
         "controller_rss_idle_mib": mib(idle_kib),
+        "warmup_batches": bench.warmup,
+        "controller_rss_after_each_warmup_batch_mib": warmup_kib.iter().map(|kib| mib(*kib)).collect::<Vec<_>>(),
         "controller_rss_before_mib": mib(before_kib),
         "controller_rss_after_mib": mib(after_kib),
         "controller_peak_rss_mib": mib(peak_kib),
         "rss_after_over_before": round(after_kib as f64 / before_kib.max(1) as f64),
         "controller_rss_after_each_batch_mib": trace_kib.iter().map(|kib| mib(*kib)).collect::<Vec<_>>(),
-        "rss_growth_second_half_mib_per_1000_canaries": round(growth_per_1000),
+        "rss_growth_mib_per_1000_canaries": round(per_1000),
         "heap_allocated_before_after_mib": [heap_before.0, heap_after.0],
+        "heap_allocated_after_each_batch_mib": heap_trace,
         "heap_resident_before_after_mib": [heap_before.1, heap_after.1],
         "controller_threads_before_after": [held_before.0, held_after.0],
         "controller_open_files_before_after": [held_before.1, held_after.1],
         "target": { "rss_after_over_before_at_most": 1.1 },
-        "machine": machine("controller, kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok share this machine; before = after one warm-up batch, after = everything deleted, each after 20 s idle"),
+        "machine": machine("controller, kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok share this machine; before = after the warm-up batches, after = everything deleted; every RSS reading after 20 s idle; churn_s leaves the idle time out"),
     }))
+}
+
+/// The least-squares slope of the RSS trace, in MiB per 1,000 canaries churned.
+fn growth_per_1000(trace_kib: &[u64], batch: usize) -> f64 {
+    let n = trace_kib.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let xs = (0..trace_kib.len()).map(|i| (i * batch) as f64 / 1000.0);
+    let ys = trace_kib.iter().map(|kib| *kib as f64 / 1024.0);
+    let (mean_x, mean_y) = (xs.clone().sum::<f64>() / n, ys.clone().sum::<f64>() / n);
+    let covariance: f64 = xs
+        .clone()
+        .zip(ys)
+        .map(|(x, y)| (x - mean_x) * (y - mean_y))
+        .sum();
+    let variance: f64 = xs.map(|x| (x - mean_x).powi(2)).sum();
+    covariance / variance
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn growth_is_the_slope_of_the_trace() {
+        let flat = [40_960, 40_960, 40_960];
+        assert_eq!(super::growth_per_1000(&flat, 200), 0.0);
+        // 1 MiB more after every batch of 500 canaries: 2 MiB per 1,000.
+        let climbing = [10_240, 11_264, 12_288];
+        assert!((super::growth_per_1000(&climbing, 500) - 2.0).abs() < 1e-9);
+    }
 }

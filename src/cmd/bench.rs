@@ -48,6 +48,10 @@ pub enum Bench {
         /// Canaries alive at once.
         #[arg(long, default_value_t = 200)]
         batch: usize,
+        /// Batches run before the RSS "before" is read, for the controller's pools, caches
+        /// and allocator to reach their working size.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
     },
 }
 
@@ -76,8 +80,16 @@ impl Bench {
                 let executable = super::this_executable()?;
                 serde_json::to_string(&aviary::bench::controller::run(&executable, bench).await?)?
             }
-            Bench::Soak { canaries, batch } => {
-                let bench = aviary::bench::soak::SoakBench { canaries, batch };
+            Bench::Soak {
+                canaries,
+                batch,
+                warmup,
+            } => {
+                let bench = aviary::bench::soak::SoakBench {
+                    canaries,
+                    batch,
+                    warmup,
+                };
                 let executable = super::this_executable()?;
                 serde_json::to_string(&aviary::bench::soak::run(&executable, bench).await?)?
             }
