@@ -220,49 +220,31 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
             .map_err(conflict_is_stale)?;
     }
     let status = canary.status.clone().unwrap_or_default();
-    let (decision, (metrics, strategy), pending, stored) =
-        match super::world::gather(canary, ctx, &status).await? {
-            Ok(world) => {
-                let session = Session {
-                    name: &canary.name_any(),
-                    namespace: &canary.namespace().unwrap_or_default(),
-                    plan: &world.plan,
-                    hooks: &ctx.hooks,
-                };
-                let adapter = Cluster {
-                    canary,
-                    ctx,
-                    world: &world,
-                    pending: Default::default(),
-                    stored: Default::default(),
-                };
-                let observations = world.observations.clone();
-                let stepped = session
-                    .run(&status, observations, Timestamp::now(), &adapter)
-                    .await?;
-                let Some((decision, metrics, _)) = stepped else {
-                    // Its webhooks or queries are still running; their end reconciles it again
-                    // (and, should that wake-up be lost, this requeue does).
-                    return Ok(Requeue::requeue(HOOKS_RECHECK));
-                };
-                let me = kube::runtime::reflector::ObjectRef::from_obj(canary);
-                ctx.kept.deferred_hooks.settle(&me, &status);
-                ctx.kept.deferred_metrics.settle(&me, &status);
-                ctx.kept
-                    .resumed
-                    .lock()
-                    .insert(super::world::resume_key(canary));
-                let stored = adapter.stored.into_inner();
-                let strategy = Some(world.plan.strategy);
-                let pending = adapter.pending.into_inner();
-                (decision, (metrics, strategy), pending, stored)
+    let Decided {
+        decision,
+        metrics,
+        strategy,
+        pending,
+        stored,
+    } = match super::world::gather(canary, ctx, &status).await? {
+        Ok(world) => match decide(canary, ctx, &status, &world).await? {
+            Some(decided) => decided,
+            // Its webhooks or queries are still running; their end reconciles it again
+            // (and, should that wake-up be lost, this requeue does).
+            None => return Ok(Requeue::requeue(HOOKS_RECHECK)),
+        },
+        Err((obstacle, recheck)) => {
+            let decision = engine::blocked(&status, (&obstacle, recheck), Timestamp::now());
+            let pending = blocked_events(canary, &decision.actions);
+            Decided {
+                decision,
+                metrics: Vec::new(),
+                strategy: None,
+                pending,
+                stored: None,
             }
-            Err((obstacle, recheck)) => {
-                let decision = engine::blocked(&status, (&obstacle, recheck), Timestamp::now());
-                let pending = blocked_events(canary, &decision.actions);
-                (decision, (Vec::new(), None), pending, None)
-            }
-        };
+        }
+    };
     // Over the intent when one was stored in this reconcile, else over the status as read.
     let written_over = stored.as_ref().unwrap_or(canary);
     let before = written_over.status.clone().unwrap_or_default();
@@ -280,6 +262,61 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     ctx.metrics
         .record(recorded, &status, &decision.status, &metrics);
     Ok(Requeue::requeue(decision.requeue_after))
+}
+
+/// What one reconcile decided, and what it leaves to do once the status is stored.
+struct Decided {
+    decision: engine::Decision,
+    metrics: Vec<engine::MetricOutcome>,
+    strategy: Option<crate::plan::Strategy>,
+    /// Events to publish after the status write.
+    pending: Vec<Pending>,
+    /// The canary as a transition's intent was stored in this reconcile.
+    stored: Option<Canary>,
+}
+
+/// The engine's decision for a canary that can run, with its effects carried out; `None` while
+/// its webhooks or queries are still running.
+async fn decide(
+    canary: &Canary,
+    ctx: &Context,
+    status: &crate::api::CanaryStatus,
+    world: &super::observe::World,
+) -> Result<Option<Decided>, ReconcileError> {
+    let session = Session {
+        name: &canary.name_any(),
+        namespace: &canary.namespace().unwrap_or_default(),
+        plan: &world.plan,
+        hooks: &ctx.hooks,
+    };
+    let adapter = Cluster {
+        canary,
+        ctx,
+        world,
+        pending: Default::default(),
+        stored: Default::default(),
+    };
+    let observations = world.observations.clone();
+    let stepped = session
+        .run(status, observations, Timestamp::now(), &adapter)
+        .await?;
+    let Some((decision, metrics, _)) = stepped else {
+        return Ok(None);
+    };
+    let me = kube::runtime::reflector::ObjectRef::from_obj(canary);
+    ctx.kept.deferred_hooks.settle(&me, status);
+    ctx.kept.deferred_metrics.settle(&me, status);
+    ctx.kept
+        .resumed
+        .lock()
+        .insert(super::world::resume_key(canary));
+    Ok(Some(Decided {
+        decision,
+        metrics,
+        strategy: Some(world.plan.strategy),
+        pending: adapter.pending.into_inner(),
+        stored: adapter.stored.into_inner(),
+    }))
 }
 
 /// The Events of a blocked canary's decision (it has no others), logged now and published
