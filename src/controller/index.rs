@@ -71,23 +71,7 @@ struct Inner {
 }
 
 /// A workload by kind, namespace and name.
-type WorkloadKey = (Kind, Namespace, Name);
-
-/// [`TargetKind`] ordered, to key the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Kind {
-    Deployment,
-    DaemonSet,
-}
-
-impl From<TargetKind> for Kind {
-    fn from(kind: TargetKind) -> Self {
-        match kind {
-            TargetKind::Deployment => Kind::Deployment,
-            TargetKind::DaemonSet => Kind::DaemonSet,
-        }
-    }
-}
+type WorkloadKey = (TargetKind, Namespace, Name);
 
 /// The keys a relist has listed so far; `None` outside a relist.
 #[derive(Debug)]
@@ -153,10 +137,10 @@ fn unlink<K: Ord + std::hash::Hash + Eq, V: Ord>(
 }
 
 impl Inner {
-    fn relist(&mut self, kind: Kind) -> &mut Relist<WorkloadKey> {
+    fn relist(&mut self, kind: TargetKind) -> &mut Relist<WorkloadKey> {
         match kind {
-            Kind::Deployment => &mut self.deployment_relist,
-            Kind::DaemonSet => &mut self.daemon_set_relist,
+            TargetKind::Deployment => &mut self.deployment_relist,
+            TargetKind::DaemonSet => &mut self.daemon_set_relist,
         }
     }
 
@@ -264,7 +248,6 @@ impl RelationIndex {
 
     /// Applies one event of the Deployment or DaemonSet watch.
     pub fn observe_workload<K: PodOwner>(&self, kind: TargetKind, event: &watcher::Event<K>) {
-        let kind = Kind::from(kind);
         let mut guard = self.inner.write();
         let inner = &mut *guard;
         let key = |object: &K| {
@@ -283,8 +266,8 @@ impl RelationIndex {
             watcher::Event::InitDone => {
                 let known = &inner.workloads;
                 let relist = match kind {
-                    Kind::Deployment => &mut inner.deployment_relist,
-                    Kind::DaemonSet => &mut inner.daemon_set_relist,
+                    TargetKind::Deployment => &mut inner.deployment_relist,
+                    TargetKind::DaemonSet => &mut inner.daemon_set_relist,
                 };
                 for key in relist.unlisted(known, |(k, _, _)| *k == kind) {
                     inner.remove_workload(&key);

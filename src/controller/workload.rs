@@ -94,10 +94,7 @@ impl Workload {
 
     /// Whether no pod of it is asked for.
     pub fn is_scaled_down(&self) -> bool {
-        match self {
-            Workload::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
-            Workload::DaemonSet(d) => is_scaled_down(d),
-        }
+        self.replicas() == Some(0)
     }
 
     /// Serving: the current generation rolled out and at least `threshold_percent` of the
