@@ -4,8 +4,15 @@
 
 /// The server-side-apply field manager for every object Aviary writes.
 pub const FIELD_MANAGER: &str = "aviary";
-/// Finalizer put on Canaries with `revertOnDeletion`.
+/// Finalizer put on Canaries with `revertOnDeletion`, and on those whose routing object is
+/// cluster-scoped (Kuma), which no owner reference can remove. The name predates the second
+/// use; it stays, so Canaries that carry it are still released.
 pub const FINALIZER: &str = "aviary.dev/revert-on-deletion";
+/// The label that marks objects Aviary made where no owner reference can (cluster-scoped).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "aviary";
+/// Annotation on a cluster-scoped object: the `namespace/name` of the Canary it routes for.
+pub const CANARY_ANNOTATION: &str = "aviary.dev/canary";
 /// Annotation on the primary Deployment: the revision its template was copied from.
 pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
 /// Annotation on a Canary that carries the latest operator request, as JSON.

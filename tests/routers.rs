@@ -32,6 +32,8 @@ enum Mesh {
     SmiV1alpha3,
     /// No mesh: the apex Service is the whole routing, and only blue/green runs.
     Kubernetes,
+    /// Kuma: a cluster-scoped TrafficRoute `<svc>.<namespace>`.
+    Kuma,
 }
 
 /// What a routing object says, read with the routing API's own field names.
@@ -53,6 +55,7 @@ impl Mesh {
             Mesh::SmiV1alpha1 => "smi:v1alpha1",
             Mesh::SmiV1alpha3 => "smi:v1alpha3",
             Mesh::Kubernetes => "kubernetes",
+            Mesh::Kuma => "kuma",
         }
     }
 
@@ -77,6 +80,19 @@ impl Mesh {
             Mesh::SmiV1alpha1 => f.dynamic("split.smi-spec.io", "v1alpha1", "TrafficSplit"),
             Mesh::SmiV1alpha3 => f.dynamic("split.smi-spec.io", "v1alpha3", "TrafficSplit"),
             Mesh::Kubernetes => f.dynamic("", "v1", "Service"),
+            Mesh::Kuma => {
+                let gvk = kube::core::GroupVersionKind::gvk("kuma.io", "v1alpha1", "TrafficRoute");
+                let resource = kube::core::ApiResource::from_gvk(&gvk);
+                kube::Api::all_with(f.client.clone(), &resource)
+            }
+        }
+    }
+
+    /// The routing object's name: the apex's, or for a cluster-scoped one also the namespace's.
+    fn route_name(self, f: &Fixture) -> String {
+        match self {
+            Mesh::Kuma => format!("{SERVICE}.{}", f.ns),
+            _ => SERVICE.to_string(),
         }
     }
 
@@ -189,6 +205,20 @@ impl Mesh {
                     mirror_percent: None,
                 })
             }
+            Mesh::Kuma => {
+                // `<service>_<namespace>_svc_<port>`: the apex's names the namespace.
+                let apex = spec["destinations"][0]["match"]["kuma.io/service"].as_str()?;
+                let namespace = apex.strip_prefix("web_")?.strip_suffix("_svc_9898")?;
+                let tag = |service: &str| json!({ "kuma.io/service": format!("{service}_{namespace}_svc_9898") });
+                let split = spec["conf"]["split"].as_array()?;
+                let weight =
+                    split.iter().find(|s| s["destination"] == tag(&canary))?["weight"].as_i64()?;
+                Some(Observed {
+                    canary_weight: weight,
+                    ab_to_canary: false,
+                    mirror_percent: None,
+                })
+            }
             // Flagger's kubernetes provider: the apex Service always selects the primary's pods;
             // the canary is reached only through `<svc>-canary`.
             Mesh::Kubernetes => Some(Observed {
@@ -217,12 +247,15 @@ impl Mesh {
                 .and_then(|r| r.last_mut())
                 .and_then(|r| r["backendRefs"].as_array_mut()),
             Mesh::Smi | Mesh::SmiV1alpha1 | Mesh::SmiV1alpha3 => spec["backends"].as_array_mut(),
+            Mesh::Kuma => spec["conf"]["split"].as_array_mut(),
             Mesh::Kubernetes => return,
         };
         for entry in entries.expect("a weighted rule") {
+            let kuma_service = entry["destination"]["kuma.io/service"].as_str();
             let is_canary = entry["destination"]["host"] == canary
                 || entry["name"] == canary
-                || entry["service"] == canary;
+                || entry["service"] == canary
+                || kuma_service.is_some_and(|s| s.starts_with(&format!("{SERVICE}-canary_")));
             entry["weight"] = json!(if is_canary { weight } else { 100 - weight });
         }
     }
@@ -254,7 +287,7 @@ impl Suite {
         let object = self
             .mesh
             .route_api(&self.f)
-            .get_opt(SERVICE)
+            .get_opt(&self.mesh.route_name(&self.f))
             .await
             .unwrap()?;
         self.mesh.observe(&object.data["spec"])
@@ -459,9 +492,10 @@ async fn restart_mid_rollout(mesh: Mesh) {
     s.f.controller.kill().await;
     let before = s.f.status(SERVICE).await;
     let api = s.mesh.route_api(&s.f);
-    let mut object = api.get(SERVICE).await.unwrap();
+    let name = mesh.route_name(&s.f);
+    let mut object = api.get(&name).await.unwrap();
     mesh.tamper(&mut object.data["spec"], 55);
-    api.replace(SERVICE, &PostParams::default(), &object)
+    api.replace(&name, &PostParams::default(), &object)
         .await
         .unwrap();
     assert_eq!(s.observed().await.map(|o| o.canary_weight), Some(55));
@@ -512,7 +546,7 @@ async fn revert_on_deletion(mesh: Mesh) {
     eventually(LIMIT, || async {
         s.mesh
             .route_api(&s.f)
-            .get_opt(SERVICE)
+            .get_opt(&s.mesh.route_name(&s.f))
             .await
             .unwrap()
             .is_none()
@@ -571,6 +605,7 @@ conformance! {
     smi_v1alpha1 => Mesh::SmiV1alpha1,
     smi_v1alpha3 => Mesh::SmiV1alpha3,
     kubernetes => Mesh::Kubernetes,
+    kuma => Mesh::Kuma,
 }
 
 /// A full rollout judged by the built-in checks over one data plane's telemetry in a real
@@ -649,4 +684,54 @@ async fn gatewayapi_v1beta1_with_linkerd_telemetry_promotes_and_rolls_back() {
 async fn kubernetes_blue_green_on_application_telemetry_promotes_and_rolls_back() {
     let args = ["--mesh-provider", "kubernetes"];
     judged_by_telemetry(Mesh::Kubernetes, &args, "http_request_duration_seconds").await
+}
+
+/// Kuma: a TrafficRoute, judged by the callers' Envoy cluster statistics.
+#[tokio::test]
+async fn kuma_on_envoy_cluster_telemetry_promotes_and_rolls_back() {
+    let args = ["--mesh-provider", "kuma"];
+    judged_by_telemetry(Mesh::Kuma, &args, "envoy_cluster_upstream_rq").await
+}
+
+/// A cluster-scoped TrafficRoute cannot be owned by its Canary: it goes with the Canary all the
+/// same, and only its own. Another namespace's canary of the same name keeps its route.
+#[tokio::test]
+async fn a_kuma_route_goes_with_its_canary_and_no_other() {
+    let mesh = Mesh::Kuma;
+    let analysis = json!({ "interval": "1s", "threshold": 2, "stepWeight": 50 });
+    let ours = Suite::new(mesh, "owned").await;
+    let theirs = Suite::new(mesh, "neighbour").await;
+    for s in [&ours, &theirs] {
+        s.create(analysis.clone(), json!({})).await;
+        s.f.wait_phase(SERVICE, CanaryPhase::Initialized, LIMIT)
+            .await;
+        assert_eq!(s.observed().await.map(|o| o.canary_weight), Some(0));
+    }
+    let finalizers = ours
+        .f
+        .canaries()
+        .get(SERVICE)
+        .await
+        .unwrap()
+        .metadata
+        .finalizers;
+    assert!(
+        finalizers.is_some_and(|f| !f.is_empty()),
+        "a finalizer removes the route"
+    );
+    ours.f
+        .canaries()
+        .delete(SERVICE, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(LIMIT, || async {
+        ours.f.canaries().get_opt(SERVICE).await.unwrap().is_none()
+    })
+    .await;
+    assert!(ours.observed().await.is_none(), "our TrafficRoute deleted");
+    assert_eq!(
+        theirs.observed().await.map(|o| o.canary_weight),
+        Some(0),
+        "the other namespace's route stays"
+    );
 }

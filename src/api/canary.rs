@@ -68,7 +68,9 @@ pub struct CanarySpec {
     /// Stop acting on this canary; the current state is kept.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
-    /// How the workload is exposed and routed.
+    /// How the workload is exposed and routed. Required for every target but a Knative
+    /// Service, which has its own network endpoints.
+    #[serde(default, skip_serializing_if = "CanaryService::is_unset")]
     pub service: CanaryService,
     /// How each step is judged. Absent means skipAnalysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +233,13 @@ pub struct CanaryService {
     pub primary: Option<ServiceMetadata>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<ServiceMetadata>,
+}
+
+impl CanaryService {
+    /// Left out entirely, as Knative canaries leave it.
+    pub fn is_unset(&self) -> bool {
+        *self == CanaryService::default()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -20,6 +20,12 @@ pub enum RouterKind {
     /// the switch happens when the primary takes the new template. Judged by the application's
     /// own `http_request_duration_seconds` histogram.
     Kubernetes,
+    /// Kuma: a cluster-scoped `kuma.io/v1alpha1` TrafficRoute splitting the apex's Kuma service
+    /// between the primary's and the canary's, judged by Kuma's Envoy cluster statistics.
+    Kuma,
+    /// Knative: the Knative Service's own `spec.traffic`, split between the primary revision
+    /// and the latest one.
+    Knative,
 }
 
 /// The TrafficSplit versions Flagger's SMI routers write. Each carries the root service and
@@ -48,9 +54,9 @@ impl SmiVersion {
 }
 
 /// The provider names accepted in `spec.provider` and `--mesh-provider`.
-pub const PROVIDER_NAMES: &str = "istio, linkerd, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, osm, gatewayapi:v1, gatewayapi:v1beta1, kubernetes";
+pub const PROVIDER_NAMES: &str = "istio, linkerd, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, osm, gatewayapi:v1, gatewayapi:v1beta1, kubernetes, kuma, knative";
 /// Every spelling [`RouterKind::parse`] accepts (the CRD's enum).
-pub const PROVIDERS: [&str; 11] = [
+pub const PROVIDERS: [&str; 13] = [
     "istio",
     "linkerd",
     "smi",
@@ -62,6 +68,8 @@ pub const PROVIDERS: [&str; 11] = [
     "gatewayapi:v1",
     "gatewayapi:v1beta1",
     "kubernetes",
+    "kuma",
+    "knative",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +88,8 @@ impl RouterKind {
             "gatewayapi" | "gatewayapi:v1" | "gatewayapi:v1beta1" => Ok(RouterKind::GatewayApi),
             "osm" => Ok(RouterKind::Osm),
             "kubernetes" => Ok(RouterKind::Kubernetes),
+            "kuma" => Ok(RouterKind::Kuma),
+            "knative" => Ok(RouterKind::Knative),
             other => Err(UnknownProvider(other.to_string())),
         }
     }
@@ -119,6 +129,8 @@ impl fmt::Display for RouterKind {
             RouterKind::GatewayApi => "gatewayapi:v1",
             RouterKind::Osm => "osm",
             RouterKind::Kubernetes => "kubernetes",
+            RouterKind::Kuma => "kuma",
+            RouterKind::Knative => "knative",
         })
     }
 }

@@ -16,6 +16,7 @@ use super::objects;
 use super::observe::{metrics_address, World};
 use super::reconcile::ReconcileError;
 use super::scaled_object;
+use super::workload::Workload;
 use super::Context;
 use crate::api::HookType;
 use crate::api::{Canary, CanaryStatus};
@@ -34,6 +35,8 @@ struct Measurement {
     http: reqwest::Client,
     mesh: crate::metrics::prometheus::MeshTelemetry,
     namespace: String,
+    /// The canary's and the primary's workload names as the telemetry labels them.
+    sides: (String, String),
     checks: Vec<(String, crate::metrics::templates::Resolution)>,
     pool: std::sync::Arc<crate::metrics::templates::PrometheusPool>,
     sampling: crate::judge::sampling::SamplingModel,
@@ -53,7 +56,7 @@ impl Measurement {
             mesh: self.mesh,
             workload: WorkloadRef {
                 namespace: self.namespace.clone(),
-                name: plan.target.name.clone(),
+                name: self.sides.0.clone(),
                 kind: plan.target.kind,
             },
         };
@@ -66,7 +69,7 @@ impl Measurement {
         };
         let mut outcomes = crate::driver::measure_all(plan, &templated).await;
         let primary = WorkloadRef {
-            name: naming::primary(&provider.workload.name),
+            name: self.sides.1.clone(),
             ..provider.workload.clone()
         };
         let comparer = Comparer {
@@ -253,7 +256,24 @@ impl Cluster<'_> {
         Ok(())
     }
 
+    /// A Knative Service's primary is a Revision: the one named, else the latest.
+    async fn name_primary_revision(&self, promoted: bool) -> Result<(), ReconcileError> {
+        let Workload::Knative(service) = &self.world.target else {
+            return Ok(());
+        };
+        let revision = self.world.observations.target_revision.as_deref();
+        if !promoted && service.primary_revision().is_some() || revision.is_none() {
+            return Ok(());
+        }
+        let (client, namespace) = (&self.ctx.client, self.namespace());
+        super::knative::set_primary(client, &namespace, &service.name, revision).await?;
+        Ok(())
+    }
+
     async fn bootstrap_now(&self) -> Result<(), ReconcileError> {
+        if self.world.plan.target.kind == crate::plan::TargetKind::KnativeService {
+            return self.name_primary_revision(false).await;
+        }
         if self.world.primary.is_none() {
             self.write_primary(self.target_replicas().max(1)).await?;
         }
@@ -276,6 +296,20 @@ impl Cluster<'_> {
         Ok(())
     }
 
+    /// The canary's and the primary's workloads as telemetry names them: the target and its
+    /// `-primary` copy, or a Knative Service's latest and primary Revisions.
+    fn sides(&self) -> (String, String) {
+        let plan = &self.world.plan;
+        let seen = &self.world.observations;
+        match plan.target.kind {
+            crate::plan::TargetKind::KnativeService => (
+                seen.target_revision.clone().unwrap_or_default(),
+                seen.primary_revision.clone().unwrap_or_default(),
+            ),
+            _ => (plan.target.name.clone(), naming::primary(&plan.target.name)),
+        }
+    }
+
     /// This step's metric queries, owning all they need, so they can outlast the reconcile.
     fn measurement(&self) -> Measurement {
         let plan = &self.world.plan;
@@ -285,6 +319,7 @@ impl Cluster<'_> {
             http: ctx.prometheus_http.clone(),
             mesh: ctx.telemetry_for(plan.router),
             namespace: self.namespace(),
+            sides: self.sides(),
             checks: self.world.checks.clone(),
             pool: ctx.template_pool.clone(),
             plan: plan.clone(),
@@ -357,6 +392,9 @@ impl Adapter for Cluster<'_> {
 
     fn promote(&self) -> BoxFuture<'_, Result<(), ReconcileError>> {
         Box::pin(async move {
+            if self.world.plan.target.kind == crate::plan::TargetKind::KnativeService {
+                return self.name_primary_revision(true).await;
+            }
             self.write_primary(self.primary_replicas()).await?;
             self.router().ensure(self.canary, &self.world.plan).await?;
             Ok(())

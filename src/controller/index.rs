@@ -7,7 +7,7 @@
 //! watch's `Init` … `InitDone`) replaces the entries of its kind, so objects deleted while the
 //! watch was down do not linger.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -66,8 +66,8 @@ struct Inner {
     /// Workloads by name: a Deployment and a DaemonSet of one name wake the same canaries.
     config_users: HashMap<(Namespace, ConfigKind, Name), BTreeSet<Name>>,
     canary_relist: Relist<(Namespace, Name)>,
-    deployment_relist: Relist<WorkloadKey>,
-    daemon_set_relist: Relist<WorkloadKey>,
+    /// One relist per watched workload kind.
+    workload_relists: BTreeMap<TargetKind, Relist<WorkloadKey>>,
 }
 
 /// A workload by kind, namespace and name.
@@ -138,10 +138,7 @@ fn unlink<K: Ord + std::hash::Hash + Eq, V: Ord>(
 
 impl Inner {
     fn relist(&mut self, kind: TargetKind) -> &mut Relist<WorkloadKey> {
-        match kind {
-            TargetKind::Deployment => &mut self.deployment_relist,
-            TargetKind::DaemonSet => &mut self.daemon_set_relist,
-        }
+        self.workload_relists.entry(kind).or_default()
     }
 
     fn remove_canary(&mut self, key: &(Namespace, Name)) {
@@ -265,10 +262,7 @@ impl RelationIndex {
             watcher::Event::Delete(object) => inner.remove_workload(&key(object)),
             watcher::Event::InitDone => {
                 let known = &inner.workloads;
-                let relist = match kind {
-                    TargetKind::Deployment => &mut inner.deployment_relist,
-                    TargetKind::DaemonSet => &mut inner.daemon_set_relist,
-                };
+                let relist = inner.workload_relists.entry(kind).or_default();
                 for key in relist.unlisted(known, |(k, _, _)| *k == kind) {
                     inner.remove_workload(&key);
                 }

@@ -13,6 +13,7 @@ mod events;
 mod finalizer;
 mod flagger_signals;
 mod index;
+pub mod knative;
 mod leader;
 pub mod objects;
 mod observe;
@@ -160,6 +161,8 @@ impl Context {
             RouterKind::GatewayApi => self.gateway_telemetry,
             RouterKind::Osm => MeshTelemetry::Osm,
             RouterKind::Kubernetes => MeshTelemetry::Application,
+            RouterKind::Kuma => MeshTelemetry::Kuma,
+            RouterKind::Knative => MeshTelemetry::Knative,
         }
     }
 }

@@ -151,6 +151,8 @@ pub fn primary(
                 status: None,
             })
         }
+        // Its primary is one of its own Revisions, named by an annotation: nothing is copied.
+        Workload::Knative(_) => return Err(ObjectError::NoTemplate(described(target))),
     })
 }
 

@@ -198,6 +198,20 @@ async fn stores_ready(ctx: &Context) -> bool {
     tokio::time::timeout(STORE_PATIENCE, listed).await.is_ok()
 }
 
+/// The router a canary names, or the controller's default; `None` when it names none known.
+pub fn router_of(canary: &Canary, ctx: &Context) -> Option<crate::api::RouterKind> {
+    match &canary.spec.provider {
+        Some(name) => crate::api::RouterKind::parse(name).ok(),
+        None => Some(ctx.settings.default_router),
+    }
+}
+
+/// A canary keeps Aviary's finalizer to be reverted on deletion, or when its routing object is
+/// cluster-scoped and only the controller can remove it.
+fn needs_finalizer(canary: &Canary, ctx: &Context) -> bool {
+    canary.spec.revert_on_deletion || router_of(canary, ctx) == Some(crate::api::RouterKind::Kuma)
+}
+
 async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, ReconcileError> {
     if !stores_ready(ctx).await {
         return Ok(Requeue::requeue(ERROR_BACKOFF));
@@ -214,7 +228,7 @@ async fn reconcile_inner(canary: &Canary, ctx: &Context) -> Result<Requeue, Reco
     if canary.meta().deletion_timestamp.is_some() {
         return super::revert::finalize(canary, ctx, &api).await;
     }
-    if canary.spec.revert_on_deletion {
+    if needs_finalizer(canary, ctx) {
         super::finalizer::ensure(&api, canary)
             .await
             .map_err(conflict_is_stale)?;

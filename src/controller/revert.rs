@@ -63,7 +63,7 @@ fn restoring(target: Option<&Workload>, primary: Option<&Workload>) -> Restoring
     let primary_replicas = primary.and_then(Workload::replicas).unwrap_or(1);
     // A DaemonSet runs on every node it may once it is not scaled down: as the primary does.
     let replicas = |t: &Workload| match t {
-        Workload::Deployment(_) => t.replicas(),
+        Workload::Deployment(_) | Workload::Knative(_) => t.replicas(),
         Workload::DaemonSet(_) => Some(if t.is_scaled_down() {
             0
         } else {
@@ -86,6 +86,27 @@ pub async fn finalize(
     if !canary.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Requeue::await_change());
     }
+    if canary.spec.revert_on_deletion {
+        if let Some(again) = revert(canary, ctx).await? {
+            return Ok(again);
+        }
+    }
+    if let Some(router) = super::reconcile::router_of(canary, ctx) {
+        ctx.routers
+            .on_delete(router, canary)
+            .await
+            .map_err(ReconcileError::Router)?;
+    }
+    super::finalizer::release(api, canary)
+        .await
+        .map_err(conflict_is_stale)?;
+    ctx.kept.forget(&super::per_canary::Identity::of(canary));
+    Ok(Requeue::await_change())
+}
+
+/// One step of restoring the target; `Some` when it must be looked at again before the
+/// Canary may go.
+async fn revert(canary: &Canary, ctx: &Context) -> Result<Option<Requeue>, ReconcileError> {
     let namespace = canary.namespace().unwrap_or_default();
     let target_name = &canary.spec.target_ref.name;
     let kind = crate::plan::target_kind(&canary.spec);
@@ -101,20 +122,16 @@ pub async fn finalize(
             resume_target_scaler(canary, ctx).await?;
             let target = target.as_ref().expect("a step that scales has a target");
             workload::scale(&ctx.client, &namespace, target, replicas).await?;
-            return Ok(Requeue::requeue(REVERT_POLL));
+            return Ok(Some(Requeue::requeue(REVERT_POLL)));
         }
-        Step::Wait => return Ok(Requeue::requeue(REVERT_POLL)),
+        Step::Wait => return Ok(Some(Requeue::requeue(REVERT_POLL))),
         Step::RouteToTarget { replicas } => {
             let target = target.as_ref().expect("a step that routes has a target");
             route_to_target(canary, ctx, target, replicas).await?;
         }
         Step::Release => {}
     }
-    super::finalizer::release(api, canary)
-        .await
-        .map_err(conflict_is_stale)?;
-    ctx.kept.forget(&super::per_canary::Identity::of(canary));
-    Ok(Requeue::await_change())
+    Ok(None)
 }
 
 /// The restored target scales by its own KEDA ScaledObject again; one already gone is no
@@ -154,6 +171,7 @@ async fn route_to_target(
     let restored = match target {
         Workload::Deployment(_) => format!("with {replicas} replicas"),
         Workload::DaemonSet(_) => "on every node it may run on".to_string(),
+        Workload::Knative(_) => "as its latest Revision".to_string(),
     };
     let message = format!(
         "{} restored {restored}; the apex Service {apex} routes to it",

@@ -17,6 +17,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::{json, Map, Value};
 
+use super::knative::KnativeService;
 use crate::plan::TargetKind;
 
 /// The node selector that keeps a scaled-down DaemonSet's pods off every node.
@@ -31,6 +32,9 @@ const SCALED_DOWN_KEYS: [&str; 2] = [SCALED_DOWN_KEY, FLAGGER_SCALED_DOWN_KEY];
 pub enum Workload {
     Deployment(Arc<Deployment>),
     DaemonSet(Arc<DaemonSet>),
+    /// A Knative Service, read from the API server: it has no pod template of its own to copy,
+    /// no selector and no size ([`super::knative`]).
+    Knative(Arc<KnativeService>),
 }
 
 impl Workload {
@@ -38,6 +42,7 @@ impl Workload {
         match self {
             Workload::Deployment(_) => TargetKind::Deployment,
             Workload::DaemonSet(_) => TargetKind::DaemonSet,
+            Workload::Knative(_) => TargetKind::KnativeService,
         }
     }
 
@@ -45,6 +50,7 @@ impl Workload {
         match self {
             Workload::Deployment(d) => d.name_any(),
             Workload::DaemonSet(d) => d.name_any(),
+            Workload::Knative(s) => s.name.clone(),
         }
     }
 
@@ -52,6 +58,7 @@ impl Workload {
         match self {
             Workload::Deployment(d) => d.annotations(),
             Workload::DaemonSet(d) => d.annotations(),
+            Workload::Knative(s) => &s.annotations,
         }
     }
 
@@ -60,6 +67,7 @@ impl Workload {
         let owners = match self {
             Workload::Deployment(d) => d.owner_references(),
             Workload::DaemonSet(d) => d.owner_references(),
+            Workload::Knative(_) => &[],
         };
         owners
             .iter()
@@ -71,6 +79,7 @@ impl Workload {
         match self {
             Workload::Deployment(d) => d.spec.as_ref()?.selector.match_labels.as_ref(),
             Workload::DaemonSet(d) => d.spec.as_ref()?.selector.match_labels.as_ref(),
+            Workload::Knative(_) => None,
         }
     }
 
@@ -80,6 +89,7 @@ impl Workload {
         match self {
             Workload::Deployment(d) => Some(d.spec.as_ref()?.template.clone()),
             Workload::DaemonSet(d) => Some(unscaled(d.spec.as_ref()?.template.clone())),
+            Workload::Knative(_) => None,
         }
     }
 
@@ -89,6 +99,7 @@ impl Workload {
         match self {
             Workload::Deployment(d) => d.spec.as_ref()?.replicas,
             Workload::DaemonSet(d) => is_scaled_down(d).then_some(0),
+            Workload::Knative(_) => None,
         }
     }
 
@@ -105,6 +116,7 @@ impl Workload {
             Workload::DaemonSet(d) => {
                 !is_scaled_down(d) && super::readiness::daemon_set_ready(d, threshold_percent)
             }
+            Workload::Knative(s) => s.is_ready(),
         }
     }
 }
@@ -125,6 +137,9 @@ pub async fn fetch(
             .get_opt(name)
             .await?
             .map(|d| Workload::DaemonSet(Arc::new(d))),
+        TargetKind::KnativeService => super::knative::fetch(client, namespace, name)
+            .await?
+            .map(|s| Workload::Knative(Arc::new(s))),
     })
 }
 
@@ -180,6 +195,8 @@ pub async fn scale(
             let patch = Patch::Merge(daemon_set_scale_patch(down));
             api.patch(&name, &PatchParams::default(), &patch).await?;
         }
+        // Knative scales every Revision by its own traffic.
+        Workload::Knative(_) => {}
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use super::Context;
 use crate::api::{Canary, CanaryPhase, CanaryStatus};
 use crate::engine::{mtls_preflight_due, Obstacle, BLOCKED_RECHECK};
 use crate::naming::{self, REVISION_ANNOTATION};
-use crate::plan::{MetricSource, Plan};
+use crate::plan::{MetricSource, Plan, TargetKind};
 
 /// What keeps a canary from running, and how soon to look again.
 pub type Blocked = (Obstacle, Duration);
@@ -41,7 +41,14 @@ pub async fn gather(
     };
     let interval = plan.interval;
     hold_referenced(canary, ctx, &plan).await;
-    let mut world = match observe::observe(canary, plan, stores, &ctx.settings) {
+    let observed = match plan.target.kind {
+        TargetKind::KnativeService => {
+            let service = knative_service(canary, ctx, &plan).await?;
+            observe::observe_knative(canary, plan, service, stores, &ctx.settings)
+        }
+        _ => observe::observe(canary, plan, stores, &ctx.settings),
+    };
+    let mut world = match observed {
         Ok(world) => world,
         Err(obstacle) => return Ok(Err((obstacle, interval))),
     };
@@ -59,7 +66,9 @@ pub async fn gather(
         }
         world.observations.mtls = Some((verdict.reason, verdict.message));
     }
-    if status.phase == CanaryPhase::Promoting {
+    if status.phase == CanaryPhase::Promoting
+        && world.plan.target.kind != TargetKind::KnativeService
+    {
         refresh_waiting_primary(canary, ctx, status, &mut world).await;
     }
     // Marked as resumed by the reconcile once its decision is applied, so a failed read or
@@ -73,6 +82,16 @@ pub async fn gather(
         world.observations.mesh_routes = router.current(canary, &world.plan).await?;
     }
     Ok(Ok(world))
+}
+
+/// The Knative Service a canary rolls out, read now: Knative Services are not watched.
+async fn knative_service(
+    canary: &Canary,
+    ctx: &Context,
+    plan: &Plan,
+) -> Result<Option<super::knative::KnativeService>, ReconcileError> {
+    let namespace = canary.namespace().unwrap_or_default();
+    Ok(super::knative::fetch(&ctx.client, &namespace, &plan.target.name).await?)
 }
 
 /// While a promotion waits on a primary the store does not yet show as updated and ready,

@@ -70,6 +70,9 @@ pub struct Target {
 pub enum TargetKind {
     Deployment,
     DaemonSet,
+    /// A Knative Service (`serving.knative.dev`): its revisions are the primary and the canary,
+    /// and its own traffic block splits between them.
+    KnativeService,
 }
 
 /// The deployment strategy, derived from the analysis block the way Flagger derives it.

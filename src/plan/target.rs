@@ -33,32 +33,40 @@ pub(super) fn top(spec: &CanarySpec, options: Options, findings: &mut Findings) 
 const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 
 fn target(spec: &CanarySpec, findings: &mut Findings) -> Option<Target> {
-    if !(1..=65535).contains(&spec.service.port) {
-        findings.error(
-            "spec.service.port",
-            format!("port {} is not between 1 and 65535", spec.service.port),
-        );
+    let kind = target_kind(spec);
+    // A Knative Service has its own network endpoints: Flagger's Knative canaries leave
+    // `spec.service` out, and no Service is generated for them.
+    let port = spec.service.port;
+    if kind != Some(TargetKind::KnativeService) && !(1..=65535).contains(&port) {
+        let problem = match port {
+            0 => "required: the port the generated Services expose".into(),
+            _ => format!("port {port} is not between 1 and 65535"),
+        };
+        findings.error("spec.service.port", problem);
     }
     let name = spec.target_ref.name.trim();
     if name.is_empty() {
         findings.error(
             "spec.targetRef.name",
-            "targetRef.name must name the Deployment or DaemonSet to roll out",
+            "targetRef.name must name the Deployment, DaemonSet or Knative Service to roll out",
         );
     }
-    let Some(kind) = target_kind(spec) else {
+    let Some(kind) = kind else {
         let other = spec.target_ref.kind.as_deref().unwrap_or_default();
+        let version = spec.target_ref.api_version.as_deref().unwrap_or_default();
         findings.error(
             "spec.targetRef.kind",
-            format!("kind {other:?} cannot be rolled out; use Deployment or DaemonSet"),
+            format!("kind {other:?} ({version}) cannot be rolled out; use Deployment, DaemonSet, or Service with apiVersion serving.knative.dev/v1"),
         );
         return None;
     };
-    if kind == TargetKind::DaemonSet && spec.autoscaler_ref.is_some() {
-        findings.error(
-            "spec.autoscalerRef",
-            "a DaemonSet runs one pod per node and cannot be autoscaled; remove autoscalerRef",
-        );
+    let why = match kind {
+        TargetKind::DaemonSet => "a DaemonSet runs one pod per node and cannot be autoscaled",
+        TargetKind::KnativeService => "Knative scales its revisions itself",
+        TargetKind::Deployment => "",
+    };
+    if !why.is_empty() && spec.autoscaler_ref.is_some() {
+        findings.error("spec.autoscalerRef", format!("{why}; remove autoscalerRef"));
     }
     (!name.is_empty()).then(|| Target {
         kind,
@@ -68,12 +76,19 @@ fn target(spec: &CanarySpec, findings: &mut Findings) -> Option<Target> {
 
 /// The kind `targetRef` names, if it is one Aviary rolls out (Deployment when unset).
 pub fn target_kind(spec: &CanarySpec) -> Option<TargetKind> {
+    let knative = |version: &str| version.starts_with(KNATIVE_SERVING);
     match spec.target_ref.kind.as_deref() {
         None | Some("Deployment") => Some(TargetKind::Deployment),
         Some("DaemonSet") => Some(TargetKind::DaemonSet),
+        Some("Service") if spec.target_ref.api_version.as_deref().is_some_and(knative) => {
+            Some(TargetKind::KnativeService)
+        }
         Some(_) => None,
     }
 }
+
+/// The API group of Knative Services, as `targetRef.apiVersion` begins.
+const KNATIVE_SERVING: &str = "serving.knative.dev/";
 
 fn progress_deadline(spec: &CanarySpec, findings: &mut Findings) -> Duration {
     match spec.progress_deadline_seconds {
@@ -107,6 +122,14 @@ fn router(spec: &CanarySpec, options: Options, findings: &mut Findings) -> Optio
 
 /// What the canary's router can express: a field it cannot honour is refused, not ignored.
 fn check_router(spec: &CanarySpec, router: RouterKind, findings: &mut Findings) {
+    let knative_target = target_kind(spec) == Some(TargetKind::KnativeService);
+    if knative_target != (router == RouterKind::Knative) {
+        let (path, problem) = match knative_target {
+            true => ("spec.provider", format!("a Knative Service is routed by its own traffic block: set provider knative, not {router}")),
+            false => ("spec.targetRef.kind", "provider knative routes a Knative Service: targetRef needs kind Service and apiVersion serving.knative.dev/v1".to_string()),
+        };
+        findings.error(path, problem);
+    }
     if router.needs_parent_refs() && spec.service.gateway_refs.as_ref().is_none_or(Vec::is_empty) {
         findings.error(
             "spec.service.gatewayRefs",

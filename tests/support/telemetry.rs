@@ -163,7 +163,58 @@ impl ProxyTelemetry {
         }
         self.render_linkerd(&state, &mut out);
         self.render_application(&state, &mut out);
+        self.render_kuma(&state, &mut out);
         out
+    }
+
+    /// Kuma's callers' Envoy statistics: per outbound cluster, which Kuma names after the
+    /// destination's Kuma service. Workload `w` is served behind `w-canary` (the canary) or,
+    /// when it is `w-primary`, behind itself; port 9898.
+    fn render_kuma(&self, state: &State, out: &mut String) {
+        out.push_str("# TYPE envoy_cluster_upstream_rq counter\n");
+        let cluster = |namespace: &str, workload: &str| {
+            let service = if workload.ends_with("-primary") {
+                workload.to_string()
+            } else {
+                format!("{workload}-canary")
+            };
+            format!("envoy_cluster_name=\"{service}_{namespace}_svc_9898\"")
+        };
+        for ((namespace, workload), c) in &state.counters {
+            let labels = cluster(namespace, workload);
+            for (code, value) in [("200", c.ok), ("503", c.errors)] {
+                let _ = writeln!(
+                    out,
+                    "envoy_cluster_upstream_rq{{{labels},envoy_response_code=\"{code}\"}} {}",
+                    value.floor()
+                );
+            }
+        }
+        out.push_str("# TYPE envoy_cluster_upstream_rq_time histogram\n");
+        for ((namespace, workload), c) in &state.counters {
+            let labels = cluster(namespace, workload);
+            for (bound, count) in BUCKETS.iter().zip(c.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "envoy_cluster_upstream_rq_time_bucket{{{labels},le=\"{bound}\"}} {}",
+                    count.floor()
+                );
+            }
+            let count = c.count.floor();
+            let _ = writeln!(
+                out,
+                "envoy_cluster_upstream_rq_time_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "envoy_cluster_upstream_rq_time_sum{{{labels}}} {}",
+                c.sum
+            );
+            let _ = writeln!(
+                out,
+                "envoy_cluster_upstream_rq_time_count{{{labels}}} {count}"
+            );
+        }
     }
 
     /// An application's own Prometheus client histogram (`http_request_duration_seconds`, by

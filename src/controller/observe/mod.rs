@@ -12,6 +12,7 @@ use kube::ResourceExt;
 
 use super::configs::{combined_revision, referenced, ConfigKind, Configs};
 use super::index::RelationIndex;
+use super::knative::KnativeService;
 use super::objects;
 use super::workload::Workload;
 use crate::api::{Canary, MetricTemplate, MetricTemplateSpec, OperatorRequest, RouterKind};
@@ -44,6 +45,8 @@ impl Stores<'_> {
                 .daemon_sets
                 .get(&ObjectRef::new(name).within(namespace))
                 .map(Workload::DaemonSet),
+            // Not watched: read when its canary is reconciled ([`observe_knative`]).
+            TargetKind::KnativeService => None,
         }
     }
 }
@@ -146,6 +149,43 @@ pub fn observe(
     })
 }
 
+/// Everything a decision about a canary of a Knative Service needs: the Service as just read
+/// (`None` when it does not exist) and the stores. Its Revisions are the primary and the
+/// canary; the latest created one is the revision a rollout is about.
+pub fn observe_knative(
+    canary: &Canary,
+    plan: Plan,
+    service: Option<KnativeService>,
+    stores: Stores<'_>,
+    settings: &Settings,
+) -> Result<World, Obstacle> {
+    let checks = resolve_checks(canary, &plan, stores, settings)?;
+    let (namespace, name) = (canary.namespace().unwrap_or_default(), &plan.target.name);
+    if let Some(owner) = conflicting_owner(canary, stores) {
+        let target = name.clone();
+        return Err(Obstacle::TargetClaimed { target, owner });
+    }
+    let service = service
+        .ok_or_else(|| Obstacle::TargetNotFound(format!("Knative Service {namespace}/{name}")))?;
+    let primary = service.primary_revision().cloned();
+    let observations = Observations {
+        target_revision: service.latest_created.clone(),
+        primary_ready: primary.as_deref().is_some_and(|r| service.serves(r)),
+        primary_revision: primary,
+        canary_ready: service.is_ready(),
+        request: operator_request(canary),
+        ..Observations::default()
+    };
+    Ok(World {
+        plan,
+        target: Workload::Knative(std::sync::Arc::new(service)),
+        primary: None,
+        refs: BTreeSet::new(),
+        checks,
+        observations,
+    })
+}
+
 /// A DaemonSet that updates its pods only when they are deleted would keep the canary's old
 /// pods through a new revision, and the primary's through a promotion: Flagger refuses it too.
 fn refuse_on_delete(target: &Workload) -> Result<(), Obstacle> {
@@ -176,6 +216,7 @@ fn refuse_kind_change(
     let other = match kind {
         TargetKind::Deployment => TargetKind::DaemonSet,
         TargetKind::DaemonSet => TargetKind::Deployment,
+        TargetKind::KnativeService => return Ok(()),
     };
     let namespace = canary.namespace().unwrap_or_default();
     let name = naming::primary(&canary.spec.target_ref.name);

@@ -291,6 +291,7 @@ pub fn router(client: &Client) -> ObjectRouter {
         client: client.clone(),
         resource: resource(),
         kind: KIND,
+        scope: super::Scope::Namespaced,
         build: http_route,
         read: routes_of_http_route,
     }

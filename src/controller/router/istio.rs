@@ -292,6 +292,13 @@ pub struct IstioRouter {
     pub client: Client,
 }
 
+impl IstioRouter {
+    fn api(&self, canary: &Canary, kind: &str) -> kube::Api<kube::api::DynamicObject> {
+        let namespace = canary.namespace().unwrap_or_default();
+        kube::Api::namespaced_with(self.client.clone(), &namespace, &resource(kind))
+    }
+}
+
 impl Router for IstioRouter {
     fn ensure<'a>(
         &'a self,
@@ -299,16 +306,9 @@ impl Router for IstioRouter {
         _: &'a Plan,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
+            let api = self.api(canary, "DestinationRule");
             for rule in destination_rules(canary) {
-                write(
-                    &self.client,
-                    &resource("DestinationRule"),
-                    "DestinationRule",
-                    &namespace,
-                    rule,
-                )
-                .await?;
+                write(&api, "DestinationRule", rule).await?;
             }
             Ok(())
         })
@@ -321,13 +321,11 @@ impl Router for IstioRouter {
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
+            let object = virtual_service(canary, plan, routes);
             write(
-                &self.client,
-                &resource("VirtualService"),
+                &self.api(canary, "VirtualService"),
                 "VirtualService",
-                &namespace,
-                virtual_service(canary, plan, routes),
+                object,
             )
             .await
         })
@@ -339,10 +337,9 @@ impl Router for IstioRouter {
         _: &'a Plan,
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
         Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
             let name = service_name(canary);
             let kind = "VirtualService";
-            let spec = read_spec(&self.client, &resource(kind), kind, &namespace, &name).await?;
+            let spec = read_spec(&self.api(canary, kind), kind, &name).await?;
             Ok(spec.and_then(|spec| routes_of_virtual_service(canary, &spec)))
         })
     }

@@ -3,6 +3,8 @@
 
 mod gateway_api;
 mod istio;
+mod knative;
+mod kuma;
 mod session;
 mod smi;
 
@@ -19,6 +21,7 @@ use crate::plan::Plan;
 
 pub use gateway_api::{http_route, routes_of_http_route};
 pub use istio::{destination_rules, routes_of_virtual_service, virtual_service, IstioRouter};
+pub use kuma::{kuma_service, routes_of_traffic_route, traffic_route, MESH_ANNOTATION};
 pub use smi::{routes_of_traffic_split, traffic_split};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,12 @@ pub enum RouterError {
         kind: &'static str,
         name: String,
         source: kube::Error,
+    },
+    #[error("{kind} {name} has no {what} yet; it is written when the canary is initialised")]
+    Missing {
+        kind: &'static str,
+        name: String,
+        what: &'static str,
     },
 }
 
@@ -61,14 +70,67 @@ pub trait Router: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>>;
 }
 
-/// A router whose whole routing is one object per canary, named after the apex Service
-/// (Gateway API's HTTPRoute, SMI's TrafficSplit): `build` writes it, `read` reads it back.
+/// A router whose whole routing is one object per canary (Gateway API's HTTPRoute, SMI's
+/// TrafficSplit, Kuma's TrafficRoute): `build` writes it, `read` reads it back.
 pub struct ObjectRouter {
     pub client: Client,
     pub resource: ApiResource,
     pub kind: &'static str,
+    /// Where the object lives: beside the canary, or cluster-wide (Kuma).
+    pub scope: Scope,
     pub build: fn(&Canary, &Plan, Routes) -> Value,
     pub read: fn(&Canary, &Plan, &Value) -> Option<Routes>,
+}
+
+/// Where a routing object lives, and so what it is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In the canary's namespace, named after the apex Service.
+    Namespaced,
+    /// Cluster-wide, named [`cluster_object_name`] so that canaries of the same name in two
+    /// namespaces never write one object.
+    Cluster,
+}
+
+/// The name of a canary's cluster-scoped routing object: `<apex>.<namespace>`. A Service name
+/// holds no dot, so no two namespaces' objects can share one.
+pub fn cluster_object_name(canary: &Canary) -> String {
+    let apex = crate::controller::objects::service_name(canary);
+    format!("{apex}.{}", canary.namespace().unwrap_or_default())
+}
+
+impl ObjectRouter {
+    fn api(&self, canary: &Canary) -> Api<DynamicObject> {
+        match self.scope {
+            Scope::Namespaced => {
+                let namespace = canary.namespace().unwrap_or_default();
+                Api::namespaced_with(self.client.clone(), &namespace, &self.resource)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &self.resource),
+        }
+    }
+
+    fn object_name(&self, canary: &Canary) -> String {
+        match self.scope {
+            Scope::Namespaced => crate::controller::objects::service_name(canary),
+            Scope::Cluster => cluster_object_name(canary),
+        }
+    }
+
+    /// Deletes the canary's cluster-scoped object, which no owner reference can remove: a
+    /// cluster-scoped object may not be owned by a namespaced one.
+    pub async fn delete(&self, canary: &Canary) -> Result<(), RouterError> {
+        let name = self.object_name(canary);
+        match self.api(canary).delete(&name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+            Err(source) => Err(RouterError::Write {
+                kind: self.kind,
+                name,
+                source,
+            }),
+        }
+    }
 }
 
 impl Router for ObjectRouter {
@@ -83,11 +145,10 @@ impl Router for ObjectRouter {
         routes: Routes,
     ) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
             let mut object = (self.build)(canary, plan, routes);
             // The version the router was made for, whatever version the builder spelled.
             object["apiVersion"] = Value::from(self.resource.api_version.clone());
-            write(&self.client, &self.resource, self.kind, &namespace, object).await
+            write(&self.api(canary), self.kind, object).await
         })
     }
 
@@ -97,10 +158,8 @@ impl Router for ObjectRouter {
         plan: &'a Plan,
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
         Box::pin(async move {
-            let namespace = canary.namespace().unwrap_or_default();
-            let name = crate::controller::objects::service_name(canary);
-            let spec =
-                read_spec(&self.client, &self.resource, self.kind, &namespace, &name).await?;
+            let name = self.object_name(canary);
+            let spec = read_spec(&self.api(canary), self.kind, &name).await?;
             Ok(spec.and_then(|spec| (self.read)(canary, plan, &spec)))
         })
     }
@@ -139,6 +198,8 @@ pub struct Routers {
     /// One per TrafficSplit version, in [`SmiVersion::ALL`]'s order.
     pub smi: [ObjectRouter; SmiVersion::ALL.len()],
     pub gateway_api: ObjectRouter,
+    pub kuma: ObjectRouter,
+    pub knative: knative::KnativeRouter,
     pub services_only: ServicesOnly,
 }
 
@@ -150,6 +211,10 @@ impl Routers {
             },
             smi: SmiVersion::ALL.map(|version| smi::router(client, version)),
             gateway_api: gateway_api::router(client),
+            kuma: kuma::router(client),
+            knative: knative::KnativeRouter {
+                client: client.clone(),
+            },
             services_only: ServicesOnly,
         }
     }
@@ -161,19 +226,31 @@ impl Routers {
             RouterKind::Osm => &self.smi[SmiVersion::V1alpha2 as usize],
             RouterKind::GatewayApi => &self.gateway_api,
             RouterKind::Kubernetes => &self.services_only,
+            RouterKind::Kuma => &self.kuma,
+            RouterKind::Knative => &self.knative,
+        }
+    }
+
+    /// Undoes, for a deleted canary, what garbage collection cannot: a cluster-scoped routing
+    /// object is removed, and with `revertOnDeletion` a Knative Service's traffic goes back to
+    /// its latest Revision.
+    pub async fn on_delete(&self, kind: RouterKind, canary: &Canary) -> Result<(), RouterError> {
+        match kind {
+            RouterKind::Kuma => self.kuma.delete(canary).await,
+            RouterKind::Knative if canary.spec.revert_on_deletion => {
+                self.knative.release(canary).await
+            }
+            _ => Ok(()),
         }
     }
 }
 
-/// Server-side applies `object` (its kind given by `resource`), taking over fields others set.
+/// Server-side applies `object` through `api`, taking over fields others set.
 async fn write(
-    client: &Client,
-    resource: &ApiResource,
+    api: &Api<DynamicObject>,
     kind: &'static str,
-    namespace: &str,
     object: Value,
 ) -> Result<(), RouterError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -190,13 +267,10 @@ async fn write(
 
 /// The `spec` of a routing object, or `None` when it does not exist.
 async fn read_spec(
-    client: &Client,
-    resource: &ApiResource,
+    api: &Api<DynamicObject>,
     kind: &'static str,
-    namespace: &str,
     name: &str,
 ) -> Result<Option<Value>, RouterError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
     let found = api
         .get_opt(name)
         .await

@@ -58,6 +58,7 @@ pub fn router(client: &Client, version: SmiVersion) -> ObjectRouter {
         client: client.clone(),
         resource: resource(version),
         kind: KIND,
+        scope: super::Scope::Namespaced,
         build: |canary, _, routes| traffic_split(canary, routes),
         read: |canary, _, spec| routes_of_traffic_split(canary, spec),
     }

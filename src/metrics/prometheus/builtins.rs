@@ -23,6 +23,14 @@ pub enum MeshTelemetry {
     Osm,
     /// No mesh: the application's own `http_request_duration_seconds` histogram, by pod name.
     Application,
+    /// Kuma's Envoy sidecars: the callers' `envoy_cluster_upstream_rq` by response code and
+    /// `envoy_cluster_upstream_rq_time`, per outbound cluster, which Kuma names after the
+    /// destination's Kuma service (`<service>_<namespace>_svc_<port>`).
+    Kuma,
+    /// Knative's queue-proxy in front of every Revision's pods: the
+    /// `kn_serving_invocation_duration_seconds` histogram by `kn_revision_name` and HTTP status.
+    /// The workload is a Revision's name.
+    Knative,
 }
 
 impl MeshTelemetry {
@@ -34,6 +42,8 @@ impl MeshTelemetry {
             "gateway" | "embedded" => Some(MeshTelemetry::EmbeddedGateway),
             "osm" => Some(MeshTelemetry::Osm),
             "application" | "kubernetes" => Some(MeshTelemetry::Application),
+            "kuma" => Some(MeshTelemetry::Kuma),
+            "knative" => Some(MeshTelemetry::Knative),
             _ => None,
         }
     }
@@ -105,6 +115,24 @@ const OSM: Shape = Shape {
     to_milliseconds: "",
 };
 
+/// `{service}` is the Kubernetes Service in front of the workload: `<svc>-primary` for the
+/// primary and `<svc>-canary` for the canary, as Kuma tags their endpoints.
+const KUMA: Shape = Shape {
+    requests: "envoy_cluster_upstream_rq",
+    selector: "envoy_cluster_name=~\"{service}_{ns}_svc_[0-9]+\"",
+    non_errors: "envoy_response_code!~\"5.*\"",
+    latency_buckets: "envoy_cluster_upstream_rq_time_bucket",
+    to_milliseconds: "",
+};
+
+const KNATIVE: Shape = Shape {
+    requests: "kn_serving_invocation_duration_seconds_count",
+    selector: "k8s_namespace_name=\"{ns}\",kn_revision_name=~\"{name}\"",
+    non_errors: "http_response_status_code!~\"5.*\"",
+    latency_buckets: "kn_serving_invocation_duration_seconds_bucket",
+    to_milliseconds: " * 1000",
+};
+
 /// The Prometheus client libraries' default HTTP histogram, scraped with the pod's name; a
 /// pod of Deployment `d` is named `d-<replicaset hash>-<pod hash>`, one of DaemonSet `d`
 /// `d-<five characters>` (so `d-primary-…` is never taken for `d`'s).
@@ -116,6 +144,17 @@ const APPLICATION: Shape = Shape {
     to_milliseconds: " * 1000",
 };
 
+/// The Service in front of a workload: the primary's is named after it; the canary's is the
+/// target's name with `-canary` (Flagger's naming, which assumes the apex is named after the
+/// target).
+fn service_of(workload: &str) -> String {
+    if workload.ends_with("-primary") {
+        workload.to_string()
+    } else {
+        crate::naming::canary(workload)
+    }
+}
+
 impl MeshTelemetry {
     fn shape(self) -> &'static Shape {
         match self {
@@ -125,6 +164,8 @@ impl MeshTelemetry {
             MeshTelemetry::EmbeddedGateway => &EMBEDDED,
             MeshTelemetry::Osm => &OSM,
             MeshTelemetry::Application => &APPLICATION,
+            MeshTelemetry::Kuma => &KUMA,
+            MeshTelemetry::Knative => &KNATIVE,
         }
     }
 
@@ -132,6 +173,7 @@ impl MeshTelemetry {
         let (kind, owner_kind, pods) = match workload.kind {
             TargetKind::Deployment => ("deployment", "Deployment", "-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"),
             TargetKind::DaemonSet => ("daemonset", "DaemonSet", "-[0-9a-z]{5}"),
+            TargetKind::KnativeService => ("revision", "Revision", ""),
         };
         self.shape()
             .selector
@@ -140,6 +182,7 @@ impl MeshTelemetry {
             .replace("{kind}", kind)
             .replace("{Kind}", owner_kind)
             .replace("{pods}", pods)
+            .replace("{service}", &service_of(&workload.name))
     }
 
     /// PromQL for a built-in check, or `None` when `check` is not one.
@@ -221,11 +264,13 @@ mod tests {
             MeshTelemetry::EmbeddedGateway,
             MeshTelemetry::Osm,
             MeshTelemetry::Application,
+            MeshTelemetry::Kuma,
+            MeshTelemetry::Knative,
         ] {
             for check in [BUILTIN_SUCCESS_RATE, BUILTIN_DURATION] {
                 let query = telemetry.builtin_query(check, &workload, "60s").unwrap();
                 assert!(query.contains("[60s]"), "{query}");
-                let unfilled = ["{name}", "{ns}", "{kind}", "{Kind}", "{pods}"];
+                let unfilled = ["{name}", "{ns}", "{kind}", "{Kind}", "{pods}", "{service}"];
                 assert!(!unfilled.iter().any(|p| query.contains(p)), "{query}");
             }
         }
@@ -255,5 +300,24 @@ mod tests {
         let pattern = regex::Regex::new("^(agent)-[0-9a-z]{5}$").unwrap();
         assert!(pattern.is_match("agent-x7k2p"));
         assert!(!pattern.is_match("agent-primary-x7k2p"));
+    }
+
+    #[test]
+    fn kuma_reads_the_callers_clusters_of_each_side() {
+        let cart = |name: &str| WorkloadRef {
+            namespace: "shop".into(),
+            name: name.into(),
+            kind: TargetKind::Deployment,
+        };
+        let canary = MeshTelemetry::Kuma.request_count(&cart("cart"), "1m");
+        assert!(
+            canary.contains("envoy_cluster_name=~\"cart-canary_shop_svc_[0-9]+\""),
+            "{canary}"
+        );
+        let primary = MeshTelemetry::Kuma.request_count(&cart("cart-primary"), "1m");
+        assert!(
+            primary.contains("\"cart-primary_shop_svc_[0-9]+\""),
+            "{primary}"
+        );
     }
 }

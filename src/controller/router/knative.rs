@@ -1,0 +1,99 @@
+//! Knative: the target Knative Service's own `spec.traffic`, split between the primary Revision
+//! (named in its annotation) and the latest Revision. No match, mirror or session rules
+//! (validation refuses them).
+
+use futures::future::BoxFuture;
+use kube::{Client, ResourceExt};
+
+use super::{Router, RouterError};
+use crate::api::Canary;
+use crate::controller::knative::{self, KnativeService};
+use crate::engine::Routes;
+use crate::plan::Plan;
+
+const KIND: &str = "Knative Service";
+
+pub struct KnativeRouter {
+    pub client: Client,
+}
+
+impl KnativeRouter {
+    async fn service(&self, canary: &Canary) -> Result<Option<KnativeService>, RouterError> {
+        let namespace = canary.namespace().unwrap_or_default();
+        let name = &canary.spec.target_ref.name;
+        knative::fetch(&self.client, &namespace, name)
+            .await
+            .map_err(|source| RouterError::Read {
+                kind: KIND,
+                name: name.clone(),
+                source,
+            })
+    }
+}
+
+impl KnativeRouter {
+    /// All traffic to the latest Revision, as Knative routes a Service with no traffic block,
+    /// and the primary annotation taken away. A Service already gone needs nothing.
+    pub async fn release(&self, canary: &Canary) -> Result<(), RouterError> {
+        let namespace = canary.namespace().unwrap_or_default();
+        let name = canary.spec.target_ref.name.clone();
+        if self.service(canary).await?.is_none() {
+            return Ok(());
+        }
+        let latest = serde_json::json!([{ "latestRevision": true, "percent": 100 }]);
+        let written = async {
+            knative::write_traffic(&self.client, &namespace, &name, latest).await?;
+            knative::set_primary(&self.client, &namespace, &name, None).await
+        };
+        written.await.map_err(|source| RouterError::Write {
+            kind: KIND,
+            name,
+            source,
+        })
+    }
+}
+
+impl Router for KnativeRouter {
+    fn ensure<'a>(&'a self, _: &'a Canary, _: &'a Plan) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        canary: &'a Canary,
+        _: &'a Plan,
+        routes: Routes,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async move {
+            let name = canary.spec.target_ref.name.clone();
+            let service = self.service(canary).await?;
+            let Some(primary) = service.as_ref().and_then(|s| s.primary_revision()) else {
+                return Err(RouterError::Missing {
+                    kind: KIND,
+                    name,
+                    what: knative::PRIMARY_REVISION_ANNOTATION,
+                });
+            };
+            let namespace = canary.namespace().unwrap_or_default();
+            let traffic = knative::traffic(primary, routes);
+            knative::write_traffic(&self.client, &namespace, &name, traffic)
+                .await
+                .map_err(|source| RouterError::Write {
+                    kind: KIND,
+                    name,
+                    source,
+                })
+        })
+    }
+
+    fn current<'a>(
+        &'a self,
+        canary: &'a Canary,
+        _: &'a Plan,
+    ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
+        Box::pin(async move {
+            let service = self.service(canary).await?;
+            Ok(service.and_then(|s| knative::routes_of_traffic(&s.traffic)))
+        })
+    }
+}
