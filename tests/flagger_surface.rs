@@ -68,14 +68,7 @@ fn flaggers_own_manifests_are_accepted_for_every_claimed_provider() {
         )
     });
     eprintln!("{report:#}");
-    // Kuma is the one provider of Flagger's list without a router here yet: its manifests are
-    // reported, and everything else must pass.
-    let refused: Vec<_> = report["refused"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["provider"] != "kuma")
-        .collect();
+    let refused: Vec<_> = report["refused"].as_array().into_iter().flatten().collect();
     assert!(refused.is_empty(), "refused: {refused:#?}");
     assert!(report["total"].as_u64().unwrap_or(0) >= 50, "{report}");
 }

@@ -2,9 +2,10 @@
 """Writes the routing and scaling CRDs of other projects, taken from their own Go modules, into
 one directory that `testenv up` installs.
 
-    upstream_crds.py OUT GATEWAY_API_DIR KEDA_DIR SMI_SDK_DIR
+    upstream_crds.py OUT GATEWAY_API_DIR KEDA_DIR SMI_SDK_DIR KNATIVE_SERVING_DIR
 
-Gateway API and KEDA ship apiextensions/v1 CRDs: they are copied unchanged. The SMI SDK ships
+Gateway API, KEDA and Knative Serving ship apiextensions/v1 CRDs: they are copied unchanged
+(of Knative, only the Service, the one kind Aviary writes). The SMI SDK ships
 its TrafficSplit CRD as apiextensions/v1beta1, which Kubernetes stopped serving in 1.22; it is
 rewritten to v1 here with the SDK's own schema, every version it lists served (so each of
 Flagger's smi:v1alpha1, smi:v1alpha2 and smi:v1alpha3 routers has its API) and the SDK's
@@ -20,10 +21,10 @@ import yaml
 GATEWAY_KINDS = ["gatewayclasses", "gateways", "httproutes", "referencegrants"]
 
 
-def copy(source, out):
+def copy(source, out, name=None):
     if not os.path.isfile(source):
         sys.exit(f"upstream_crds: {source} is missing from its module")
-    shutil.copyfile(source, os.path.join(out, os.path.basename(source)))
+    shutil.copyfile(source, os.path.join(out, name or os.path.basename(source)))
 
 
 def structural(schema):
@@ -61,11 +62,12 @@ def smi_v1(source):
 
 
 def main():
-    out, gateway, keda, smi = sys.argv[1:5]
+    out, gateway, keda, smi, knative = sys.argv[1:6]
     os.makedirs(out, exist_ok=True)
     for kind in GATEWAY_KINDS:
         copy(os.path.join(gateway, "config/crd/standard", f"gateway.networking.k8s.io_{kind}.yaml"), out)
     copy(os.path.join(keda, "config/crd/bases/keda.sh_scaledobjects.yaml"), out)
+    copy(os.path.join(knative, "config/core/300-resources/service.yaml"), out, "knative-serving_services.yaml")
     split = os.path.join(smi, "crds/split.yaml")
     if not os.path.isfile(split):
         sys.exit(f"upstream_crds: {split} is missing from its module")

@@ -164,7 +164,31 @@ impl ProxyTelemetry {
         self.render_linkerd(&state, &mut out);
         self.render_application(&state, &mut out);
         self.render_kuma(&state, &mut out);
+        self.render_knative(&state, &mut out);
         out
+    }
+
+    /// Knative's queue-proxy histogram of request durations in seconds, by Revision and HTTP
+    /// status, with its OpenTelemetry attributes as Prometheus labels: the workload is a
+    /// Revision's name.
+    fn render_knative(&self, state: &State, out: &mut String) {
+        let metric = "kn_serving_invocation_duration_seconds";
+        let _ = writeln!(out, "# TYPE {metric} histogram");
+        for ((namespace, revision), c) in &state.counters {
+            let total = c.count.max(1.0);
+            for (status, share) in [("200", c.ok / total), ("503", c.errors / total)] {
+                let labels = format!("k8s_namespace_name=\"{namespace}\",kn_revision_name=\"{revision}\",http_response_status_code=\"{status}\"");
+                for (bound, count) in BUCKETS.iter().zip(c.buckets.iter()) {
+                    let seconds = *bound / 1000.0;
+                    let value = (count * share).floor();
+                    let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"{seconds}\"}} {value}");
+                }
+                let count = (c.count * share).floor();
+                let _ = writeln!(out, "{metric}_bucket{{{labels},le=\"+Inf\"}} {count}");
+                let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", c.sum * share / 1000.0);
+                let _ = writeln!(out, "{metric}_count{{{labels}}} {count}");
+            }
+        }
     }
 
     /// Kuma's callers' Envoy statistics: per outbound cluster, which Kuma names after the
