@@ -188,6 +188,32 @@ fn a_daemon_set_cannot_be_autoscaled() {
     assert_refused(body, "spec.autoscalerRef", 11, "DaemonSet");
 }
 
+const KNATIVE_TARGET: &str =
+    "  targetRef:\n    apiVersion: serving.knative.dev/v1\n    kind: Service\n    name: greeter\n";
+
+#[test]
+fn a_knative_service_needs_no_service_block_but_the_knative_provider() {
+    let accepted = format!("{HEADER}  provider: knative\n{KNATIVE_TARGET}");
+    assert!(!validate_text(&accepted, Options::default()).has_errors());
+    assert_refused(KNATIVE_TARGET, "spec.provider", 5, "set provider knative");
+    let autoscaled =
+        format!("  provider: knative\n{KNATIVE_TARGET}  autoscalerRef:\n    name: greeter\n");
+    assert_refused(&autoscaled, "spec.autoscalerRef", 11, "Knative scales");
+}
+
+#[test]
+fn other_targets_still_need_a_port_and_knative_needs_a_knative_target() {
+    let body = "  provider: knative\n  targetRef:\n    name: podinfo\n";
+    assert_refused(body, "spec.service.port", 5, "required");
+    assert_refused(body, "spec.targetRef.kind", 7, "kind Service");
+}
+
+#[test]
+fn require_mtls_is_refused_where_it_cannot_be_confirmed() {
+    let body = format!("  provider: kuma\n{VALID_START}  analysis:\n    requireMTLS: true\n");
+    assert_refused(&body, "spec.analysis.requireMTLS", 12, "provider kuma");
+}
+
 #[test]
 fn threshold_range_min_above_max() {
     assert_refused(

@@ -115,6 +115,15 @@ impl RouterKind {
         matches!(self, RouterKind::Istio | RouterKind::GatewayApi)
     }
 
+    /// Whether `analysis.requireMTLS` can be confirmed: Istio's PeerAuthentication in force
+    /// (Istio, and Gateway API on an Istio data plane) or Linkerd's injection (SMI).
+    pub fn can_confirm_mtls(self) -> bool {
+        matches!(
+            self,
+            RouterKind::Istio | RouterKind::Smi(_) | RouterKind::GatewayApi
+        )
+    }
+
     /// Whether `spec.service.gatewayRefs` is required.
     pub fn needs_parent_refs(self) -> bool {
         matches!(self, RouterKind::GatewayApi)

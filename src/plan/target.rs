@@ -171,6 +171,12 @@ fn check_router(spec: &CanarySpec, router: RouterKind, findings: &mut Findings) 
             format!("provider {router} cannot route by header or cookie; use istio or gatewayapi:v1 for A/B testing"),
         );
     }
+    if analysis.require_mtls && !router.can_confirm_mtls() {
+        findings.error(
+            "spec.analysis.requireMTLS",
+            format!("provider {router} gives no way to confirm mutual TLS; requireMTLS is checked for istio, linkerd (smi) and gatewayapi"),
+        );
+    }
     if analysis.session_affinity.is_some() && !router.can_pin_sessions() {
         findings.error(
             "spec.analysis.sessionAffinity",
