@@ -104,22 +104,28 @@ async fn create_canary(f: &Fixture, extra: Value) {
         .unwrap();
 }
 
-/// The primary Revision the annotation names, and the latest Revision's share of `spec.traffic`.
+/// The primary Revision the annotation names, and the other Revision's share of `spec.traffic`
+/// (0 when the primary is the one Revision named).
 async fn routing(f: &Fixture) -> (Option<String>, Option<i64>) {
     let service = services(f).get(SERVICE).await.unwrap();
-    let primary = service.metadata.annotations.unwrap_or_default();
-    let traffic = service.data["spec"]["traffic"].as_array().cloned();
-    let latest = traffic
-        .iter()
-        .flatten()
-        .find(|t| t["latestRevision"] == json!(true));
-    (
-        primary.get(PRIMARY_ANNOTATION).cloned(),
-        latest.and_then(|t| t["percent"].as_i64()),
-    )
+    let annotations = service.metadata.annotations.unwrap_or_default();
+    let primary = annotations.get(PRIMARY_ANNOTATION).cloned();
+    let Some(traffic) = service.data["spec"]["traffic"].as_array().cloned() else {
+        return (primary, None);
+    };
+    let mut others = traffic.iter().filter(|t| {
+        assert_ne!(
+            t["latestRevision"],
+            json!(true),
+            "every Revision by name: {traffic:?}"
+        );
+        t["revisionName"].as_str() != primary.as_deref()
+    });
+    let share = others.next().map_or(Some(0), |t| t["percent"].as_i64());
+    (primary, share)
 }
 
-/// Every distinct share of the latest Revision until the canary ends in `phase`.
+/// Every distinct share of the canary Revision until the canary ends in `phase`.
 async fn weights_until(f: &Fixture, phase: CanaryPhase) -> Vec<i64> {
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + LIMIT;
@@ -207,7 +213,11 @@ async fn deleting_a_knative_canary_gives_traffic_back_to_the_latest_revision() {
         service.data["spec"]["traffic"],
         json!([{ "latestRevision": true, "percent": 100 }])
     );
-    assert_eq!(routing(&f).await.0, None);
+    let annotations = service.metadata.annotations.unwrap_or_default();
+    assert!(
+        !annotations.contains_key(PRIMARY_ANNOTATION),
+        "{annotations:?}"
+    );
 }
 
 /// A Knative target with another provider, and a Deployment with provider knative, are refused
@@ -226,4 +236,25 @@ async fn a_knative_target_needs_the_knative_provider() {
     let (_, _, message) = f.condition(SERVICE, "Ready").await.unwrap();
     assert!(message.contains("spec.provider"), "{message}");
     assert_eq!(routing(&f).await, (None, None), "the Service is untouched");
+}
+
+/// A primary named by an earlier Canary (deleted without revertOnDeletion) is not this one's:
+/// bootstrap names the current Revision primary, as a Deployment's first primary is the target.
+#[tokio::test]
+async fn a_knative_primary_another_canary_named_is_named_again_at_bootstrap() {
+    let f = Fixture::new("knative-stale").await;
+    create_service(&f).await;
+    release(&f, 2, &[1, 2]).await;
+    let stale = json!({ "metadata": { "annotations": {
+        PRIMARY_ANNOTATION: revision(1), "aviary.dev/canary-uid": "an-earlier-canary"
+    } } });
+    services(&f)
+        .patch(SERVICE, &PatchParams::default(), &Patch::Merge(&stale))
+        .await
+        .unwrap();
+    create_canary(&f, json!({})).await;
+    f.wait_phase(SERVICE, CanaryPhase::Initialized, LIMIT).await;
+    assert_eq!(routing(&f).await, (Some(revision(2)), Some(0)));
+    let status = f.status(SERVICE).await;
+    assert_eq!(status.last_applied_spec, Some(revision(2)));
 }

@@ -261,12 +261,17 @@ impl Cluster<'_> {
         let Workload::Knative(service) = &self.world.target else {
             return Ok(());
         };
-        let revision = self.world.observations.target_revision.as_deref();
-        if !promoted && service.primary_revision().is_some() || revision.is_none() {
+        let seen = &self.world.observations;
+        let (Some(revision), uid) = (&seen.target_revision, self.canary.uid().unwrap_or_default())
+        else {
+            return Ok(());
+        };
+        if !promoted && seen.primary_revision.is_some() {
             return Ok(());
         }
         let (client, namespace) = (&self.ctx.client, self.namespace());
-        super::knative::set_primary(client, &namespace, &service.name, revision).await?;
+        let primary = Some((revision.as_str(), uid.as_str()));
+        super::knative::set_primary(client, &namespace, &service.name, primary).await?;
         Ok(())
     }
 
@@ -297,7 +302,8 @@ impl Cluster<'_> {
     }
 
     /// The canary's and the primary's workloads as telemetry names them: the target and its
-    /// `-primary` copy, or a Knative Service's latest and primary Revisions.
+    /// `-primary` copy, a Knative Service's analysed and primary Revisions, or for Kuma the
+    /// apex's `-canary` and `-primary` Services.
     fn sides(&self) -> (String, String) {
         let plan = &self.world.plan;
         let seen = &self.world.observations;
@@ -306,6 +312,11 @@ impl Cluster<'_> {
                 seen.target_revision.clone().unwrap_or_default(),
                 seen.primary_revision.clone().unwrap_or_default(),
             ),
+            // Kuma names its clusters after the Services: the apex's `-canary` and `-primary`.
+            _ if plan.router == crate::api::RouterKind::Kuma => {
+                let apex = objects::service_name(self.canary);
+                (naming::canary(&apex), naming::primary(&apex))
+            }
             _ => (plan.target.name.clone(), naming::primary(&plan.target.name)),
         }
     }

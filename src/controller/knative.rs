@@ -15,6 +15,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 
 use crate::engine::Routes;
+use crate::naming::CANARY_UID_LABEL;
 
 /// The Service annotation naming the primary Revision.
 pub const PRIMARY_REVISION_ANNOTATION: &str = "aviary.dev/primary-revision";
@@ -56,8 +57,14 @@ impl KnativeService {
         }
     }
 
-    pub fn primary_revision(&self) -> Option<&String> {
-        self.annotations.get(PRIMARY_REVISION_ANNOTATION)
+    /// The primary Revision, as named by the canary with uid `owner`: a name another canary
+    /// (or an earlier Canary of this name) left is not this one's primary.
+    pub fn primary_revision(&self, owner: &str) -> Option<&String> {
+        let ours = !owner.is_empty()
+            && self.annotations.get(CANARY_UID_LABEL).map(String::as_str) == Some(owner);
+        self.annotations
+            .get(PRIMARY_REVISION_ANNOTATION)
+            .filter(|_| ours)
     }
 
     /// The latest Revision is ready: Knative made it and it passed its readiness checks.
@@ -81,35 +88,56 @@ pub async fn fetch(
     Ok(found.as_ref().map(KnativeService::from_object))
 }
 
-/// Names `revision` the primary (bootstrap and promotion); `None` takes the annotation away.
+/// Names `revision` the primary of the canary with uid `owner` (bootstrap and promotion);
+/// `None` takes both annotations away.
 pub async fn set_primary(
     client: &Client,
     namespace: &str,
     name: &str,
-    revision: Option<&str>,
+    primary: Option<(&str, &str)>,
 ) -> Result<(), kube::Error> {
-    let patch = json!({ "metadata": { "annotations": { PRIMARY_REVISION_ANNOTATION: revision } } });
+    let (revision, owner) = primary.unzip();
+    let annotations = json!({ PRIMARY_REVISION_ANNOTATION: revision, CANARY_UID_LABEL: owner });
+    let patch = json!({ "metadata": { "annotations": annotations } });
     api(client, namespace)
         .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
     Ok(())
 }
 
-/// The traffic block for `routes`: the primary Revision by name, the canary as the latest.
-pub fn traffic(primary: &str, routes: Routes) -> Value {
+/// The traffic block for `routes`: the primary and the canary Revisions, each by name, so a
+/// Revision made after the one analysed never takes the canary's share. Once they are the same
+/// (promoted), the one entry.
+pub fn traffic(primary: &str, canary: &str, routes: Routes) -> Value {
+    if primary == canary {
+        return json!([{ "revisionName": primary, "percent": 100 }]);
+    }
     json!([
         { "revisionName": primary, "percent": routes.primary_weight },
-        { "latestRevision": true, "percent": routes.canary_weight }
+        { "revisionName": canary, "percent": routes.canary_weight }
     ])
 }
 
-/// The routes a traffic block written by [`traffic`] expresses.
-pub fn routes_of_traffic(traffic: &Value) -> Option<Routes> {
-    let latest = traffic
-        .as_array()?
-        .iter()
-        .find(|t| t["latestRevision"] == json!(true) && t["revisionName"].is_null())?;
-    Some(Routes::weighted(latest["percent"].as_i64()? as i32))
+/// The routes a traffic block written by [`traffic`] for `primary` expresses.
+pub fn routes_of_traffic(traffic: &Value, primary: &str) -> Option<Routes> {
+    let entries = traffic.as_array()?;
+    if entries.len() == 1 && entries[0]["revisionName"] == json!(primary) {
+        return Some(Routes::primary_only());
+    }
+    let canary = entries.iter().find(|t| {
+        t["latestRevision"] != json!(true)
+            && t["revisionName"].as_str().is_some_and(|r| r != primary)
+    })?;
+    // Anyone who may edit the Service may write any number there.
+    Some(Routes::weighted(
+        canary["percent"].as_i64()?.clamp(0, 100) as i32
+    ))
+}
+
+/// Whether `name` can be a Revision's name (a DNS label). Revision names reach PromQL label
+/// matchers, and the status and annotations they are read from are free text.
+pub fn is_revision_name(name: &str) -> bool {
+    crate::naming::is_dns_label(name)
 }
 
 /// Writes `spec.traffic`. A merge patch replaces the whole list, so nothing of an older split
@@ -135,7 +163,6 @@ mod tests {
         let object: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "serving.knative.dev/v1", "kind": "Service",
             "metadata": { "name": "hello", "annotations": annotations },
-            "spec": { "traffic": traffic("hello-00001", Routes::weighted(20)) },
             "status": status
         }))
         .unwrap();
@@ -147,34 +174,67 @@ mod tests {
         let creating = service(
             json!({ "latestCreatedRevisionName": "hello-00002", "latestReadyRevisionName": "hello-00001",
                     "traffic": [{ "revisionName": "hello-00001", "percent": 100 }] }),
-            json!({ PRIMARY_REVISION_ANNOTATION: "hello-00001" }),
+            json!({ PRIMARY_REVISION_ANNOTATION: "hello-00001", CANARY_UID_LABEL: "uid-1" }),
         );
         assert!(!creating.is_ready());
         assert!(creating.serves("hello-00001") && !creating.serves("hello-00002"));
         assert_eq!(
-            creating.primary_revision().map(String::as_str),
+            creating.primary_revision("uid-1").map(String::as_str),
             Some("hello-00001")
+        );
+        assert_eq!(
+            creating.primary_revision("uid-2"),
+            None,
+            "another canary's primary"
         );
         let ready = service(
             json!({ "latestCreatedRevisionName": "hello-00002", "latestReadyRevisionName": "hello-00002" }),
             json!({}),
         );
-        assert!(ready.is_ready() && ready.primary_revision().is_none());
+        assert!(ready.is_ready() && ready.primary_revision("uid-1").is_none());
     }
 
     #[test]
-    fn traffic_round_trips() {
-        let block = traffic("hello-00001", Routes::weighted(20));
+    fn traffic_names_both_revisions_and_round_trips() {
+        let block = traffic("hello-00001", "hello-00002", Routes::weighted(20));
         assert_eq!(
             block[0],
             json!({ "revisionName": "hello-00001", "percent": 80 })
         );
-        assert_eq!(routes_of_traffic(&block), Some(Routes::weighted(20)));
         assert_eq!(
-            routes_of_traffic(
-                &json!([{ "latestRevision": true, "percent": 100, "revisionName": "x" }])
-            ),
-            None
+            block[1],
+            json!({ "revisionName": "hello-00002", "percent": 20 })
         );
+        assert_eq!(
+            routes_of_traffic(&block, "hello-00001"),
+            Some(Routes::weighted(20))
+        );
+        let promoted = traffic("hello-00002", "hello-00002", Routes::primary_only());
+        assert_eq!(
+            promoted,
+            json!([{ "revisionName": "hello-00002", "percent": 100 }])
+        );
+        assert_eq!(
+            routes_of_traffic(&promoted, "hello-00002"),
+            Some(Routes::primary_only())
+        );
+        let forged =
+            json!([{ "revisionName": "a", "percent": 0 }, { "revisionName": "b", "percent": -7 }]);
+        assert_eq!(routes_of_traffic(&forged, "a"), Some(Routes::weighted(0)));
+    }
+
+    #[test]
+    fn revision_names_are_dns_labels() {
+        assert!(is_revision_name("hello-00001"));
+        for bad in [
+            "",
+            "x\"}) or vector(1",
+            "Hello",
+            "-a",
+            "a-",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_revision_name(bad), "{bad}");
+        }
     }
 }

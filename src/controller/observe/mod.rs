@@ -113,6 +113,7 @@ pub fn observe(
     let target = lookup(target_name)
         .ok_or_else(|| Obstacle::TargetNotFound(format!("{kind:?} {namespace}/{target_name}")))?;
     refuse_on_delete(&target)?;
+    refuse_bad_mesh(canary, &plan)?;
     refuse_kind_change(canary, kind, stores)?;
     objects::selector_label(&target).map_err(|e| Obstacle::TargetSelectorMissing(e.to_string()))?;
     let primary = lookup(&naming::primary(target_name));
@@ -167,7 +168,26 @@ pub fn observe_knative(
     }
     let service = service
         .ok_or_else(|| Obstacle::TargetNotFound(format!("Knative Service {namespace}/{name}")))?;
-    let primary = service.primary_revision().cloned();
+    let primary = service
+        .primary_revision(&canary.uid().unwrap_or_default())
+        .cloned();
+    let named = [
+        (
+            "status.latestCreatedRevisionName",
+            service.latest_created.as_ref(),
+        ),
+        (
+            "metadata.annotations[\"aviary.dev/primary-revision\"]",
+            primary.as_ref(),
+        ),
+    ];
+    for (field, revision) in named {
+        if let Some(bad) = revision.filter(|r| !super::knative::is_revision_name(r)) {
+            return Err(Obstacle::InvalidSpec(format!(
+                "spec.targetRef: Knative Service {name} has {field} {bad:?}, which is no Revision name"
+            )));
+        }
+    }
     let observations = Observations {
         target_revision: service.latest_created.clone(),
         primary_ready: primary.as_deref().is_some_and(|r| service.serves(r)),
@@ -184,6 +204,20 @@ pub fn observe_knative(
         checks,
         observations,
     })
+}
+
+/// Kuma's mesh is named by an annotation on the Canary: written into a cluster-scoped route,
+/// it must be a name Kuma can have.
+fn refuse_bad_mesh(canary: &Canary, plan: &Plan) -> Result<(), Obstacle> {
+    let key = crate::controller::router::MESH_ANNOTATION;
+    match canary.annotations().get(key) {
+        Some(mesh) if plan.router == RouterKind::Kuma && !naming::is_dns_label(mesh) => {
+            Err(Obstacle::InvalidSpec(format!(
+                "metadata.annotations[\"{key}\"]: {mesh:?} is not a mesh name (a DNS label)"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A DaemonSet that updates its pods only when they are deleted would keep the canary's old

@@ -33,11 +33,15 @@ impl KnativeRouter {
 
 impl KnativeRouter {
     /// All traffic to the latest Revision, as Knative routes a Service with no traffic block,
-    /// and the primary annotation taken away. A Service already gone needs nothing.
+    /// and the primary annotations taken away. A Service already gone needs nothing.
     pub async fn release(&self, canary: &Canary) -> Result<(), RouterError> {
         let namespace = canary.namespace().unwrap_or_default();
         let name = canary.spec.target_ref.name.clone();
-        if self.service(canary).await?.is_none() {
+        // Only a Service whose primary this canary named: a refused canary (its target
+        // claimed by another) gives back nothing it never took.
+        let uid = canary.uid().unwrap_or_default();
+        let service = self.service(canary).await?;
+        if service.is_none_or(|s| s.primary_revision(&uid).is_none()) {
             return Ok(());
         }
         let latest = serde_json::json!([{ "latestRevision": true, "percent": 100 }]);
@@ -67,15 +71,25 @@ impl Router for KnativeRouter {
         Box::pin(async move {
             let name = canary.spec.target_ref.name.clone();
             let service = self.service(canary).await?;
-            let Some(primary) = service.as_ref().and_then(|s| s.primary_revision()) else {
+            let uid = canary.uid().unwrap_or_default();
+            let Some(service) = service.filter(|s| s.primary_revision(&uid).is_some()) else {
                 return Err(RouterError::Missing {
                     kind: KIND,
                     name,
                     what: knative::PRIMARY_REVISION_ANNOTATION,
                 });
             };
+            let primary = service.primary_revision(&uid).cloned().unwrap_or_default();
+            // The Revision under analysis, as the status names it; the latest before any.
+            let analysed = canary
+                .status
+                .as_ref()
+                .and_then(|s| s.last_applied_spec.clone());
+            let canary_revision = analysed
+                .or(service.latest_created)
+                .unwrap_or_else(|| primary.clone());
+            let traffic = knative::traffic(&primary, &canary_revision, routes);
             let namespace = canary.namespace().unwrap_or_default();
-            let traffic = knative::traffic(primary, routes);
             knative::write_traffic(&self.client, &namespace, &name, traffic)
                 .await
                 .map_err(|source| RouterError::Write {
@@ -93,7 +107,11 @@ impl Router for KnativeRouter {
     ) -> BoxFuture<'a, Result<Option<Routes>, RouterError>> {
         Box::pin(async move {
             let service = self.service(canary).await?;
-            Ok(service.and_then(|s| knative::routes_of_traffic(&s.traffic)))
+            let uid = canary.uid().unwrap_or_default();
+            Ok(service.and_then(|s| {
+                let primary = s.primary_revision(&uid)?;
+                knative::routes_of_traffic(&s.traffic, primary)
+            }))
         })
     }
 }

@@ -51,7 +51,10 @@ pub fn traffic_route(canary: &Canary, routes: Routes) -> Value {
         "kind": KIND,
         "metadata": {
             "name": cluster_object_name(canary),
-            "labels": { naming::MANAGED_BY_LABEL: naming::MANAGED_BY },
+            "labels": {
+                naming::MANAGED_BY_LABEL: naming::MANAGED_BY,
+                naming::CANARY_UID_LABEL: canary.uid().unwrap_or_default(),
+            },
             "annotations": { naming::CANARY_ANNOTATION: format!("{namespace}/{}", canary.name_any()) },
         },
         "mesh": mesh_of(canary),
@@ -78,7 +81,8 @@ pub fn routes_of_traffic_route(canary: &Canary, spec: &Value) -> Option<Routes> 
         .iter()
         .find(|s| s["destination"][KUMA_SERVICE_TAG] == json!(canary_service))?["weight"]
         .as_i64()?;
-    Some(Routes::weighted(weight as i32))
+    // Anyone who may edit the route may write any number there.
+    Some(Routes::weighted(weight.clamp(0, 100) as i32))
 }
 
 pub fn router(client: &Client) -> ObjectRouter {

@@ -117,19 +117,54 @@ impl ObjectRouter {
         }
     }
 
-    /// Deletes the canary's cluster-scoped object, which no owner reference can remove: a
-    /// cluster-scoped object may not be owned by a namespaced one.
-    pub async fn delete(&self, canary: &Canary) -> Result<(), RouterError> {
-        let name = self.object_name(canary);
-        match self.api(canary).delete(&name, &Default::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
-            Err(source) => Err(RouterError::Write {
-                kind: self.kind,
-                name,
-                source,
-            }),
+    /// Deletes every cluster-scoped object this canary wrote, found by its uid label, whatever
+    /// its apex or provider is now: no owner reference can remove them (a cluster-scoped object
+    /// may not be owned by a namespaced one). Another canary's object is never touched. A kind
+    /// the cluster does not serve, or may not be listed, holds nothing this canary wrote (it
+    /// may create what it may list), so neither keeps the Canary from going.
+    pub async fn delete_owned(&self, canary: &Canary) -> Result<(), RouterError> {
+        let uid = canary.uid().unwrap_or_default();
+        if uid.is_empty() {
+            return Ok(());
         }
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &self.resource);
+        let selector = format!("{}={uid}", crate::naming::CANARY_UID_LABEL);
+        let params = kube::api::ListParams::default().labels(&selector);
+        let owned = match api.list_metadata(&params).await {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(response)) if matches!(response.code, 403 | 404) => {
+                tracing::warn!(kind = self.kind, code = response.code, "cannot list routing objects to remove; nothing of this canary's can exist there");
+                return Ok(());
+            }
+            Err(source) => {
+                let name = selector;
+                return Err(RouterError::Read {
+                    kind: self.kind,
+                    name,
+                    source,
+                });
+            }
+        };
+        for object in owned {
+            let name = object.name_any();
+            let preconditions = kube::api::Preconditions {
+                uid: object.uid(),
+                resource_version: None,
+            };
+            let params = kube::api::DeleteParams::default().preconditions(preconditions);
+            match api.delete(&name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(response)) if response.code == 404 => {}
+                Err(source) => {
+                    return Err(RouterError::Write {
+                        kind: self.kind,
+                        name,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -235,8 +270,9 @@ impl Routers {
     /// object is removed, and with `revertOnDeletion` a Knative Service's traffic goes back to
     /// its latest Revision.
     pub async fn on_delete(&self, kind: RouterKind, canary: &Canary) -> Result<(), RouterError> {
+        // Whatever the provider is now: it may have been kuma before.
+        self.kuma.delete_owned(canary).await?;
         match kind {
-            RouterKind::Kuma => self.kuma.delete(canary).await,
             RouterKind::Knative if canary.spec.revert_on_deletion => {
                 self.knative.release(canary).await
             }

@@ -115,11 +115,11 @@ const OSM: Shape = Shape {
     to_milliseconds: "",
 };
 
-/// `{service}` is the Kubernetes Service in front of the workload: `<svc>-primary` for the
-/// primary and `<svc>-canary` for the canary, as Kuma tags their endpoints.
+/// The workload is the Kubernetes Service in front of it (`<svc>-primary` or `<svc>-canary`),
+/// as Kuma tags their endpoints.
 const KUMA: Shape = Shape {
     requests: "envoy_cluster_upstream_rq",
-    selector: "envoy_cluster_name=~\"{service}_{ns}_svc_[0-9]+\"",
+    selector: "envoy_cluster_name=~\"{name}_{ns}_svc_[0-9]+\"",
     non_errors: "envoy_response_code!~\"5.*\"",
     latency_buckets: "envoy_cluster_upstream_rq_time_bucket",
     to_milliseconds: "",
@@ -143,17 +143,6 @@ const APPLICATION: Shape = Shape {
     latency_buckets: "http_request_duration_seconds_bucket",
     to_milliseconds: " * 1000",
 };
-
-/// The Service in front of a workload: the primary's is named after it; the canary's is the
-/// target's name with `-canary` (Flagger's naming, which assumes the apex is named after the
-/// target).
-fn service_of(workload: &str) -> String {
-    if workload.ends_with("-primary") {
-        workload.to_string()
-    } else {
-        crate::naming::canary(workload)
-    }
-}
 
 impl MeshTelemetry {
     fn shape(self) -> &'static Shape {
@@ -182,7 +171,6 @@ impl MeshTelemetry {
             .replace("{kind}", kind)
             .replace("{Kind}", owner_kind)
             .replace("{pods}", pods)
-            .replace("{service}", &service_of(&workload.name))
     }
 
     /// PromQL for a built-in check, or `None` when `check` is not one.
@@ -270,7 +258,7 @@ mod tests {
             for check in [BUILTIN_SUCCESS_RATE, BUILTIN_DURATION] {
                 let query = telemetry.builtin_query(check, &workload, "60s").unwrap();
                 assert!(query.contains("[60s]"), "{query}");
-                let unfilled = ["{name}", "{ns}", "{kind}", "{Kind}", "{pods}", "{service}"];
+                let unfilled = ["{name}", "{ns}", "{kind}", "{Kind}", "{pods}"];
                 assert!(!unfilled.iter().any(|p| query.contains(p)), "{query}");
             }
         }
@@ -303,13 +291,13 @@ mod tests {
     }
 
     #[test]
-    fn kuma_reads_the_callers_clusters_of_each_side() {
+    fn kuma_reads_the_callers_clusters_of_each_service() {
         let cart = |name: &str| WorkloadRef {
             namespace: "shop".into(),
             name: name.into(),
             kind: TargetKind::Deployment,
         };
-        let canary = MeshTelemetry::Kuma.request_count(&cart("cart"), "1m");
+        let canary = MeshTelemetry::Kuma.request_count(&cart("cart-canary"), "1m");
         assert!(
             canary.contains("envoy_cluster_name=~\"cart-canary_shop_svc_[0-9]+\""),
             "{canary}"
