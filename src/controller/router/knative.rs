@@ -58,10 +58,6 @@ impl KnativeRouter {
 }
 
 impl Router for KnativeRouter {
-    fn ensure<'a>(&'a self, _: &'a Canary, _: &'a Plan) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn apply<'a>(
         &'a self,
         canary: &'a Canary,

@@ -49,12 +49,14 @@ pub enum RouterError {
 /// Writes and reads back the routing of one canary.
 pub trait Router: Send + Sync {
     /// Writes the objects that do not change with the weights (Istio's DestinationRules); called
-    /// at bootstrap and promotion, not at every step.
+    /// at bootstrap and promotion, not at every step. Most routers have none.
     fn ensure<'a>(
         &'a self,
-        canary: &'a Canary,
-        plan: &'a Plan,
-    ) -> BoxFuture<'a, Result<(), RouterError>>;
+        _canary: &'a Canary,
+        _plan: &'a Plan,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Makes the mesh route as `routes` says (creating the route object when needed).
     fn apply<'a>(
         &'a self,
@@ -169,10 +171,6 @@ impl ObjectRouter {
 }
 
 impl Router for ObjectRouter {
-    fn ensure<'a>(&'a self, _: &'a Canary, _: &'a Plan) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn apply<'a>(
         &'a self,
         canary: &'a Canary,
@@ -205,10 +203,6 @@ impl Router for ObjectRouter {
 pub struct ServicesOnly;
 
 impl Router for ServicesOnly {
-    fn ensure<'a>(&'a self, _: &'a Canary, _: &'a Plan) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn apply<'a>(
         &'a self,
         _: &'a Canary,
