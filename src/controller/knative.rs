@@ -134,12 +134,6 @@ pub fn routes_of_traffic(traffic: &Value, primary: &str) -> Option<Routes> {
     ))
 }
 
-/// Whether `name` can be a Revision's name (a DNS label). Revision names reach PromQL label
-/// matchers, and the status and annotations they are read from are free text.
-pub fn is_revision_name(name: &str) -> bool {
-    crate::naming::is_dns_label(name)
-}
-
 /// Writes `spec.traffic`. A merge patch replaces the whole list, so nothing of an older split
 /// (or a user's own block) is left beside it.
 pub async fn write_traffic(
@@ -225,7 +219,7 @@ mod tests {
 
     #[test]
     fn revision_names_are_dns_labels() {
-        assert!(is_revision_name("hello-00001"));
+        assert!(crate::naming::is_dns_label("hello-00001"));
         for bad in [
             "",
             "x\"}) or vector(1",
@@ -234,7 +228,7 @@ mod tests {
             "a-",
             &"a".repeat(64),
         ] {
-            assert!(!is_revision_name(bad), "{bad}");
+            assert!(!crate::naming::is_dns_label(bad), "{bad}");
         }
     }
 }

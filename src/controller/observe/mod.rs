@@ -171,6 +171,8 @@ pub fn observe_knative(
     let primary = service
         .primary_revision(&canary.uid().unwrap_or_default())
         .cloned();
+    // Revision names reach PromQL label matchers, and the status and annotation they are read
+    // from are free text.
     let named = [
         (
             "status.latestCreatedRevisionName",
@@ -182,7 +184,7 @@ pub fn observe_knative(
         ),
     ];
     for (field, revision) in named {
-        if let Some(bad) = revision.filter(|r| !super::knative::is_revision_name(r)) {
+        if let Some(bad) = revision.filter(|r| !naming::is_dns_label(r)) {
             return Err(Obstacle::InvalidSpec(format!(
                 "spec.targetRef: Knative Service {name} has {field} {bad:?}, which is no Revision name"
             )));

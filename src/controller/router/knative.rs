@@ -68,14 +68,17 @@ impl Router for KnativeRouter {
             let name = canary.spec.target_ref.name.clone();
             let service = self.service(canary).await?;
             let uid = canary.uid().unwrap_or_default();
-            let Some(service) = service.filter(|s| s.primary_revision(&uid).is_some()) else {
+            let primary = service
+                .as_ref()
+                .and_then(|s| s.primary_revision(&uid))
+                .cloned();
+            let (Some(service), Some(primary)) = (service, primary) else {
                 return Err(RouterError::Missing {
                     kind: KIND,
                     name,
                     what: knative::PRIMARY_REVISION_ANNOTATION,
                 });
             };
-            let primary = service.primary_revision(&uid).cloned().unwrap_or_default();
             // The Revision under analysis, as the status names it; the latest before any.
             let analysed = canary
                 .status
