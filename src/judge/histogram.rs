@@ -135,6 +135,12 @@ pub fn paired_p99(canary: &[(f64, f64)], primary: &[(f64, f64)], per: f64) -> Op
 /// latency (the canary's reads high by some 8 % at 150 requests, 17 % at 75): consecutive
 /// sub-intervals are merged until the canary has this many.
 pub const MIN_PAIR_REQUESTS: f64 = 200.0;
+/// A median read from the body of the distribution needs far fewer requests than a P99 to
+/// be unbiased, so inside a pair's run the medians are read over shorter stretches: each
+/// sub-interval, or as few consecutive ones as give the canary this many requests. More,
+/// shorter median pairs give the median's test more evidence per minute (each pair adds at
+/// most a bounded amount, see [`super::betting`]).
+pub const MIN_MEDIAN_REQUESTS: f64 = 50.0;
 
 /// A histogram: (upper bound, cumulative value), ascending, `+Inf` last.
 pub type Buckets = Vec<(f64, f64)>;
@@ -153,11 +159,72 @@ fn add_into(sum: &mut Buckets, more: &[(f64, f64)]) -> bool {
     same_bounds
 }
 
+/// Both sides' histograms summed over consecutive sub-intervals.
+#[derive(Default)]
+struct Run {
+    canary: Buckets,
+    primary: Buckets,
+}
+
+impl Run {
+    /// Adds one sub-interval; false when its bounds differ (the run then starts again with it).
+    fn add(&mut self, canary: &[(f64, f64)], primary: &[(f64, f64)]) -> bool {
+        if add_into(&mut self.canary, canary) && add_into(&mut self.primary, primary) {
+            return true;
+        }
+        (self.canary, self.primary) = (canary.to_vec(), primary.to_vec());
+        false
+    }
+
+    fn canary_requests(&self, per: f64) -> f64 {
+        self.canary.last().map_or(0.0, |(_, total)| total * per)
+    }
+
+    fn medians(&self) -> Option<(f64, f64)> {
+        body_quantile(0.5, &self.canary).zip(body_quantile(0.5, &self.primary))
+    }
+}
+
+/// The medians inside one P99 run: read over the shortest stretches in which the canary has
+/// [`MIN_MEDIAN_REQUESTS`]; a short remainder joins the stretch before it.
+#[derive(Default)]
+struct MedianRuns {
+    done: Vec<Run>,
+    open: Run,
+}
+
+impl MedianRuns {
+    /// The caller starts a new `MedianRuns` when the bounds change, so every stretch here
+    /// has the same bounds.
+    fn add(&mut self, canary: &[(f64, f64)], primary: &[(f64, f64)], per: f64) {
+        self.open.add(canary, primary);
+        if self.open.canary_requests(per) >= MIN_MEDIAN_REQUESTS {
+            self.done.push(std::mem::take(&mut self.open));
+        }
+    }
+
+    fn finish(&mut self) -> Vec<(f64, f64)> {
+        let rest = std::mem::take(&mut self.open);
+        match self.done.last_mut() {
+            Some(last) if !rest.canary.is_empty() => {
+                last.add(&rest.canary, &rest.primary);
+            }
+            _ if !rest.canary.is_empty() => self.done.push(rest),
+            _ => {}
+        }
+        std::mem::take(&mut self.done)
+            .iter()
+            .filter_map(Run::medians)
+            .collect()
+    }
+}
+
 /// Both sides' histograms over consecutive sub-intervals (by end, Unix ms, values in
 /// requests per `per` seconds), merged oldest first into runs in which the canary has at
-/// least [`MIN_PAIR_REQUESTS`], each run read as one pair ending at its last sub-interval.
-/// Returns the pairs and the end of the last run, or `start` when none is complete: the
-/// sub-intervals after it are read again at the next look, never counted twice.
+/// least [`MIN_PAIR_REQUESTS`], each run read as one pair ending at its last sub-interval,
+/// with the medians of its shorter stretches. Returns the pairs and the end of the last run,
+/// or `start` when none is complete: the sub-intervals after it are read again at the next
+/// look, never counted twice.
 pub fn merged_pairs(
     ends: impl Iterator<Item = i64>,
     (canary, primary): (&BTreeMap<i64, Buckets>, &BTreeMap<i64, Buckets>),
@@ -165,31 +232,29 @@ pub fn merged_pairs(
     start: i64,
 ) -> (Vec<Pair>, i64) {
     let (mut pairs, mut through) = (Vec::new(), start);
-    let (mut run_canary, mut run_primary) = (Buckets::new(), Buckets::new());
+    let (mut run, mut medians) = (Run::default(), MedianRuns::default());
     for end in ends {
         let (Some(c), Some(p)) = (canary.get(&end), primary.get(&end)) else {
             continue;
         };
-        if !add_into(&mut run_canary, c) || !add_into(&mut run_primary, p) {
-            // The bounds changed (a new histogram layout): start the run again here.
-            (run_canary, run_primary) = (c.clone(), p.clone());
+        if !run.add(c, p) {
+            // The bounds changed (a new histogram layout): the run started again here.
+            medians = MedianRuns::default();
         }
-        let requests = run_canary.last().map_or(0.0, |(_, total)| total * per);
-        if requests < MIN_PAIR_REQUESTS {
+        medians.add(c, p, per);
+        if run.canary_requests(per) < MIN_PAIR_REQUESTS {
             continue;
         }
-        if let Some((canary, primary)) = paired_p99(&run_canary, &run_primary, per) {
-            let median = body_quantile(0.5, &run_canary).zip(body_quantile(0.5, &run_primary));
+        if let Some((canary, primary)) = paired_p99(&run.canary, &run.primary, per) {
             pairs.push(Pair {
                 end,
                 canary,
                 primary,
-                median,
+                medians: medians.finish(),
             });
         }
         through = end;
-        run_canary.clear();
-        run_primary.clear();
+        (run, medians) = (Run::default(), MedianRuns::default());
     }
     (pairs, through)
 }
@@ -266,6 +331,13 @@ mod tests {
             [3000, 6000]
         );
         assert_eq!(through, 6000, "the seventh waits for the next look");
+        // 70 canary requests a sub-interval: a median for each of a pair's three.
+        assert!(pairs.iter().all(|p| p.medians.len() == 3), "{pairs:?}");
+        // 30 a sub-interval: 50 needs two, and the seventh joins the stretch before it.
+        let (canary, primary) = (every(30.0), every(270.0));
+        let (pairs, _) = merged_pairs((1..=7).map(|k| k * 1000), (&canary, &primary), 1.0, 0);
+        let medians: Vec<usize> = pairs.iter().map(|p| p.medians.len()).collect();
+        assert_eq!(medians, [3], "{pairs:?}");
     }
 
     #[test]

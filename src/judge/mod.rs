@@ -149,8 +149,12 @@ fn bounds(settings: &Settings) -> (f64, f64) {
 
 /// Judges one look of sub-interval pairs, pooled with every earlier one in `state`.
 ///
-/// The error α is split evenly among the tests that may fail the canary: a rise and a fall
-/// where the direction is either, and for histograms the rise of the P99 and of the median.
+/// Up to three tests may fail the canary: a rise and a fall where the direction is either,
+/// and for histograms the rise of the median beside that of the P99. Their evidence is
+/// averaged: each is a nonnegative supermartingale under its hypothesis, so their mean is
+/// one too, and Ville's inequality bounds the chance that it ever reaches 1/α by α. The
+/// mean rejects whenever splitting α evenly among them would, and also where two tests
+/// each hold part of the evidence.
 pub fn judge_pairs(
     settings: &Settings,
     pairs: &[Pair],
@@ -162,42 +166,117 @@ pub fn judge_pairs(
     let rises = matches!(settings.direction, Direction::Increase | Direction::Either);
     let falls = matches!(settings.direction, Direction::Decrease | Direction::Either) && down > 0.0;
     let medians = rises && state.median_above.pairs > 0;
-    let tests = u8::from(rises) + u8::from(falls) + u8::from(medians);
-    let alpha = settings.alpha() / f64::from(tests.max(1));
+    let tested = [
+        (rises, state.above.evidence()),
+        (medians, state.median_above.evidence()),
+        (falls, state.below.evidence()),
+    ];
+    let tests = tested.iter().filter(|(on, _)| *on).count().max(1) as f64;
+    let share = |(on, evidence): (bool, f64)| if on { evidence / tests } else { 0.0 };
+    let [above, median, below] = tested.map(share);
+    let pooled = above + median + below;
+    let bound = 1.0 / settings.alpha();
     let effect = state.ratio_estimate();
     let ratio = effect.map_or("n/a".to_string(), |r| format!("{r:.2}"));
     let pairs_seen = state.above.pairs;
-    let on = |evidence: f64, tested: bool| if tested { evidence } else { 0.0 };
-    let above = on(state.above.evidence(), rises);
-    let below = on(state.below.evidence(), falls);
-    let median = on(state.median_above.evidence(), medians);
-    let bound = 1.0 / alpha;
     let over = format!("canary/primary ratio {ratio} over {pairs_seen} sub-intervals");
-    let (verdict, shown, detail) = if above >= bound {
-        let detail = format!("{over}: evidence {above:.3e} ≥ {bound:.0} that it exceeds ×{up:.2}");
-        (Verdict::Fail, above, detail)
-    } else if median >= bound {
-        let detail = format!("{over}: evidence {median:.3e} ≥ {bound:.0} that the canary's median exceeds ×{up:.2} the primary's");
-        (Verdict::Fail, median, detail)
-    } else if below >= bound {
-        let detail =
-            format!("{over}: evidence {below:.3e} ≥ {bound:.0} that it is below ×{down:.2}");
-        (Verdict::Fail, below, detail)
+    let (verdict, detail) = if pooled >= bound {
+        let what = if below > above.max(median) {
+            format!("it is below ×{down:.2}")
+        } else if median > above {
+            format!("the canary's median exceeds ×{up:.2} the primary's")
+        } else {
+            format!("it exceeds ×{up:.2}")
+        };
+        let detail = format!("{over}: evidence {pooled:.3e} ≥ {bound:.0} that {what}");
+        (Verdict::Fail, detail)
     } else if pairs_seen < MIN_PAIRS || added.counted == 0 {
         // No pass on old evidence alone: a canary that stopped getting traffic is not judged.
         let detail =
             format!("too few sub-intervals with both sides measured to compare ({pairs_seen})");
-        (Verdict::Inconclusive, above.max(below).max(median), detail)
+        (Verdict::Inconclusive, detail)
     } else {
-        let shown = above.max(below).max(median);
-        let detail = format!("{over}: within the allowance (evidence {shown:.2} < {bound:.0})");
-        (Verdict::Pass, shown, detail)
+        let detail = format!("{over}: within the allowance (evidence {pooled:.2} < {bound:.0})");
+        (Verdict::Pass, detail)
     };
+    let shown = pooled;
     Judgement {
         verdict,
         effect,
         p_value: Some((1.0 / shown.max(1e-300)).min(1.0)),
         evidence: Some((shown, bound)),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn gaussian(rng: &mut StdRng) -> f64 {
+        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+        let u2: f64 = rng.random();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// A side's value with log-normal noise σ 0.3.
+    fn noisy(rng: &mut StdRng, centre: f64) -> f64 {
+        centre * (0.3 * gaussian(rng)).exp()
+    }
+
+    /// The share of analyses the pooled judge ever fails, with `looks` looks of four pairs
+    /// (each with two medians), the canary `factor` times the primary on P99 and median.
+    fn failures(settings: &Settings, looks: u32, factor: f64, seed: u64) -> f64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let runs = 1000;
+        let failed = (0..runs)
+            .filter(|_| {
+                let mut state = PairedState::default();
+                let mut end = 0;
+                (0..looks).any(|_| {
+                    let pairs: Vec<Pair> = (0..4)
+                        .map(|_| {
+                            end += 1000;
+                            let medians = (0..2)
+                                .map(|_| (noisy(&mut rng, factor * 100.0), noisy(&mut rng, 100.0)))
+                                .collect();
+                            Pair {
+                                end,
+                                canary: noisy(&mut rng, factor * 300.0),
+                                primary: noisy(&mut rng, 300.0),
+                                medians,
+                            }
+                        })
+                        .collect();
+                    let judgement = judge_pairs(settings, &pairs, Some(end), &mut state);
+                    judgement.verdict == Verdict::Fail
+                })
+            })
+            .count();
+        failed as f64 / f64::from(runs)
+    }
+
+    #[test]
+    fn the_pooled_sample_judge_fails_a_canary_at_the_boundary_at_most_alpha_of_the_time() {
+        let settings = Settings {
+            confidence: 0.99,
+            allowed_increase: 0.2,
+            allowed_decrease: 0.2,
+            direction: Direction::Either,
+        };
+        for (looks, seed) in [(10, 11), (30, 12), (100, 13)] {
+            // Exactly at the upper bound of the allowance, then at the lower one.
+            let above = failures(&settings, looks, 1.2, seed);
+            assert!(above <= 0.01, "{looks} looks at ×1.2: {above}");
+            let below = failures(&settings, looks, 0.8, seed);
+            assert!(below <= 0.01, "{looks} looks at ×0.8: {below}");
+        }
+        let increase = Settings {
+            direction: Direction::Increase,
+            ..settings
+        };
+        assert!(failures(&increase, 10, 1.6, 14) >= 0.9);
     }
 }

@@ -110,15 +110,17 @@ pub struct PairedState {
 }
 
 /// One sub-interval's values, canary and primary.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pair {
     /// End of the sub-interval (Unix milliseconds).
     pub end: i64,
     pub canary: f64,
     pub primary: f64,
     /// The sides' medians, where the values are a histogram's P99s: tested on their own, so
-    /// a shift of the whole distribution is seen through the median's smaller noise.
-    pub median: Option<(f64, f64)>,
+    /// a shift of the whole distribution is seen through the median's smaller noise. A median
+    /// needs fewer requests than a P99, so there may be one for each of the pair's
+    /// sub-intervals (each is a pair of its own for the median's test).
+    pub medians: Vec<(f64, f64)>,
 }
 
 /// What adding a look's pairs did.
@@ -164,10 +166,11 @@ impl PairedState {
                 self.below.add(down.ln() - ratio);
             }
             self.log_ratio_sum += ratio.clamp(-CLAMP, CLAMP);
-            let median = pair
-                .median
-                .and_then(|(canary, primary)| log_ratio(canary, primary));
-            if let Some(median) = median {
+            let medians = pair
+                .medians
+                .iter()
+                .filter_map(|(canary, primary)| log_ratio(*canary, *primary));
+            for median in medians {
                 self.median_above
                     .add((median - up.ln()).clamp(-CLAMP, CLAMP));
             }
@@ -224,7 +227,7 @@ mod tests {
                             end,
                             canary,
                             primary,
-                            median: None,
+                            medians: Vec::new(),
                         }
                     })
                     .collect();
@@ -259,7 +262,7 @@ mod tests {
                 end: k * 1000,
                 canary: 150.0 + (k % 3) as f64,
                 primary: 100.0 + (k % 5) as f64,
-                median: None,
+                medians: Vec::new(),
             })
             .collect();
         let added = state.add(&pairs, Some(20_000), (1.2, 0.8));
@@ -282,7 +285,7 @@ mod tests {
                 end: k,
                 canary: 0.0,
                 primary: 1.0,
-                median: None,
+                medians: Vec::new(),
             })
             .collect();
         state.add(&pairs, Some(5000), (1.2, 0.8));
@@ -300,19 +303,19 @@ mod tests {
                 end: 1,
                 canary: 0.0,
                 primary: 0.0,
-                median: None,
+                medians: Vec::new(),
             },
             Pair {
                 end: 2,
                 canary: -1.0,
                 primary: 3.0,
-                median: None,
+                medians: Vec::new(),
             },
             Pair {
                 end: 3,
                 canary: 2.0,
                 primary: 0.0,
-                median: None,
+                medians: Vec::new(),
             },
         ];
         let added = state.add(&pairs, Some(3), (1.2, 0.8));

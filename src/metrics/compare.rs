@@ -130,7 +130,7 @@ async fn paired(
                 end: *end,
                 canary: *c,
                 primary: *p,
-                median: None,
+                medians: Vec::new(),
             })
         })
         .collect();
