@@ -5,6 +5,7 @@ mod gateway;
 mod judge;
 mod loadtest;
 pub mod soak;
+pub mod versus;
 
 pub use gateway::gateway;
 pub use judge::judge_bench;

@@ -4,7 +4,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use aviary::bench::versus::Peer;
 use clap::Subcommand;
+
+/// The peer of `bench controller --against`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Against {
+    Flagger,
+    None,
+}
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -39,6 +47,14 @@ pub enum Bench {
         /// Length of the steady-state window, in intervals.
         #[arg(long, default_value_t = 6)]
         intervals: u32,
+        /// Run Flagger v1.36.1 first on the same API server and Prometheus and report both
+        /// (`flagger`), or Aviary alone with the same measures (`none`): built-in Istio checks
+        /// against a real Prometheus, requests by identity from the audit log, and rollbacks.
+        #[arg(long, value_enum)]
+        against: Option<Against>,
+        /// With --against: canaries made to fail after the window, to time their rollbacks.
+        #[arg(long, default_value_t = 10)]
+        failing: usize,
     },
     /// The controller's memory under churn: canaries created, rolled out and deleted in
     /// batches, on the cluster in KUBECONFIG.
@@ -71,6 +87,28 @@ impl Bench {
                 canaries,
                 interval,
                 intervals,
+                against: Some(against),
+                failing,
+            } => {
+                let bench = aviary::bench::versus::VersusBench {
+                    canaries,
+                    interval,
+                    intervals,
+                    failing,
+                };
+                let peers = match against {
+                    Against::Flagger => vec![Peer::Flagger, Peer::Aviary],
+                    Against::None => vec![Peer::Aviary],
+                };
+                let executable = super::this_executable()?;
+                serde_json::to_string(&aviary::bench::versus::run(&executable, bench, &peers).await?)?
+            }
+            Bench::Controller {
+                canaries,
+                interval,
+                intervals,
+                against: None,
+                ..
             } => {
                 let bench = aviary::bench::controller::ControllerBench {
                     canaries,
