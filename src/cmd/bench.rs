@@ -101,7 +101,9 @@ impl Bench {
                     Against::None => vec![Peer::Aviary],
                 };
                 let executable = super::this_executable()?;
-                serde_json::to_string(&aviary::bench::versus::run(&executable, bench, &peers).await?)?
+                serde_json::to_string(
+                    &aviary::bench::versus::run(&executable, bench, &peers).await?,
+                )?
             }
             Bench::Controller {
                 canaries,

@@ -69,9 +69,18 @@ fn compare(
             let state = tests.counts.entry(metric.name.clone()).or_default();
             judge::judge_counts(&settings, (*canary, *primary), *through, state)
         }
-        Comparison::Samples { pairs, through } => {
+        Comparison::Samples {
+            pairs,
+            through,
+            medians,
+        } => {
             let state = tests.samples.entry(metric.name.clone()).or_default();
-            judge::judge_pairs(&settings, pairs, *through, state)
+            let sampled = judge::Sampled {
+                pairs,
+                through: *through,
+                medians: *medians,
+            };
+            judge::judge_pairs(&settings, sampled, state)
         }
     };
     if verdict.verdict == Verdict::Fail {

@@ -87,6 +87,10 @@ pub enum Comparison {
     Samples {
         pairs: Vec<crate::judge::Pair>,
         through: Option<i64>,
+        /// Whether the values are histograms' P99s, whose medians are tested too: known from
+        /// the metric, never from the data, so the tests pooled stay fixed (see
+        /// [`crate::judge::judge_pairs`]).
+        medians: bool,
     },
 }
 

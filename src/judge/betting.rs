@@ -74,6 +74,8 @@ impl Wager {
             && self.bet_sum.abs() <= pairs
             && (0.0..=pairs).contains(&self.bet_sum_of_squares)
             && self.log_wealth <= pairs * MAX_STAKE.ln_1p()
+            // No bet loses more than MAX_STAKE of the wealth.
+            && self.log_wealth >= pairs * (-MAX_STAKE).ln_1p()
     }
 }
 

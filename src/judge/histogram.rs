@@ -94,6 +94,13 @@ fn read(q: f64, buckets: &[(f64, f64)], shape: Option<&[(f64, f64)]>) -> Option<
 /// requests.
 pub fn body_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let total = buckets.last()?.1;
+    body_read(q, buckets, 0.5 / total)
+}
+
+/// [`body_quantile`] with cumulative shares clamped to `[floor, 1 − floor]`, so an edge
+/// with no request below or above it has a finite normal score.
+fn body_read(q: f64, buckets: &[(f64, f64)], floor: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
     if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !(0.0..1.0).contains(&q) {
         return None;
     }
@@ -103,8 +110,12 @@ pub fn body_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
         return read(q, buckets, None);
     }
     let (lo, at_lo) = buckets[index - 1];
-    // Half a request stands in for an empty side, so both ends have a finite normal score.
-    let score = |at: f64| normal_quantile(at.clamp(0.5, total - 0.5) / total);
+    let floor = if floor.is_finite() {
+        floor.clamp(1e-12, 0.25)
+    } else {
+        0.25
+    };
+    let score = |at: f64| normal_quantile((at / total).clamp(floor, 1.0 - floor));
     let (z_lo, z_hi) = (score(at_lo), score(at_hi));
     if lo <= 0.0 || z_hi <= z_lo {
         return read(q, buckets, None);
@@ -113,18 +124,38 @@ pub fn body_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     Some(lo * (hi / lo).powf(share))
 }
 
+/// The medians of one stretch, canary and primary, from their histograms (values in
+/// requests per `per` seconds, as for [`paired_p99`]). Where an edge of the median's bucket
+/// has no request beyond it, its share is taken as half a request of the side with fewer
+/// (the canary), on both sides: a floor set by each side's own count would read the sparser
+/// canary further into its tail than the primary, and so slower at equal latency.
+pub fn paired_medians(
+    canary: &[(f64, f64)],
+    primary: &[(f64, f64)],
+    per: f64,
+) -> Option<(f64, f64)> {
+    let (canary, primary) = (counts(canary, per), counts(primary, per));
+    let fewer = canary.last()?.1.min(primary.last()?.1);
+    let floor = 0.5 / fewer;
+    Some((
+        body_read(0.5, &canary, floor)?,
+        body_read(0.5, &primary, floor)?,
+    ))
+}
+
+fn counts(buckets: &[(f64, f64)], per: f64) -> Vec<(f64, f64)> {
+    buckets
+        .iter()
+        .map(|(bound, value)| (*bound, value * per))
+        .collect()
+}
+
 /// The P99s of one sub-interval, canary and primary, from their histograms (values in
 /// requests per `per` seconds: `per` turns a `rate()` into a count). Where the canary has no
 /// request beyond the bucket its P99 falls in, it borrows the primary's tail shape there.
 /// None when either side saw no request.
 pub fn paired_p99(canary: &[(f64, f64)], primary: &[(f64, f64)], per: f64) -> Option<(f64, f64)> {
-    let counts = |buckets: &[(f64, f64)]| -> Vec<(f64, f64)> {
-        buckets
-            .iter()
-            .map(|(bound, value)| (*bound, value * per))
-            .collect()
-    };
-    let (canary, primary) = (counts(canary), counts(primary));
+    let (canary, primary) = (counts(canary, per), counts(primary, per));
     Some((
         read(0.99, &canary, Some(&primary))?,
         read(0.99, &primary, None)?,
@@ -180,8 +211,8 @@ impl Run {
         self.canary.last().map_or(0.0, |(_, total)| total * per)
     }
 
-    fn medians(&self) -> Option<(f64, f64)> {
-        body_quantile(0.5, &self.canary).zip(body_quantile(0.5, &self.primary))
+    fn medians(&self, per: f64) -> Option<(f64, f64)> {
+        paired_medians(&self.canary, &self.primary, per)
     }
 }
 
@@ -203,18 +234,19 @@ impl MedianRuns {
         }
     }
 
-    fn finish(&mut self) -> Vec<(f64, f64)> {
+    fn finish(&mut self, per: f64) -> Vec<(f64, f64)> {
         let rest = std::mem::take(&mut self.open);
         match self.done.last_mut() {
             Some(last) if !rest.canary.is_empty() => {
-                last.add(&rest.canary, &rest.primary);
+                let same_bounds = last.add(&rest.canary, &rest.primary);
+                debug_assert!(same_bounds, "a stretch of other bounds inside one run");
             }
             _ if !rest.canary.is_empty() => self.done.push(rest),
             _ => {}
         }
         std::mem::take(&mut self.done)
             .iter()
-            .filter_map(Run::medians)
+            .filter_map(|run| run.medians(per))
             .collect()
     }
 }
@@ -250,7 +282,7 @@ pub fn merged_pairs(
                 end,
                 canary,
                 primary,
-                medians: medians.finish(),
+                medians: medians.finish(per),
             });
         }
         through = end;
@@ -338,6 +370,25 @@ mod tests {
         let (pairs, _) = merged_pairs((1..=7).map(|k| k * 1000), (&canary, &primary), 1.0, 0);
         let medians: Vec<usize> = pairs.iter().map(|p| p.medians.len()).collect();
         assert_eq!(medians, [3], "{pairs:?}");
+    }
+
+    #[test]
+    fn medians_read_the_same_from_rates_as_from_counts() {
+        // 60 canary requests against 540, as counts (per 1) and as rates over 15 s (per 15).
+        let (canary, primary) = (histogram(120.0, 60.0), histogram(100.0, 540.0));
+        let rate = |b: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            b.iter().map(|(le, n)| (*le, n / 15.0)).collect()
+        };
+        let from_counts = paired_medians(&canary, &primary, 1.0).unwrap();
+        let from_rates = paired_medians(&rate(&canary), &rate(&primary), 15.0).unwrap();
+        assert!(
+            (from_counts.0 - from_rates.0).abs() < 1e-9
+                && (from_counts.1 - from_rates.1).abs() < 1e-9
+        );
+        // Equal latency reads equal, whatever the counts: the floor is common to both sides.
+        let (c, p) =
+            paired_medians(&histogram(100.0, 60.0), &histogram(100.0, 5400.0), 1.0).unwrap();
+        assert!((c / p - 1.0).abs() < 0.01, "{c} {p}");
     }
 
     #[test]

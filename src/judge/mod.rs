@@ -147,32 +147,55 @@ fn bounds(settings: &Settings) -> (f64, f64) {
     )
 }
 
+/// The median test's weight in the pooled evidence, against 1 for each P99 test. Fixed in
+/// advance, so the weighted mean is an e-process like each test.
+const MEDIAN_WEIGHT: f64 = 2.0;
+
+/// One look's sub-interval pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampled<'a> {
+    pub pairs: &'a [Pair],
+    /// The last sub-interval end the look covered (Unix ms).
+    pub through: Option<i64>,
+    /// Whether the pairs are histograms' P99s that carry medians.
+    pub medians: bool,
+}
+
 /// Judges one look of sub-interval pairs, pooled with every earlier one in `state`.
 ///
 /// Up to three tests may fail the canary: a rise and a fall where the direction is either,
 /// and for histograms the rise of the median beside that of the P99. Their evidence is
-/// averaged: each is a nonnegative supermartingale under its hypothesis, so their mean is
-/// one too, and Ville's inequality bounds the chance that it ever reaches 1/α by α. The
-/// mean rejects whenever splitting α evenly among them would, and also where two tests
-/// each hold part of the evidence.
+/// averaged with fixed weights: each is a nonnegative supermartingale under its hypothesis,
+/// so their weighted mean is one too, and Ville's inequality bounds the chance that it ever
+/// reaches 1/α by α. The mean rejects whenever splitting α among them in the same shares
+/// would, and also where two tests each hold part of the evidence.
 pub fn judge_pairs(
     settings: &Settings,
-    pairs: &[Pair],
-    through: Option<i64>,
+    sampled: Sampled<'_>,
     state: &mut PairedState,
 ) -> Judgement {
     let (up, down) = bounds(settings);
-    let added = state.add(pairs, through, (up, down));
+    let added = state.add(sampled.pairs, sampled.through, (up, down));
     let rises = matches!(settings.direction, Direction::Increase | Direction::Either);
     let falls = matches!(settings.direction, Direction::Decrease | Direction::Either) && down > 0.0;
-    let medians = rises && state.median_above.pairs > 0;
+    // Fixed by the metric, not by whether medians have come yet: the mean of a set of tests
+    // chosen from the data would not keep the error at α.
+    let medians = rises && sampled.medians;
+    // (tested, weight, evidence): the median's test weighs twice the P99's, being the more
+    // powerful where the whole distribution moves (the usual regression).
     let tested = [
-        (rises, state.above.evidence()),
-        (medians, state.median_above.evidence()),
-        (falls, state.below.evidence()),
+        (rises, 1.0, state.above.evidence()),
+        (medians, MEDIAN_WEIGHT, state.median_above.evidence()),
+        (falls, 1.0, state.below.evidence()),
     ];
-    let tests = tested.iter().filter(|(on, _)| *on).count().max(1) as f64;
-    let share = |(on, evidence): (bool, f64)| if on { evidence / tests } else { 0.0 };
+    let total: f64 = tested.iter().filter(|t| t.0).map(|t| t.1).sum();
+    let share = |(on, weight, evidence): (bool, f64, f64)| {
+        if on {
+            evidence * weight / total.max(1.0)
+        } else {
+            0.0
+        }
+    };
     let [above, median, below] = tested.map(share);
     let pooled = above + median + below;
     let bound = 1.0 / settings.alpha();
@@ -250,7 +273,12 @@ mod tests {
                             }
                         })
                         .collect();
-                    let judgement = judge_pairs(settings, &pairs, Some(end), &mut state);
+                    let sampled = Sampled {
+                        pairs: &pairs,
+                        through: Some(end),
+                        medians: true,
+                    };
+                    let judgement = judge_pairs(settings, sampled, &mut state);
                     judgement.verdict == Verdict::Fail
                 })
             })

@@ -87,8 +87,12 @@ impl Tally {
     /// write them): finite, Q ≥ 0 and S² ≤ n·Q.
     fn is_sound(&self) -> bool {
         let (s, q) = (self.sum, self.sum_of_squares);
-        let bound = f64::from(self.pairs) * q * (1.0 + 1e-9) + 1e-12;
-        s.is_finite() && q.is_finite() && q >= 0.0 && s * s <= bound
+        let n = f64::from(self.pairs);
+        let bound = n * q * (1.0 + 1e-9) + 1e-12;
+        // Each pair is clamped, so neither sum can exceed what n clamped pairs give.
+        let within_clamp =
+            s.abs() <= n * CLAMP * (1.0 + 1e-9) && q <= n * CLAMP * CLAMP * (1.0 + 1e-9);
+        s.is_finite() && q.is_finite() && q >= 0.0 && s * s <= bound && within_clamp
     }
 }
 

@@ -91,6 +91,7 @@ async fn histogram_pairs(
     Ok(Comparison::Samples {
         pairs,
         through: Some(through),
+        medians: true,
     })
 }
 
@@ -113,6 +114,7 @@ async fn paired(
         return Ok(Comparison::Samples {
             pairs: Vec::new(),
             through: sampled_until,
+            medians: matches!(read, Read::HistogramP99),
         });
     };
     if let Read::HistogramP99 = read {
@@ -137,6 +139,7 @@ async fn paired(
     Ok(Comparison::Samples {
         pairs,
         through: Some(looks.last_end),
+        medians: false,
     })
 }
 

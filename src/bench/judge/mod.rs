@@ -105,24 +105,31 @@ impl Judge {
             .pending(sub, self.samples.sampled_until, now_ms, interval);
         let (pairs, through) = match looks {
             Some(looks) => {
+                // As the controller reads them: rate() per second over the query window,
+                // counted as requests over the sub-interval (`per`).
                 let read = |side: &Scraped| -> BTreeMap<i64, Buckets> {
                     let at = |end: i64| end as f64 / 1000.0;
+                    let rate = |b: Buckets| b.into_iter().map(|(le, n)| (le, n / width)).collect();
                     let histograms = looks.ends().map(|end| (end, side.buckets(at(end), width)));
-                    histograms.filter_map(|(end, b)| Some((end, b?))).collect()
+                    histograms
+                        .filter_map(|(end, b)| Some((end, rate(b?))))
+                        .collect()
                 };
                 let (canary, primary) = (read(canary), read(primary));
                 let start = looks.first_end - looks.step;
-                let (pairs, through) = merged_pairs(looks.ends(), (&canary, &primary), 1.0, start);
+                let per = sub.as_secs_f64();
+                let (pairs, through) = merged_pairs(looks.ends(), (&canary, &primary), per, start);
                 (pairs, Some(through))
             }
             None => (Vec::new(), self.samples.sampled_until),
         };
-        let on_latency = judge::judge_pairs(
-            &settings(LATENCY_ALLOWANCE),
-            &pairs,
+        let sampled = judge::Sampled {
+            pairs: &pairs,
             through,
-            &mut self.samples,
-        );
+            medians: true,
+        };
+        let on_latency =
+            judge::judge_pairs(&settings(LATENCY_ALLOWANCE), sampled, &mut self.samples);
         on_errors.verdict == Verdict::Fail || on_latency.verdict == Verdict::Fail
     }
 }

@@ -156,9 +156,8 @@ impl Scraped {
         histogram_quantile(q, &self.increase(end, width)?)
     }
 
-    /// `sum by (le) (rate(bucket[width]))` at `end` as the judge reads it, in requests rather
-    /// than per second (the bench reads with `per` = 1): bounds and cumulative counts, `+Inf`
-    /// last.
+    /// `sum by (le) (increase(bucket[width]))` at `end`: bounds and cumulative counts, `+Inf`
+    /// last (the bench divides by `width` for the controller's `rate()`).
     pub fn buckets(&self, end: f64, width: f64) -> Option<Vec<(f64, f64)>> {
         let bounds = BUCKETS_MS.iter().copied().chain([f64::INFINITY]);
         Some(bounds.zip(self.increase(end, width)?).collect())

@@ -30,7 +30,8 @@ async fn create_or_keep<K>(api: &Api<K>, object: serde_json::Value) -> Result<()
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
 {
-    let object: K = serde_json::from_value(object).map_err(|e| BenchError::Timeout(e.to_string()))?;
+    let object: K =
+        serde_json::from_value(object).map_err(|e| BenchError::Timeout(e.to_string()))?;
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
@@ -41,7 +42,11 @@ where
 /// The ServiceAccount `name` bound to cluster-admin (the benchmark compares requests, not
 /// rights), with a token written into a kubeconfig under `dir`.
 pub async fn identity(client: &Client, name: &str, dir: &Path) -> Result<Identity, BenchError> {
-    create_or_keep(&Api::<Namespace>::all(client.clone()), json!({ "metadata": { "name": NAMESPACE } })).await?;
+    create_or_keep(
+        &Api::<Namespace>::all(client.clone()),
+        json!({ "metadata": { "name": NAMESPACE } }),
+    )
+    .await?;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
     create_or_keep(&accounts, json!({ "metadata": { "name": name } })).await?;
     let binding = json!({
@@ -50,8 +55,9 @@ pub async fn identity(client: &Client, name: &str, dir: &Path) -> Result<Identit
         "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": NAMESPACE }]
     });
     create_or_keep(&Api::<ClusterRoleBinding>::all(client.clone()), binding).await?;
-    let request: TokenRequest = serde_json::from_value(json!({ "spec": { "expirationSeconds": 86400 } }))
-        .map_err(|e| BenchError::Timeout(e.to_string()))?;
+    let request: TokenRequest =
+        serde_json::from_value(json!({ "spec": { "expirationSeconds": 86400 } }))
+            .map_err(|e| BenchError::Timeout(e.to_string()))?;
     let token = accounts
         .create_token_request(name, &PostParams::default(), &request)
         .await?
@@ -68,7 +74,8 @@ pub async fn identity(client: &Client, name: &str, dir: &Path) -> Result<Identit
 
 /// The current context's cluster (server and CA) with `token` as the user.
 fn write_kubeconfig(path: &Path, token: &str) -> Result<(), BenchError> {
-    let config = kube::config::Kubeconfig::read().map_err(|e| BenchError::Timeout(format!("reading KUBECONFIG: {e}")))?;
+    let config = kube::config::Kubeconfig::read()
+        .map_err(|e| BenchError::Timeout(format!("reading KUBECONFIG: {e}")))?;
     let context_name = config.current_context.clone().unwrap_or_default();
     let cluster_name = config
         .contexts
@@ -118,10 +125,15 @@ pub fn audit_offset(log: &Path) -> u64 {
 /// Counts `user`'s requests by verb in the log between byte offsets `from` and `to`: one per
 /// request (its ResponseComplete event; a watch by its ResponseStarted one, as it may never
 /// complete in the window).
-pub fn count_requests(log: &Path, (from, to): (u64, u64), user: &str) -> Result<VerbCounts, BenchError> {
+pub fn count_requests(
+    log: &Path,
+    (from, to): (u64, u64),
+    user: &str,
+) -> Result<VerbCounts, BenchError> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(log).map_err(start_error("the audit log"))?;
-    file.seek(SeekFrom::Start(from)).map_err(start_error("the audit log"))?;
+    file.seek(SeekFrom::Start(from))
+        .map_err(start_error("the audit log"))?;
     let mut text = String::new();
     file.take(to.saturating_sub(from))
         .read_to_string(&mut text)
@@ -135,7 +147,11 @@ pub fn count_requests(log: &Path, (from, to): (u64, u64), user: &str) -> Result<
             continue;
         }
         let verb = event["verb"].as_str().unwrap_or_default();
-        let wanted = if verb == "watch" { "ResponseStarted" } else { "ResponseComplete" };
+        let wanted = if verb == "watch" {
+            "ResponseStarted"
+        } else {
+            "ResponseComplete"
+        };
         if event["stage"] == wanted {
             *counts.entry(verb.to_string()).or_default() += 1;
         }
@@ -145,8 +161,16 @@ pub fn count_requests(log: &Path, (from, to): (u64, u64), user: &str) -> Result<
 
 /// Reads (get, list) and writes (create, update, patch, delete) among the counts.
 pub fn reads_and_writes(counts: &VerbCounts) -> (u64, u64) {
-    let sum = |verbs: &[&str]| verbs.iter().map(|v| counts.get(*v).copied().unwrap_or(0)).sum();
-    (sum(&["get", "list"]), sum(&["create", "update", "patch", "delete", "deletecollection"]))
+    let sum = |verbs: &[&str]| {
+        verbs
+            .iter()
+            .map(|v| counts.get(*v).copied().unwrap_or(0))
+            .sum()
+    };
+    (
+        sum(&["get", "list"]),
+        sum(&["create", "update", "patch", "delete", "deletecollection"]),
+    )
 }
 
 #[cfg(test)]

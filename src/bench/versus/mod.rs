@@ -54,12 +54,17 @@ async fn install_flagger_crds(client: &Client) -> Result<(), BenchError> {
         if value["kind"] != "CustomResourceDefinition" {
             continue;
         }
-        let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         api.patch(&name, &params, &Patch::Apply(&value)).await?;
         controller_wait(&format!("CRD {name} Established"), async || {
             let crd = api.get(&name).await?;
             let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-            Ok(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+            Ok(conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True"))
         })
         .await?;
     }
@@ -74,7 +79,11 @@ where
 }
 
 /// Runs `peers` in turn and reports each and their ratios, the first against the others.
-pub async fn run(executable: &Path, bench: VersusBench, peers: &[Peer]) -> Result<Value, BenchError> {
+pub async fn run(
+    executable: &Path,
+    bench: VersusBench,
+    peers: &[Peer],
+) -> Result<Value, BenchError> {
     crate::http_client::install_crypto_provider();
     let client = Client::try_default().await?;
     if peers.contains(&Peer::Flagger) {
@@ -102,8 +111,10 @@ pub async fn run(executable: &Path, bench: VersusBench, peers: &[Peer]) -> Resul
 }
 
 fn report(bench: &VersusBench, sides: &[side::Side]) -> Value {
-    let by_name: serde_json::Map<String, Value> =
-        sides.iter().map(|s| (s.peer.name().to_string(), s.report.clone())).collect();
+    let by_name: serde_json::Map<String, Value> = sides
+        .iter()
+        .map(|s| (s.peer.name().to_string(), s.report.clone()))
+        .collect();
     let aviary = sides.iter().find(|s| s.peer == Peer::Aviary);
     let flagger = sides.iter().find(|s| s.peer == Peer::Flagger);
     let ratios = aviary.zip(flagger).map(|(a, f)| ratios(bench, a, f));

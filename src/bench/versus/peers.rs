@@ -118,14 +118,17 @@ pub fn status_of(object: &kube::core::DynamicObject) -> (String, u64, u64) {
 /// The weight a VirtualService gives the canary of `name` (0 when it routes none there).
 pub fn canary_weight(virtual_service: &kube::core::DynamicObject, name: &str) -> u64 {
     let canary_host = format!("{name}-canary");
-    let routes = virtual_service.data["spec"]["http"].as_array().cloned().unwrap_or_default();
+    let routes = virtual_service.data["spec"]["http"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     routes
         .iter()
         .flat_map(|http| http["route"].as_array().cloned().unwrap_or_default())
         .filter(|route| {
-            route["destination"]["host"]
-                .as_str()
-                .is_some_and(|host| host == canary_host || host.starts_with(&format!("{canary_host}.")))
+            route["destination"]["host"].as_str().is_some_and(|host| {
+                host == canary_host || host.starts_with(&format!("{canary_host}."))
+            })
         })
         .map(|route| route["weight"].as_u64().unwrap_or(0))
         .sum()

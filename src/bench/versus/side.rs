@@ -40,9 +40,15 @@ fn target(index: usize) -> String {
 }
 
 /// N Deployments and their Canaries, 16 at a time; each target's telemetry healthy.
-async fn create_targets(context: &Context, ns: &str, peer: Peer, bench: &VersusBench) -> Result<(), BenchError> {
+async fn create_targets(
+    context: &Context,
+    ns: &str,
+    peer: Peer,
+    bench: &VersusBench,
+) -> Result<(), BenchError> {
     let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), ns);
-    let canaries: Api<DynamicObject> = Api::namespaced_with(context.client.clone(), ns, &peer.canaries());
+    let canaries: Api<DynamicObject> =
+        Api::namespaced_with(context.client.clone(), ns, &peer.canaries());
     futures::stream::iter(0..bench.canaries)
         .map(|index| {
             let (deployments, canaries) = (deployments.clone(), canaries.clone());
@@ -89,7 +95,10 @@ async fn start_rollouts(client: &Client, ns: &str, n: usize) -> Result<(), Bench
     Ok(())
 }
 
-async fn count(canaries: &Api<DynamicObject>, test: impl Fn(&str, u64) -> bool) -> Result<usize, BenchError> {
+async fn count(
+    canaries: &Api<DynamicObject>,
+    test: impl Fn(&str, u64) -> bool,
+) -> Result<usize, BenchError> {
     let list = canaries.list(&ListParams::default()).await?;
     Ok(list
         .items
@@ -105,19 +114,26 @@ async fn count(canaries: &Api<DynamicObject>, test: impl Fn(&str, u64) -> bool) 
 type Timeline<T> = Arc<Mutex<BTreeMap<String, Vec<(Instant, T)>>>>;
 
 /// Records, for each object of `api`, every change of `read`'s value with the time seen.
-fn record<T>(api: Api<DynamicObject>, read: impl Fn(&DynamicObject) -> T + Send + Sync + 'static) -> (Timeline<T>, tokio::task::JoinHandle<()>)
+fn record<T>(
+    api: Api<DynamicObject>,
+    read: impl Fn(&DynamicObject) -> T + Send + Sync + 'static,
+) -> (Timeline<T>, tokio::task::JoinHandle<()>)
 where
     T: PartialEq + Send + 'static,
 {
     let timeline: Timeline<T> = Arc::default();
     let recorder = timeline.clone();
     let task = tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
         let _ = stream
             .try_for_each(|object| {
                 let value = read(&object);
                 let mut timeline = recorder.lock();
-                let entry = timeline.entry(object.metadata.name.clone().unwrap_or_default()).or_default();
+                let entry = timeline
+                    .entry(object.metadata.name.clone().unwrap_or_default())
+                    .or_default();
                 if entry.last().is_none_or(|(_, last)| *last != value) {
                     entry.push((Instant::now(), value));
                 }
@@ -129,15 +145,27 @@ where
 }
 
 fn virtual_services(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.istio.io",
+        "v1",
+        "VirtualService",
+    ));
     Api::namespaced_with(client.clone(), ns, &resource)
 }
 
 /// How late each step in `[from, to]` came after the one before, in seconds.
-fn lateness(weights: &BTreeMap<String, Vec<(Instant, u64)>>, (from, to): (Instant, Instant), interval: f64) -> Vec<f64> {
+fn lateness(
+    weights: &BTreeMap<String, Vec<(Instant, u64)>>,
+    (from, to): (Instant, Instant),
+    interval: f64,
+) -> Vec<f64> {
     let mut late = Vec::new();
     for changes in weights.values() {
-        let inside: Vec<Instant> = changes.iter().map(|(at, _)| *at).filter(|at| *at >= from && *at <= to).collect();
+        let inside: Vec<Instant> = changes
+            .iter()
+            .map(|(at, _)| *at)
+            .filter(|at| *at >= from && *at <= to)
+            .collect();
         for pair in inside.windows(2) {
             late.push((pair[1].duration_since(pair[0]).as_secs_f64() - interval).max(0.0));
         }
@@ -163,9 +191,18 @@ struct Window {
     lateness: Vec<f64>,
 }
 
-async fn steady_window(pid: u32, user: &str, bench: &VersusBench, weights: &Timeline<u64>) -> Result<Window, BenchError> {
+async fn steady_window(
+    pid: u32,
+    user: &str,
+    bench: &VersusBench,
+    weights: &Timeline<u64>,
+) -> Result<Window, BenchError> {
     let log = identity::audit_log()?;
-    let (offset, cpu, started) = (identity::audit_offset(&log), cpu_seconds(pid), Instant::now());
+    let (offset, cpu, started) = (
+        identity::audit_offset(&log),
+        cpu_seconds(pid),
+        Instant::now(),
+    );
     tokio::time::sleep(bench.interval * bench.intervals).await;
     let ended = Instant::now();
     let cpu_seconds = cpu_seconds(pid) - cpu;
@@ -177,14 +214,25 @@ async fn steady_window(pid: u32, user: &str, bench: &VersusBench, weights: &Time
         requests,
         cpu_seconds,
         rss_kib: memory_kib(pid).0,
-        lateness: lateness(&weights.lock(), (started, ended), bench.interval.as_secs_f64()),
+        lateness: lateness(
+            &weights.lock(),
+            (started, ended),
+            bench.interval.as_secs_f64(),
+        ),
     })
 }
 
 /// Makes the first `failing` canaries fail and returns, for each that rolled back, the
 /// seconds from the flip to the threshold and from the threshold to no canary weight.
-async fn rollbacks(context: &Context, ns: &str, peer: Peer, bench: &VersusBench, weights: &Timeline<u64>) -> Result<Vec<(f64, f64)>, BenchError> {
-    let canaries: Api<DynamicObject> = Api::namespaced_with(context.client.clone(), ns, &peer.canaries());
+async fn rollbacks(
+    context: &Context,
+    ns: &str,
+    peer: Peer,
+    bench: &VersusBench,
+    weights: &Timeline<u64>,
+) -> Result<Vec<(f64, f64)>, BenchError> {
+    let canaries: Api<DynamicObject> =
+        Api::namespaced_with(context.client.clone(), ns, &peer.canaries());
     let (checks, task) = record(canaries, |c| status_of(c).2 >= THRESHOLD);
     let failing: Vec<String> = (0..bench.failing.min(bench.canaries)).map(target).collect();
     let flipped = Instant::now();
@@ -192,10 +240,23 @@ async fn rollbacks(context: &Context, ns: &str, peer: Peer, bench: &VersusBench,
         context.telemetry.set(ns, name, 0.5);
     }
     let rolled_back = |name: &String| -> Option<(f64, f64)> {
-        let reached = checks.lock().get(name)?.iter().find(|(_, reached)| *reached).map(|(at, _)| *at)?;
-        let zero = weights.lock().get(name)?.iter().find(|(at, w)| *at >= flipped && *w == 0).map(|(at, _)| *at)?;
+        let reached = checks
+            .lock()
+            .get(name)?
+            .iter()
+            .find(|(_, reached)| *reached)
+            .map(|(at, _)| *at)?;
+        let zero = weights
+            .lock()
+            .get(name)?
+            .iter()
+            .find(|(at, w)| *at >= flipped && *w == 0)
+            .map(|(at, _)| *at)?;
         let after = zero.checked_duration_since(reached).unwrap_or_default();
-        Some((reached.duration_since(flipped).as_secs_f64(), after.as_secs_f64()))
+        Some((
+            reached.duration_since(flipped).as_secs_f64(),
+            after.as_secs_f64(),
+        ))
     };
     // The checks read a one-minute rate: a failure shows within it, then THRESHOLD intervals.
     let patience = Duration::from_secs(180) + bench.interval * (THRESHOLD as u32 + 4);
@@ -209,19 +270,36 @@ async fn rollbacks(context: &Context, ns: &str, peer: Peer, bench: &VersusBench,
 }
 
 /// One controller's turn, in a namespace of its own, deleted after.
-pub async fn measure(context: &Context, peer: Peer, bench: &VersusBench) -> Result<Side, BenchError> {
+pub async fn measure(
+    context: &Context,
+    peer: Peer,
+    bench: &VersusBench,
+) -> Result<Side, BenchError> {
     let ns = format!("bench-{}-{}", peer.name(), rand::random::<u32>() % 100_000);
     let namespaces: Api<Namespace> = Api::all(context.client.clone());
     namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": ns } })).map_err(|e| BenchError::Timeout(e.to_string()))?)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": ns } }))
+                .map_err(|e| BenchError::Timeout(e.to_string()))?,
+        )
         .await?;
     let identity = identity::identity(&context.client, peer.name(), &context.dir).await?;
     let result = turn(context, &ns, peer, bench, &identity).await;
     let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
-    Ok(Side { peer, report: result? })
+    Ok(Side {
+        peer,
+        report: result?,
+    })
 }
 
-async fn turn(context: &Context, ns: &str, peer: Peer, bench: &VersusBench, identity: &Identity) -> Result<Value, BenchError> {
+async fn turn(
+    context: &Context,
+    ns: &str,
+    peer: Peer,
+    bench: &VersusBench,
+    identity: &Identity,
+) -> Result<Value, BenchError> {
     create_targets(context, ns, peer, bench).await?;
     let mut child = peer.start(&context.executable, ns, identity, &context.prometheus)?;
     let pid = child.id().unwrap_or(0);
@@ -229,22 +307,44 @@ async fn turn(context: &Context, ns: &str, peer: Peer, bench: &VersusBench, iden
     let (_, peak_kib) = memory_kib(pid);
     let _ = child.kill().await;
     let (setup, window, rollbacks, weights_seen) = outcome?;
-    Ok(side_report(bench, setup, window, rollbacks, peak_kib, weights_seen))
+    Ok(side_report(
+        bench,
+        setup,
+        window,
+        rollbacks,
+        peak_kib,
+        weights_seen,
+    ))
 }
 
 type Driven = (f64, Window, Vec<(f64, f64)>, usize);
 
-async fn drive(context: &Context, ns: &str, peer: Peer, bench: &VersusBench, identity: &Identity, pid: u32) -> Result<Driven, BenchError> {
-    let canaries: Api<DynamicObject> = Api::namespaced_with(context.client.clone(), ns, &peer.canaries());
+async fn drive(
+    context: &Context,
+    ns: &str,
+    peer: Peer,
+    bench: &VersusBench,
+    identity: &Identity,
+    pid: u32,
+) -> Result<Driven, BenchError> {
+    let canaries: Api<DynamicObject> =
+        Api::namespaced_with(context.client.clone(), ns, &peer.canaries());
     let n = bench.canaries;
     let setup_started = Instant::now();
     let patience = Duration::from_secs(1200);
-    wait_for("every canary Initialized", patience, async || Ok(count(&canaries, |p, _| p == "Initialized").await? == n)).await?;
-    let (weights, task) = record(virtual_services(&context.client, ns), |vs| canary_weight(vs, vs.metadata.name.as_deref().unwrap_or_default()));
-    start_rollouts(&context.client, ns, n).await?;
-    wait_for("every canary Progressing with traffic", patience, async || {
-        Ok(count(&canaries, |p, w| p == "Progressing" && w >= 1).await? == n)
+    wait_for("every canary Initialized", patience, async || {
+        Ok(count(&canaries, |p, _| p == "Initialized").await? == n)
     })
+    .await?;
+    let (weights, task) = record(virtual_services(&context.client, ns), |vs| {
+        canary_weight(vs, vs.metadata.name.as_deref().unwrap_or_default())
+    });
+    start_rollouts(&context.client, ns, n).await?;
+    wait_for(
+        "every canary Progressing with traffic",
+        patience,
+        async || Ok(count(&canaries, |p, w| p == "Progressing" && w >= 1).await? == n),
+    )
     .await?;
     let setup = setup_started.elapsed().as_secs_f64();
     let window = steady_window(pid, &identity.user, bench, &weights).await;
@@ -257,7 +357,14 @@ async fn drive(context: &Context, ns: &str, peer: Peer, bench: &VersusBench, ide
     Ok((setup, window?, rollbacks?, weights_seen))
 }
 
-fn side_report(bench: &VersusBench, setup_s: f64, window: Window, rollbacks: Vec<(f64, f64)>, peak_kib: u64, weights_seen: usize) -> Value {
+fn side_report(
+    bench: &VersusBench,
+    setup_s: f64,
+    window: Window,
+    rollbacks: Vec<(f64, f64)>,
+    peak_kib: u64,
+    weights_seen: usize,
+) -> Value {
     let per_canary_interval = bench.canaries as f64 * window.seconds / bench.interval.as_secs_f64();
     let (reads, writes) = identity::reads_and_writes(&window.requests);
     let all: u64 = window.requests.values().sum();

@@ -74,8 +74,16 @@ impl Telemetry {
         for ((namespace, name), workload) in workloads.iter() {
             let c = workload.now(at);
             let labels = labels(namespace, name);
-            let _ = writeln!(out, "istio_requests_total{{{labels},response_code=\"200\"}} {}", c.ok.floor());
-            let _ = writeln!(out, "istio_requests_total{{{labels},response_code=\"503\"}} {}", c.errors.floor());
+            let _ = writeln!(
+                out,
+                "istio_requests_total{{{labels},response_code=\"200\"}} {}",
+                c.ok.floor()
+            );
+            let _ = writeln!(
+                out,
+                "istio_requests_total{{{labels},response_code=\"503\"}} {}",
+                c.errors.floor()
+            );
         }
         out.push_str("# TYPE istio_request_duration_milliseconds histogram\n");
         for ((namespace, name), workload) in workloads.iter() {
@@ -86,9 +94,19 @@ impl Telemetry {
                 let within = if bound >= LATENCY_MS { total } else { 0.0 };
                 let _ = writeln!(out, "istio_request_duration_milliseconds_bucket{{{labels},le=\"{bound}\"}} {within}");
             }
-            let _ = writeln!(out, "istio_request_duration_milliseconds_bucket{{{labels},le=\"+Inf\"}} {total}");
-            let _ = writeln!(out, "istio_request_duration_milliseconds_sum{{{labels}}} {}", total * LATENCY_MS);
-            let _ = writeln!(out, "istio_request_duration_milliseconds_count{{{labels}}} {total}");
+            let _ = writeln!(
+                out,
+                "istio_request_duration_milliseconds_bucket{{{labels},le=\"+Inf\"}} {total}"
+            );
+            let _ = writeln!(
+                out,
+                "istio_request_duration_milliseconds_sum{{{labels}}} {}",
+                total * LATENCY_MS
+            );
+            let _ = writeln!(
+                out,
+                "istio_request_duration_milliseconds_count{{{labels}}} {total}"
+            );
         }
         out
     }
@@ -106,7 +124,9 @@ impl Telemetry {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(start_error("the telemetry exporter"))?;
-        let address = listener.local_addr().map_err(start_error("the telemetry exporter"))?;
+        let address = listener
+            .local_addr()
+            .map_err(start_error("the telemetry exporter"))?;
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(address)
     }
@@ -137,13 +157,17 @@ impl Drop for TempDir {
 
 fn free_port() -> Result<u16, BenchError> {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").map_err(start_error("Prometheus"))?;
-    Ok(socket.local_addr().map_err(start_error("Prometheus"))?.port())
+    Ok(socket
+        .local_addr()
+        .map_err(start_error("Prometheus"))?
+        .port())
 }
 
 impl Prometheus {
     /// Starts Debian's Prometheus (or `AVIARY_PROMETHEUS_BIN`) and waits until it has scraped.
     pub async fn start(target: SocketAddr, scrape: Duration) -> Result<Prometheus, BenchError> {
-        let dir = std::env::temp_dir().join(format!("aviary-bench-prometheus-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("aviary-bench-prometheus-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(start_error("Prometheus"))?;
         let dir = TempDir(dir);
         let config = format!(
@@ -157,7 +181,10 @@ impl Prometheus {
         let binary = std::env::var("AVIARY_PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
         let child = tokio::process::Command::new(&binary)
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -165,7 +192,9 @@ impl Prometheus {
             .spawn()
             .map_err(|e| BenchError::Start {
                 what: "Prometheus",
-                reason: format!("{binary}: {e} (set AVIARY_PROMETHEUS_BIN, or run under tests/env/testenv)"),
+                reason: format!(
+                    "{binary}: {e} (set AVIARY_PROMETHEUS_BIN, or run under tests/env/testenv)"
+                ),
             })?;
         let prometheus = Prometheus {
             _child: child,
@@ -179,14 +208,21 @@ impl Prometheus {
     /// Until a query sees the exporter's series.
     async fn wait_scraped(&self) -> Result<(), BenchError> {
         let http = reqwest::Client::new();
-        let query = format!("{}/api/v1/query?query=count(istio_requests_total)", self.url);
-        super::super::controller::wait_for("Prometheus scraping the telemetry", Duration::from_secs(60), async || {
-            let Ok(response) = http.get(&query).send().await else {
-                return Ok(false);
-            };
-            let body = response.text().await.unwrap_or_default();
-            Ok(body.contains("\"result\":[{"))
-        })
+        let query = format!(
+            "{}/api/v1/query?query=count(istio_requests_total)",
+            self.url
+        );
+        super::super::controller::wait_for(
+            "Prometheus scraping the telemetry",
+            Duration::from_secs(60),
+            async || {
+                let Ok(response) = http.get(&query).send().await else {
+                    return Ok(false);
+                };
+                let body = response.text().await.unwrap_or_default();
+                Ok(body.contains("\"result\":[{"))
+            },
+        )
         .await
     }
 }
