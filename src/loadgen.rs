@@ -141,6 +141,44 @@ async fn send_one(client: &LoadClient, plan: &LoadPlan) -> bool {
     }
 }
 
+/// Closed loop, for a target's capacity: `connections` clients, each sending its next
+/// request as soon as the last is answered, for `duration` (`plan.rps` is not used).
+pub async fn saturate(plan: LoadPlan, connections: usize, duration: Duration) -> LoadReport {
+    let plan = Arc::new(plan);
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (plan, tally) = (plan.clone(), tally.clone());
+        tasks.spawn(async move {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            let client: LoadClient = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(1)
+                .build(connector);
+            let mut sent = 0;
+            while started.elapsed() < duration {
+                let sent_at = Instant::now();
+                let success = send_one(&client, &plan).await;
+                tally.record(sent_at.elapsed().as_micros() as u64, success);
+                sent += 1;
+            }
+            sent
+        });
+    }
+    let mut report = LoadReport::default();
+    while let Some(sent) = tasks.join_next().await {
+        report.sent += sent.unwrap_or(0);
+    }
+    report.elapsed = started.elapsed();
+    report.ok = tally.ok.load(Ordering::Relaxed);
+    report.failed = tally.failed.load(Ordering::Relaxed);
+    let mut latencies = std::mem::take(&mut *tally.latencies.lock());
+    latencies.sort_unstable();
+    report.latencies_us = latencies;
+    report
+}
+
 /// Sends `plan.rps` requests a second until the duration ends or `stop` turns true.
 pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport {
     let mut connector = HttpConnector::new();

@@ -58,15 +58,40 @@ pub struct Gateway {
     /// Percent of traffic for the canary.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=100))]
     canary_weight: i32,
+    /// A/B: requests with this header (`name=value`, exact) go to the canary.
+    #[arg(long, value_parser = header_match)]
+    match_header: Option<(String, String)>,
+    /// Percent of requests copied to the canary, its answers discarded.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100))]
+    mirror_percent: Option<i32>,
     #[arg(long)]
     metrics_listen: Option<String>,
+}
+
+/// `name=value` of `--match-header`.
+fn header_match(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_ascii_lowercase(), value.to_string())),
+        _ => Err(format!("{text:?}: expected name=value")),
+    }
 }
 
 impl Gateway {
     pub async fn run(self) -> Result<ExitCode> {
         let gateway =
             aviary::gateway::GatewayHandle::start(&self.listen, self.primary, self.canary).await?;
-        gateway.set_routes(aviary::engine::Routes::weighted(self.canary_weight), &[])?;
+        let mut routes = aviary::engine::Routes::weighted(self.canary_weight);
+        routes.mirror_percent = self.mirror_percent;
+        let matches: Vec<aviary::plan::RouteMatch> = self
+            .match_header
+            .into_iter()
+            .map(|(name, value)| aviary::plan::RouteMatch {
+                headers: [(name, aviary::plan::Condition::Exact(value))].into(),
+                ..Default::default()
+            })
+            .collect();
+        routes.match_to_canary = !matches.is_empty();
+        gateway.set_routes(routes, &matches)?;
         println!("listening {}", gateway.address);
         if let Some(metrics) = self.metrics_listen {
             let admin = aviary::gateway::serve_admin(gateway.clone(), &metrics).await?;
