@@ -1,13 +1,14 @@
 //! Benchmarks that print one JSON object each. Not timed tests: numbers to read and compare.
 
 pub mod controller;
+mod envoy;
 mod gateway;
 mod judge;
 mod loadtest;
 pub mod soak;
 pub mod versus;
 
-pub use gateway::gateway;
+pub use gateway::{against_envoy, gateway};
 pub use judge::judge_bench;
 pub use loadtest::loadtest;
 

@@ -14,6 +14,12 @@ pub enum Against {
     None,
 }
 
+/// The peer of `bench gateway --against`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum GatewayPeer {
+    Envoy,
+}
+
 #[derive(Subcommand)]
 pub enum Bench {
     /// Whether `aviary loadtester` sustains the requested rate.
@@ -29,6 +35,10 @@ pub enum Bench {
         rps: u32,
         #[arg(long, default_value = "10s", value_parser = super::duration)]
         duration: Duration,
+        /// Envoy (`AVIARY_ENVOY_BIN`) in the same run: each routing (90/10, header match,
+        /// mirroring) through both, with one worker thread each, at the rate and at saturation.
+        #[arg(long, value_enum)]
+        against: Option<GatewayPeer>,
     },
     /// False rollbacks, missed regressions and time to a decision of the comparative judge
     /// against Flagger-style thresholds, on seeded simulated traffic with known truth.
@@ -78,9 +88,19 @@ impl Bench {
                 let executable = super::this_executable()?;
                 serde_json::to_string(&aviary::bench::loadtest(&executable, rps, duration).await?)?
             }
-            Bench::Gateway { rps, duration } => {
+            Bench::Gateway {
+                rps,
+                duration,
+                against,
+            } => {
                 let executable = super::this_executable()?;
-                serde_json::to_string(&aviary::bench::gateway(&executable, rps, duration).await?)?
+                let report = match against {
+                    Some(GatewayPeer::Envoy) => {
+                        aviary::bench::against_envoy(&executable, rps, duration).await?
+                    }
+                    None => aviary::bench::gateway(&executable, rps, duration).await?,
+                };
+                serde_json::to_string(&report)?
             }
             Bench::Judge { runs, seed } => aviary::bench::judge_bench(runs, seed).to_string(),
             Bench::Controller {

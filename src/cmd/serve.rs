@@ -71,7 +71,9 @@ pub struct Gateway {
 /// `name=value` of `--match-header`.
 fn header_match(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_ascii_lowercase(), value.to_string())),
+        Some((name, value)) if !name.is_empty() => {
+            Ok((name.to_ascii_lowercase(), value.to_string()))
+        }
         _ => Err(format!("{text:?}: expected name=value")),
     }
 }

@@ -208,7 +208,10 @@ impl Prometheus {
     /// Until Prometheus has scraped the exporter (which has no workload yet).
     async fn wait_scraped(&self) -> Result<(), BenchError> {
         let http = reqwest::Client::new();
-        let query = format!("{}/api/v1/query?query=up%7Bjob%3D%22mesh%22%7D%3D%3D1", self.url);
+        let query = format!(
+            "{}/api/v1/query?query=up%7Bjob%3D%22mesh%22%7D%3D%3D1",
+            self.url
+        );
         super::super::controller::wait_for(
             "Prometheus scraping the telemetry",
             Duration::from_secs(60),
