@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 pub const MAX_NOTE_BYTES: usize = 1024;
 /// A repeat within this long is counted on the first Event.
 const REPEAT_WINDOW: Duration = Duration::from_secs(600);
-/// Events one object may record for one reason at once, and how fast that allowance returns.
+/// Events one object may record for one reason at once, and how fast that allowance returns:
+/// client-go's spam filter (25, then one per five minutes), so a canary stepping every
+/// interval records what a Flagger canary does, and its steady writes are its route and its
+/// status. Every step's verdicts stay in `status.judgements` and the log.
 const BURST: f64 = 25.0;
-const REFILL_EVERY: Duration = Duration::from_secs(10);
+const REFILL_EVERY: Duration = Duration::from_secs(300);
 /// Remembered Events and buckets at most; the oldest are forgotten first.
 const MEMORY: usize = 4096;
 
@@ -196,7 +199,7 @@ mod tests {
             correlator.judge(subject("Promoted"), "x", "p", start),
             Verdict::Create
         );
-        let later = start + Duration::from_secs(20);
+        let later = start + REFILL_EVERY + Duration::from_secs(1);
         assert_eq!(
             correlator.judge(subject("CheckFailed"), "late", "l", later),
             Verdict::Create
