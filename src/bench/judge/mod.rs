@@ -306,6 +306,19 @@ fn measure(rng: &mut StdRng, scenario: &Scenario, runs: u32) -> Measured {
     }
 }
 
+/// Whether every targeted scenario that some test could meet met its target.
+fn every_attainable_met(lines: &[Value]) -> bool {
+    lines
+        .iter()
+        .filter(|l| {
+            l["in_missed_regression_target"] == true
+                && l["best_possible_missed_rate"]
+                    .as_f64()
+                    .is_none_or(|m| m <= 0.05)
+        })
+        .all(|l| l["target_met"] == true)
+}
+
 /// Runs every scenario `runs` times from `seed` and reports one JSON object.
 pub fn judge_bench(runs: u32, seed: u64) -> Value {
     let started = std::time::Instant::now();
@@ -346,15 +359,7 @@ pub fn judge_bench(runs: u32, seed: u64) -> Value {
     };
     let ratio = |pool: &[Tally; 2]| pool[1].mean_intervals() / pool[0].mean_intervals().max(1e-9);
     let (speedup, attainable_speedup) = (ratio(&targeted), ratio(&attainable));
-    let attainable_met = lines
-        .iter()
-        .filter(|l| {
-            l["in_missed_regression_target"] == true
-                && l["best_possible_missed_rate"]
-                    .as_f64()
-                    .is_none_or(|m| m <= 0.05)
-        })
-        .all(|l| l["target_met"] == true);
+    let attainable_met = every_attainable_met(&lines);
     json!({
         "benchmark": "judge",
         "seed": seed,

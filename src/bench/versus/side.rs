@@ -20,7 +20,7 @@ use super::peers::{canary_weight, status_of, Peer, THRESHOLD};
 use super::telemetry::Telemetry;
 use super::VersusBench;
 use crate::bench::controller::wait_for;
-use crate::bench::{cpu_seconds, memory_kib, round, BenchError};
+use crate::bench::{cpu_seconds, memory_kib, resident_kinds_kib, round, BenchError};
 
 pub struct Context {
     pub client: Client,
@@ -188,6 +188,8 @@ struct Window {
     requests: identity::VerbCounts,
     cpu_seconds: f64,
     rss_kib: u64,
+    /// Anonymous and file-backed resident KiB.
+    rss_kinds_kib: (u64, u64),
     lateness: Vec<f64>,
 }
 
@@ -214,6 +216,7 @@ async fn steady_window(
         requests,
         cpu_seconds,
         rss_kib: memory_kib(pid).0,
+        rss_kinds_kib: resident_kinds_kib(pid),
         lateness: lateness(
             &weights.lock(),
             (started, ended),
@@ -376,6 +379,8 @@ fn side_report(
         "window_s": round(window.seconds),
         "steady_rss_mib": round(window.rss_kib as f64 / 1024.0),
         "peak_rss_mib": round(peak_kib as f64 / 1024.0),
+        "steady_rss_anonymous_mib": round(window.rss_kinds_kib.0 as f64 / 1024.0),
+        "steady_rss_file_backed_mib": round(window.rss_kinds_kib.1 as f64 / 1024.0),
         "cpu_cores": round(window.cpu_seconds / window.seconds),
         "api_requests_by_verb": window.requests,
         "api_reads_per_canary_per_interval": per(reads),
