@@ -19,7 +19,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
 
-use super::{cpu_seconds, machine, memory_kib, round, BenchError};
+use super::{cpu_seconds, machine, memory_kib, percentile, round, BenchError};
 use crate::api::{Canary, CanaryPhase, CanaryStatus};
 
 /// Resources only the controller reads in this benchmark (the kube-controller-manager, the
@@ -76,15 +76,6 @@ async fn request_counts(client: &Client) -> Result<RequestCounts, BenchError> {
     Ok(counts)
 }
 
-fn percentile(values: &mut [f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    values[rank - 1]
-}
-
 pub(super) async fn wait_for<F>(what: &str, limit: Duration, mut check: F) -> Result<(), BenchError>
 where
     F: AsyncFnMut() -> Result<bool, BenchError>,
@@ -120,6 +111,20 @@ pub async fn run(
     result
 }
 
+/// A benchmark's target: one replica that kwok runs.
+pub(super) fn target(name: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": { "labels": { "app": name } },
+                          "spec": { "containers": [{ "name": "app", "image": "bench:1" }] } }
+        }
+    }))
+    .expect("a fixed Deployment")
+}
+
 /// N targets and their canaries, created 16 at a time.
 async fn create_canaries(
     deployments: &Api<Deployment>,
@@ -132,17 +137,7 @@ async fn create_canaries(
             let (deployments, canaries, interval) = (deployments.clone(), canaries.clone(), interval.clone());
             async move {
                 let name = format!("app-{index}");
-                let deployment: Deployment = serde_json::from_value(json!({
-                    "metadata": { "name": name },
-                    "spec": {
-                        "replicas": 1,
-                        "selector": { "matchLabels": { "app": name } },
-                        "template": { "metadata": { "labels": { "app": name } },
-                                      "spec": { "containers": [{ "name": "app", "image": "bench:1" }] } }
-                    }
-                }))
-                .unwrap();
-                deployments.create(&PostParams::default(), &deployment).await?;
+                deployments.create(&PostParams::default(), &target(&name)).await?;
                 // Many small steps and no metrics keep every canary in analysis for the window.
                 let canary: Canary = serde_json::from_value(json!({
                     "apiVersion": "aviary.dev/v1beta1", "kind": "Canary",
@@ -165,7 +160,10 @@ async fn create_canaries(
 }
 
 /// A new revision for every target: every canary starts a rollout.
-async fn start_rollouts(deployments: &Api<Deployment>, n: usize) -> Result<(), BenchError> {
+pub(super) async fn start_rollouts(
+    deployments: &Api<Deployment>,
+    n: usize,
+) -> Result<(), BenchError> {
     futures::stream::iter(0..n)
         .map(|index| {
             let deployments = deployments.clone();
@@ -363,8 +361,8 @@ fn report(
         "api_reads_per_canary_per_interval": per_canary_interval(window.reads),
         "api_writes_per_canary_per_interval": per_canary_interval(window.writes),
         "steps_observed": lateness.len(),
-        "step_lateness_p50_s": round(percentile(&mut lateness.clone(), 0.5)),
-        "step_lateness_p99_s": round(percentile(&mut lateness, 0.99)),
+        "step_lateness_p50_s": round(percentile(&mut lateness.clone(), 0.5).unwrap_or(0.0)),
+        "step_lateness_p99_s": round(percentile(&mut lateness, 0.99).unwrap_or(0.0)),
         "targets": { "controller_rss_mib_at_1000": 64, "api_reads_per_canary_per_interval": 0.05, "step_lateness_p99_s": 1.0 },
         "machine": machine("controller, kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok share this machine; reads count GET/LIST on canaries, deployments, services, virtualservices and destinationrules"),
     })

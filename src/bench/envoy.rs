@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{start_error, BenchError};
+use super::{free_loopback_port, start_error, BenchError};
 
 /// What both proxies are asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +98,6 @@ fn bootstrap(routing: Routing, listen: u16, admin: u16, upstream: SocketAddr) ->
     })
 }
 
-fn free_port() -> Result<u16, BenchError> {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").map_err(start_error("Envoy"))?;
-    Ok(socket.local_addr().map_err(start_error("Envoy"))?.port())
-}
-
 /// A running Envoy; killed and its config removed when dropped.
 pub struct Envoy {
     pub child: tokio::process::Child,
@@ -120,7 +115,7 @@ impl Envoy {
     /// Starts `AVIARY_ENVOY_BIN` (or `envoy`) with one worker thread, and waits until it
     /// answers through its listener.
     pub async fn start(routing: Routing, upstream: SocketAddr) -> Result<Envoy, BenchError> {
-        let (listen, admin) = (free_port()?, free_port()?);
+        let (listen, admin) = (free_loopback_port("Envoy")?, free_loopback_port("Envoy")?);
         let config = std::env::temp_dir().join(format!(
             "aviary-bench-envoy-{}-{listen}.json",
             std::process::id()

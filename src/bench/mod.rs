@@ -64,6 +64,22 @@ pub(crate) async fn start_listening(
     Ok((child, address))
 }
 
+/// A loopback port free now, for a child process that must be told its port.
+pub(crate) fn free_loopback_port(what: &'static str) -> Result<u16, BenchError> {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").map_err(start_error(what))?;
+    Ok(socket.local_addr().map_err(start_error(what))?.port())
+}
+
+/// The `q` quantile of `values` (nearest rank); None when empty.
+pub(crate) fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
 pub(crate) fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }

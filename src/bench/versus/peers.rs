@@ -83,10 +83,7 @@ impl Peer {
                     what: "Flagger",
                     reason: "AVIARY_FLAGGER_BIN is not set: run under tests/env/testenv after `tests/env/testenv build`".into(),
                 })?;
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map_err(crate::bench::start_error("Flagger"))?
-                    .port();
+                let port = crate::bench::free_loopback_port("Flagger")?;
                 let mut command = tokio::process::Command::new(binary);
                 command
                     .arg(format!("-kubeconfig={}", identity.kubeconfig.display()))

@@ -155,14 +155,6 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> Result<u16, BenchError> {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").map_err(start_error("Prometheus"))?;
-    Ok(socket
-        .local_addr()
-        .map_err(start_error("Prometheus"))?
-        .port())
-}
-
 impl Prometheus {
     /// Starts Debian's Prometheus (or `AVIARY_PROMETHEUS_BIN`) and waits until it has scraped.
     pub async fn start(target: SocketAddr, scrape: Duration) -> Result<Prometheus, BenchError> {
@@ -177,7 +169,7 @@ impl Prometheus {
         );
         let config_path = dir.0.join("prometheus.yml");
         std::fs::write(&config_path, config).map_err(start_error("Prometheus"))?;
-        let port = free_port()?;
+        let port = crate::bench::free_loopback_port("Prometheus")?;
         let binary = std::env::var("AVIARY_PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
         let child = tokio::process::Command::new(&binary)
             .arg(format!("--config.file={}", config_path.display()))
