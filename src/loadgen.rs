@@ -98,6 +98,19 @@ struct Tally {
     latencies: Mutex<Vec<u64>>,
 }
 
+impl LoadReport {
+    /// Fills in the elapsed time, the answers and the sorted latencies.
+    fn finish(mut self, started: Instant, tally: &Tally) -> LoadReport {
+        self.elapsed = started.elapsed();
+        self.ok = tally.ok.load(Ordering::Relaxed);
+        self.failed = tally.failed.load(Ordering::Relaxed);
+        let mut latencies = std::mem::take(&mut *tally.latencies.lock());
+        latencies.sort_unstable();
+        self.latencies_us = latencies;
+        self
+    }
+}
+
 impl Tally {
     /// Keeps a uniform sample of latencies (reservoir sampling: every answer has the same
     /// chance to be kept).
@@ -170,13 +183,7 @@ pub async fn saturate(plan: LoadPlan, connections: usize, duration: Duration) ->
     while let Some(sent) = tasks.join_next().await {
         report.sent += sent.unwrap_or(0);
     }
-    report.elapsed = started.elapsed();
-    report.ok = tally.ok.load(Ordering::Relaxed);
-    report.failed = tally.failed.load(Ordering::Relaxed);
-    let mut latencies = std::mem::take(&mut *tally.latencies.lock());
-    latencies.sort_unstable();
-    report.latencies_us = latencies;
-    report
+    report.finish(started, &tally)
 }
 
 /// Sends `plan.rps` requests a second until the duration ends or `stop` turns true.
@@ -219,11 +226,5 @@ pub async fn run(plan: LoadPlan, mut stop: watch::Receiver<bool>) -> LoadReport 
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    report.elapsed = started.elapsed();
-    report.ok = tally.ok.load(Ordering::Relaxed);
-    report.failed = tally.failed.load(Ordering::Relaxed);
-    let mut latencies = std::mem::take(&mut *tally.latencies.lock());
-    latencies.sort_unstable();
-    report.latencies_us = latencies;
-    report
+    report.finish(started, &tally)
 }

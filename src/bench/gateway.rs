@@ -29,6 +29,18 @@ fn summary(report: &LoadReport) -> serde_json::Value {
     })
 }
 
+/// The upstream both paths reach: answers at once, never fails.
+async fn upstream() -> Result<SampleApp, BenchError> {
+    let healthy = Behaviour {
+        version: "bench".into(),
+        error_rate: 0.0,
+        latency: Duration::ZERO,
+    };
+    SampleApp::start("127.0.0.1:0", healthy)
+        .await
+        .map_err(start_error("the upstream"))
+}
+
 /// Added latency of the gateway: the same load straight to an upstream, then through a gateway
 /// running as its own process (so its memory is its own), in one run.
 pub async fn gateway(
@@ -36,16 +48,7 @@ pub async fn gateway(
     rps: u32,
     duration: Duration,
 ) -> Result<serde_json::Value, BenchError> {
-    let upstream = SampleApp::start(
-        "127.0.0.1:0",
-        Behaviour {
-            version: "bench".into(),
-            error_rate: 0.0,
-            latency: Duration::ZERO,
-        },
-    )
-    .await
-    .map_err(start_error("the upstream"))?;
+    let upstream = upstream().await?;
     let address = upstream.address.to_string();
     let (mut child, gateway_address) = start_listening(
         executable,
@@ -180,16 +183,7 @@ pub async fn against_envoy(
     rps: u32,
     duration: Duration,
 ) -> Result<serde_json::Value, BenchError> {
-    let upstream = SampleApp::start(
-        "127.0.0.1:0",
-        Behaviour {
-            version: "bench".into(),
-            error_rate: 0.0,
-            latency: Duration::ZERO,
-        },
-    )
-    .await
-    .map_err(start_error("the upstream"))?;
+    let upstream = upstream().await?;
     let direct = measure(upstream.address, rps, duration).await;
     let mut routings = serde_json::Map::new();
     for routing in Routing::ALL {

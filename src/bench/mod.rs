@@ -84,8 +84,8 @@ pub(crate) fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-/// Resident and peak memory of a process, in KiB, from /proc.
-pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
+/// Two KiB fields of a process's /proc status (0 where missing).
+fn status_kib(pid: u32, (first, second): (&str, &str)) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -95,22 +95,18 @@ pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
             .and_then(|kib| kib.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field(first), field(second))
+}
+
+/// Resident and peak memory of a process, in KiB, from /proc.
+pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
+    status_kib(pid, ("VmRSS:", "VmHWM:"))
 }
 
 /// A process's resident memory by kind, in KiB: anonymous (heap, stacks) and file-backed
 /// (its program's code and data as mapped), from /proc.
 pub(crate) fn resident_kinds_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("RssFile:"))
+    status_kib(pid, ("RssAnon:", "RssFile:"))
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
