@@ -29,6 +29,27 @@ fn summary(report: &LoadReport) -> serde_json::Value {
     })
 }
 
+/// A gateway process in front of `upstream` (as both primary and canary), with `routing`'s
+/// flags, and the address it listens on.
+async fn start_gateway(
+    executable: &Path,
+    upstream: SocketAddr,
+    routing: &[String],
+) -> Result<(tokio::process::Child, SocketAddr), BenchError> {
+    let address = upstream.to_string();
+    let mut args = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--primary",
+        &address,
+        "--canary",
+        &address,
+    ];
+    args.extend(routing.iter().map(String::as_str));
+    start_listening(executable, &args, "the gateway process").await
+}
+
 /// The upstream both paths reach: answers at once, never fails.
 async fn upstream() -> Result<SampleApp, BenchError> {
     let healthy = Behaviour {
@@ -49,21 +70,7 @@ pub async fn gateway(
     duration: Duration,
 ) -> Result<serde_json::Value, BenchError> {
     let upstream = upstream().await?;
-    let address = upstream.address.to_string();
-    let (mut child, gateway_address) = start_listening(
-        executable,
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--primary",
-            &address,
-            "--canary",
-            &address,
-        ],
-        "the gateway process",
-    )
-    .await?;
+    let (mut child, gateway_address) = start_gateway(executable, upstream.address, &[]).await?;
     let pid = child.id().unwrap_or(0);
     let warmup = Duration::from_secs(1);
     load(upstream.address, rps, warmup).await;
@@ -135,22 +142,8 @@ async fn compare_routing(
     let through_envoy = measure(envoy.address, rps, duration).await;
     let envoy_memory = memory_kib(envoy.child.id().unwrap_or(0));
     let _ = envoy.child.kill().await;
-    let address = upstream.to_string();
-    let mut args: Vec<String> = [
-        "gateway",
-        "--listen",
-        "127.0.0.1:0",
-        "--primary",
-        &address,
-        "--canary",
-        &address,
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(routing.gateway_args());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut child, gateway_address) =
-        start_listening(executable, &args, "the gateway process").await?;
+        start_gateway(executable, upstream, &routing.gateway_args()).await?;
     let through_gateway = measure(gateway_address, rps, duration).await;
     let gateway_memory = memory_kib(child.id().unwrap_or(0));
     let _ = child.kill().await;

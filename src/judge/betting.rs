@@ -82,14 +82,9 @@ impl Wager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::stats::gaussian;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    fn gaussian(rng: &mut StdRng) -> f64 {
-        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-        let u2: f64 = rng.random();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
+    use rand::SeedableRng;
 
     /// The share of runs whose wealth ever reaches 100 over `pairs` pairs centred at `centre`.
     fn alarms(pairs: u32, centre: f64, seed: u64) -> f64 {

@@ -235,14 +235,9 @@ pub fn judge_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::stats::gaussian;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    fn gaussian(rng: &mut StdRng) -> f64 {
-        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-        let u2: f64 = rng.random();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
+    use rand::SeedableRng;
 
     /// A side's value with log-normal noise σ 0.3.
     fn noisy(rng: &mut StdRng, centre: f64) -> f64 {

@@ -203,14 +203,9 @@ fn log_ratio(canary: f64, primary: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::stats::gaussian;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    fn gaussian(rng: &mut StdRng) -> f64 {
-        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-        let u2: f64 = rng.random();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
+    use rand::SeedableRng;
 
     /// The share of analyses that ever reach 1/α, looking after every `per_look` pairs.
     fn false_alarms(looks: u32, per_look: u32, boundary: f64, seed: u64) -> f64 {

@@ -54,6 +54,15 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// A standard normal draw (Box–Muller), for the tests' simulations.
+#[cfg(test)]
+pub(crate) fn gaussian(rng: &mut rand::rngs::StdRng) -> f64 {
+    use rand::Rng;
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
